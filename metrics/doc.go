@@ -1,0 +1,2 @@
+// Package metrics defines how creek records metrics and provides the backends.
+package metrics

@@ -1,0 +1,26 @@
+package metrics
+
+import "time"
+
+// Tag is one key-value pair attached to a metric.
+type Tag struct {
+	Key, Value string
+}
+
+// Metrics is where creek records what it does. Implementations must be safe for
+// concurrent use.
+type Metrics interface {
+	// Increment adds value to a counter.
+	Increment(name string, value int64, tags ...Tag)
+	// Gauge sets a gauge.
+	Gauge(name string, value float64, tags ...Tag)
+	// Timing records one duration.
+	Timing(name string, d time.Duration, tags ...Tag)
+}
+
+// Noop discards everything. It is the default where no backend is given.
+type Noop struct{}
+
+func (Noop) Increment(string, int64, ...Tag)      {}
+func (Noop) Gauge(string, float64, ...Tag)        {}
+func (Noop) Timing(string, time.Duration, ...Tag) {}

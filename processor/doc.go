@@ -1,0 +1,17 @@
+// Package processor defines creek's message model and the contract between the
+// StreamProcessor and the processing strategies it drives.
+//
+// A StreamProcessor polls a Consumer and submits every message to a chain of
+// Strategy values built by a Factory for the current partition assignment. Each
+// message carries a Committable: the offsets that may be committed once the
+// message, and everything before it, has been fully processed. Strategies pass
+// messages down the chain; the last one (usually strategies.CommitOffsets) hands
+// committables to the CommitFunc, and the processor commits them according to a
+// CommitPolicy. Offsets are therefore committed at least once and never past work
+// that has not finished.
+//
+// Backpressure is expressed by returning ErrMessageRejected from Submit: the
+// caller keeps the message and offers it again later. A message that cannot be
+// processed at all is reported as an *InvalidMessageError and, when a dead-letter
+// queue is configured, sent there while the consumer carries on.
+package processor
