@@ -105,3 +105,9 @@ type RebalanceCallbacks struct {
 type Fetcher[T any] interface {
 	Fetch(ctx context.Context, pos Position) (Message[T], error)
 }
+
+// DLQProducer sends invalid messages to a dead-letter queue. msg is the raw message
+// as it was read from the broker; inv says where it was read and why it is invalid.
+type DLQProducer[T any] interface {
+	Produce(ctx context.Context, msg Message[T], inv *InvalidMessageError) *Delivery
+}
