@@ -33,3 +33,11 @@ func WithMetrics(m metrics.Metrics) Option { return func(o *options) { o.metrics
 
 // WithClock sets the function that tells the time; tests use it to move time.
 func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
+
+// Resolve returns the logger, metrics backend and clock that opts set, with the
+// defaults for those they leave out. Strategies outside this package use it to take
+// the same options.
+func Resolve(opts ...Option) (*zap.Logger, metrics.Metrics, func() time.Time) {
+	o := buildOptions(opts)
+	return o.logger, o.metrics, o.now
+}
