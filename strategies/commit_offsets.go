@@ -1,0 +1,70 @@
+package strategies
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/creekstream/creek/processor"
+)
+
+// latencyInterval is how often CommitOffsets records consumer.latency: one sample a
+// second describes the lag well and keeps the metric off the per-message path.
+const latencyInterval = time.Second
+
+// CommitOffsets is the terminal step of a chain: it hands every message's offsets to
+// the processor's commit function. Filtered messages are committed too, which is how
+// the offsets of dropped messages move on.
+type CommitOffsets[T any] struct {
+	commit processor.CommitFunc
+	opts   options
+	// lastLatency is when consumer.latency was last recorded.
+	lastLatency time.Time
+	terminated  bool
+}
+
+// NewCommitOffsets returns a CommitOffsets that stages offsets through commit.
+func NewCommitOffsets[T any](commit processor.CommitFunc, opts ...Option) *CommitOffsets[T] {
+	return &CommitOffsets[T]{commit: commit, opts: buildOptions(opts)}
+}
+
+// Submit stages msg's offsets; the processor's commit policy decides when they are
+// committed.
+func (c *CommitOffsets[T]) Submit(msg processor.Message[T]) error {
+	if !msg.Timestamp.IsZero() {
+		if now := c.opts.now(); now.Sub(c.lastLatency) >= latencyInterval {
+			c.lastLatency = now
+			c.opts.metrics.Timing("consumer.latency", now.Sub(msg.Timestamp))
+		}
+	}
+	if err := c.commit(msg.Committable, false); err != nil {
+		return fmt.Errorf("creek: commit offsets %s: %w", msg.Committable, err)
+	}
+	return nil
+}
+
+// Poll stages nothing new but gives a time-based commit policy the chance to commit
+// what is staged.
+func (c *CommitOffsets[T]) Poll() error {
+	if err := c.commit(processor.Committable{}, false); err != nil {
+		return fmt.Errorf("creek: commit staged offsets: %w", err)
+	}
+	return nil
+}
+
+// Close does nothing: there is no work in flight.
+func (c *CommitOffsets[T]) Close() {}
+
+// Join commits everything staged, whatever the commit policy says.
+func (c *CommitOffsets[T]) Join(context.Context) error {
+	if c.terminated {
+		return nil
+	}
+	if err := c.commit(processor.Committable{}, true); err != nil {
+		return fmt.Errorf("creek: final commit: %w", err)
+	}
+	return nil
+}
+
+// Terminate makes a later Join commit nothing.
+func (c *CommitOffsets[T]) Terminate() { c.terminated = true }
