@@ -1,0 +1,210 @@
+package strategies
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/creekstream/creek/processor"
+)
+
+// BatchLimits says when Reduce and Batch emit the batch they are building: when its
+// size reaches MaxSize or MaxWait has passed since its first message, whichever comes
+// first. At least one limit must be set; Join emits a partial batch.
+type BatchLimits[T any] struct {
+	// MaxSize is the batch size that triggers emission; 0 means no size limit.
+	MaxSize int
+	// MaxWait is how long after its first message a batch is emitted; 0 means no
+	// time limit.
+	MaxWait time.Duration
+	// Size returns the size of one message. The default counts every message as 1;
+	// return bytes, say, to bound batches by volume.
+	Size func(processor.Message[T]) int
+}
+
+func (l BatchLimits[T]) validate() error {
+	if l.MaxSize < 0 || l.MaxWait < 0 {
+		return fmt.Errorf("creek: batch limits MaxSize %d and MaxWait %v must not be negative", l.MaxSize, l.MaxWait)
+	}
+	if l.MaxSize == 0 && l.MaxWait == 0 {
+		return errors.New("creek: batch limits need MaxSize > 0 or MaxWait > 0, or batches are only emitted on Join")
+	}
+	return nil
+}
+
+// Reduce folds messages into an accumulator and hands it to the next step when the
+// batch reaches its size or time limit. The emitted message carries the merged
+// committables of the batch and the latest timestamp.
+//
+// When the next step rejects a batch, Reduce keeps it, offers it again from Poll and
+// rejects new messages meanwhile.
+type Reduce[T, A any] struct {
+	limits     BatchLimits[T]
+	accumulate func(A, processor.Message[T]) (A, error)
+	initial    func() A
+	next       processor.Strategy[A]
+	o          options
+
+	// The batch being built; open is false between batches.
+	open    bool
+	acc     A
+	size    int
+	started time.Time
+	latest  time.Time
+	offsets map[processor.Partition]int64
+
+	carried  processor.Message[A]
+	carrying bool
+}
+
+// NewReduce returns a Reduce that starts every batch with initial() and folds each
+// message into it with accumulate. An error from accumulate is returned from Submit and
+// leaves the batch as it was.
+func NewReduce[T, A any](limits BatchLimits[T], accumulate func(A, processor.Message[T]) (A, error), initial func() A, next processor.Strategy[A], opts ...Option) (*Reduce[T, A], error) {
+	if err := limits.validate(); err != nil {
+		return nil, err
+	}
+	if accumulate == nil || initial == nil {
+		return nil, errors.New("creek: reduce needs both an accumulate and an initial function")
+	}
+	return &Reduce[T, A]{limits: limits, accumulate: accumulate, initial: initial, next: next, o: buildOptions(opts)}, nil
+}
+
+// Submit folds msg into the current batch. A filtered message joins the open batch's
+// committable, so that its offsets are not committed before the batch; with no batch
+// open it is forwarded at once.
+func (s *Reduce[T, A]) Submit(msg processor.Message[T]) error {
+	if s.carrying {
+		return processor.ErrMessageRejected
+	}
+	if s.open && s.timeUp() {
+		// Emit the expired batch first so that msg starts a new one.
+		if err := s.emit(); err != nil {
+			return err
+		}
+		if s.carrying {
+			return processor.ErrMessageRejected
+		}
+	}
+	if msg.Filtered() {
+		if !s.open {
+			return s.next.Submit(processor.AsFiltered[A](msg))
+		}
+		msg.Committable.MergeInto(s.offsets)
+		return nil
+	}
+	acc := s.acc
+	if !s.open {
+		acc = s.initial()
+	}
+	acc, err := s.accumulate(acc, msg)
+	if err != nil {
+		return err
+	}
+	if !s.open {
+		s.open, s.started, s.size = true, s.o.now(), 0
+		s.latest = time.Time{}
+		if s.offsets == nil {
+			s.offsets = make(map[processor.Partition]int64)
+		}
+	}
+	s.acc = acc
+	s.size += s.sizeOf(msg)
+	if msg.Timestamp.After(s.latest) {
+		s.latest = msg.Timestamp
+	}
+	msg.Committable.MergeInto(s.offsets)
+	if s.limits.MaxSize > 0 && s.size >= s.limits.MaxSize {
+		return s.emit()
+	}
+	return nil
+}
+
+func (s *Reduce[T, A]) sizeOf(msg processor.Message[T]) int {
+	if s.limits.Size == nil {
+		return 1
+	}
+	return s.limits.Size(msg)
+}
+
+func (s *Reduce[T, A]) timeUp() bool {
+	return s.limits.MaxWait > 0 && s.o.now().Sub(s.started) >= s.limits.MaxWait
+}
+
+// emit closes the open batch and offers it to the next step, carrying it if the next
+// step rejects.
+func (s *Reduce[T, A]) emit() error {
+	out := processor.NewMessage(s.acc, processor.CommittableFromMap(s.offsets), s.latest)
+	s.o.metrics.Timing("strategies.reduce.batch_time", s.o.now().Sub(s.started))
+	var zero A
+	s.open, s.acc, s.offsets = false, zero, nil
+	if err := s.next.Submit(out); err != nil {
+		if !errors.Is(err, processor.ErrMessageRejected) {
+			return err
+		}
+		s.carried, s.carrying = out, true
+	}
+	return nil
+}
+
+// flush offers the carried batch again; it returns ErrMessageRejected while the batch
+// is still held.
+func (s *Reduce[T, A]) flush() error {
+	if !s.carrying {
+		return nil
+	}
+	if err := s.next.Submit(s.carried); err != nil {
+		return err
+	}
+	var zero processor.Message[A]
+	s.carried, s.carrying = zero, false
+	return nil
+}
+
+// Poll retries a carried batch and emits the open one once its time is up.
+func (s *Reduce[T, A]) Poll() error {
+	if err := s.next.Poll(); err != nil {
+		return err
+	}
+	if err := s.flush(); err != nil {
+		return ignoreRejected(err)
+	}
+	if s.open && s.timeUp() {
+		return s.emit()
+	}
+	return nil
+}
+
+// Close does nothing: Join emits what is left.
+func (s *Reduce[T, A]) Close() {}
+
+// Join emits the open batch, partial or not, and offers it until the next step takes
+// it or ctx is done; then it closes and joins the next step.
+func (s *Reduce[T, A]) Join(ctx context.Context) error {
+	err := drain(ctx, func() error {
+		if err := s.flush(); err != nil {
+			return err
+		}
+		if s.open {
+			if err := s.emit(); err != nil {
+				return err
+			}
+			if s.carrying {
+				return processor.ErrMessageRejected
+			}
+		}
+		return nil
+	}, s.next.Poll, func() {})
+	s.next.Close()
+	return errors.Join(err, s.next.Join(ctx))
+}
+
+// Terminate drops the batch and terminates the next step.
+func (s *Reduce[T, A]) Terminate() {
+	var zeroA A
+	var zeroM processor.Message[A]
+	s.open, s.acc, s.offsets = false, zeroA, nil
+	s.carried, s.carrying = zeroM, false
+	s.next.Terminate()
+}
