@@ -1,0 +1,227 @@
+package metrics
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"math/bits"
+	"math/rand/v2"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// DefaultFlushInterval is how often a Buffer flushes when BufferConfig leaves it unset.
+const DefaultFlushInterval = time.Second
+
+// BufferConfig configures a Buffer. The zero value is valid.
+type BufferConfig struct {
+	// FlushInterval is how often the buffered values are sent to the backend.
+	// Zero means DefaultFlushInterval.
+	FlushInterval time.Duration
+}
+
+// Buffer collects metrics from any number of goroutines and sends them to a backend
+// at most once per flush interval, so that a hot loop can record figures on every
+// iteration without paying for a network call or the backend's locking.
+//
+// Counters are summed per name and tag set. Timings are summed the same way and sent
+// as one Timing per flush carrying the total time of the interval (Arroyo's meaning
+// of consumer.poll.time and friends: time spent per interval, not per event). Gauges
+// keep the last value set. A series whose sum is zero, or a gauge not set since the
+// last flush, is not sent. Tag order does not matter.
+//
+// Writers never take a lock once a series has been seen: they find it through a
+// read-only map published with an atomic pointer and add to one of several
+// cache-line-sized counters with an atomic operation. A flush swaps every counter
+// to zero, so each write is sent exactly once. The backend is called only by the
+// flushing goroutine, under a mutex that serialises flushes (so gauges arrive in
+// order) and that writers never touch: a slow backend delays flushes, not writers.
+type Buffer struct {
+	backend    Metrics
+	stripeMask uint32
+
+	// series is replaced, never modified, so readers need no lock. addMu
+	// serialises the copy-on-write that adds a series.
+	series atomic.Pointer[map[string]*series]
+	addMu  sync.Mutex
+
+	// flushMu serialises flushes and owns pending, the reused list of values to send.
+	flushMu sync.Mutex
+	pending []sample
+
+	stop      chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+// series is one name and tag set. Counters and timings add into stripes, gauges
+// store into gauge.
+type series struct {
+	kind    kind
+	name    string
+	tags    []Tag
+	stripes []paddedInt64
+	gauge   atomic.Uint64
+}
+
+// paddedInt64 fills a cache line so that goroutines adding to different stripes do
+// not take the line from each other.
+type paddedInt64 struct {
+	v atomic.Int64
+	_ [56]byte
+}
+
+type sample struct {
+	s *series
+	n int64
+	f float64
+}
+
+// gaugeUnset marks a gauge with nothing to send. It is a NaN that Gauge never stores,
+// because Gauge turns every NaN into math.NaN().
+const gaugeUnset = 0x7ff4_0000_0000_dead
+
+// maxStripes bounds the memory of one series (64 bytes per stripe).
+const maxStripes = 64
+
+// NewBuffer returns a Buffer that sends to backend and starts the goroutine that
+// flushes it. Call Close to stop that goroutine and send what is left.
+func NewBuffer(backend Metrics, cfg BufferConfig) (*Buffer, error) {
+	if backend == nil {
+		return nil, errors.New("metrics: NewBuffer needs a backend; pass metrics.Noop{} to discard")
+	}
+	if cfg.FlushInterval < 0 {
+		return nil, fmt.Errorf("metrics: BufferConfig.FlushInterval is %v; set a positive duration, or 0 for the default %v", cfg.FlushInterval, DefaultFlushInterval)
+	}
+	if cfg.FlushInterval == 0 {
+		cfg.FlushInterval = DefaultFlushInterval
+	}
+	// Twice as many stripes as threads that can run at once keeps collisions between
+	// concurrent writers of one series rare.
+	stripes := min(maxStripes, 1<<bits.Len(uint(2*runtime.GOMAXPROCS(0)-1)))
+	b := &Buffer{
+		backend:    backend,
+		stripeMask: uint32(stripes - 1),
+		stop:       make(chan struct{}),
+		done:       make(chan struct{}),
+	}
+	empty := map[string]*series{}
+	b.series.Store(&empty)
+	go b.run(cfg.FlushInterval)
+	return b, nil
+}
+
+func (b *Buffer) run(interval time.Duration) {
+	defer close(b.done)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			b.Flush()
+		case <-b.stop:
+			return
+		}
+	}
+}
+
+// Increment adds value to a counter.
+func (b *Buffer) Increment(name string, value int64, tags ...Tag) {
+	s := b.lookup(kindCounter, name, tags)
+	s.stripes[rand.Uint32()&b.stripeMask].v.Add(value)
+}
+
+// Timing adds d to the total time of name and tags in this interval.
+func (b *Buffer) Timing(name string, d time.Duration, tags ...Tag) {
+	s := b.lookup(kindTiming, name, tags)
+	s.stripes[rand.Uint32()&b.stripeMask].v.Add(int64(d))
+}
+
+// Gauge sets a gauge; the last value set before a flush is sent.
+func (b *Buffer) Gauge(name string, value float64, tags ...Tag) {
+	if math.IsNaN(value) {
+		value = math.NaN()
+	}
+	b.lookup(kindGauge, name, tags).gauge.Store(math.Float64bits(value))
+}
+
+// lookup finds the series of name and tags. The key is built in a stack buffer and the
+// map is indexed with string(key), which Go does without allocating.
+func (b *Buffer) lookup(k kind, name string, tags []Tag) *series {
+	var buf [128]byte
+	key := appendKey(buf[:0], k, name, tags)
+	if s, ok := (*b.series.Load())[string(key)]; ok {
+		return s
+	}
+	return b.add(key, k, name, tags)
+}
+
+func (b *Buffer) add(key []byte, k kind, name string, tags []Tag) *series {
+	b.addMu.Lock()
+	defer b.addMu.Unlock()
+	old := *b.series.Load()
+	if s, ok := old[string(key)]; ok {
+		return s
+	}
+	s := &series{kind: k, name: name, tags: normalizeTags(tags)}
+	if k == kindGauge {
+		s.gauge.Store(gaugeUnset)
+	} else {
+		s.stripes = make([]paddedInt64, b.stripeMask+1)
+	}
+	next := make(map[string]*series, len(old)+1)
+	for key, s := range old {
+		next[key] = s
+	}
+	next[string(key)] = s
+	b.series.Store(&next)
+	return s
+}
+
+// Flush sends everything recorded since the last flush to the backend and returns
+// when the backend has taken it. Writers are not held up while it runs.
+func (b *Buffer) Flush() {
+	b.flushMu.Lock()
+	defer b.flushMu.Unlock()
+	out := b.pending[:0]
+	for _, s := range *b.series.Load() {
+		if s.kind == kindGauge {
+			if v := s.gauge.Swap(gaugeUnset); v != gaugeUnset {
+				out = append(out, sample{s: s, f: math.Float64frombits(v)})
+			}
+			continue
+		}
+		var sum int64
+		for i := range s.stripes {
+			sum += s.stripes[i].v.Swap(0)
+		}
+		if sum != 0 {
+			out = append(out, sample{s: s, n: sum})
+		}
+	}
+	for _, e := range out {
+		switch e.s.kind {
+		case kindCounter:
+			b.backend.Increment(e.s.name, e.n, e.s.tags...)
+		case kindTiming:
+			b.backend.Timing(e.s.name, time.Duration(e.n), e.s.tags...)
+		case kindGauge:
+			b.backend.Gauge(e.s.name, e.f, e.s.tags...)
+		}
+	}
+	clear(out)
+	b.pending = out[:0]
+}
+
+// Close stops the flushing goroutine and flushes what is left. It is safe to call more
+// than once and from several goroutines; every call returns after the final flush.
+// Values recorded after Close are sent only by an explicit Flush.
+func (b *Buffer) Close() {
+	b.closeOnce.Do(func() {
+		close(b.stop)
+		<-b.done
+		b.Flush()
+	})
+}

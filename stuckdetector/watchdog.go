@@ -1,0 +1,210 @@
+package stuckdetector
+
+import (
+	"fmt"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/creekstream/creek/metrics"
+	"go.uber.org/zap"
+)
+
+// DefaultTimeout is how long a loop may go without a beat before it is reported,
+// when Config leaves Timeout unset.
+const DefaultTimeout = 60 * time.Second
+
+// Config configures a Watchdog. The zero value is valid.
+type Config struct {
+	// Timeout is how long the loop may go without a beat before it is reported as
+	// stuck, and then how often the report repeats while it stays stuck.
+	// Zero means DefaultTimeout.
+	Timeout time.Duration
+	// HardLimit is how long a stall may last before OnHardLimit runs. Zero turns the
+	// hard limit off.
+	HardLimit time.Duration
+	// OnHardLimit runs once per stall that reaches HardLimit, on the watchdog's
+	// goroutine; Stop waits for it. A processor uses it to exit so that an
+	// orchestrator restarts the process. The default does nothing.
+	OnHardLimit func(stall time.Duration)
+	// Logger receives the reports. The default discards them.
+	Logger *zap.Logger
+	// Metrics receives the consumer.stuck counter. Pass the processor's metrics
+	// Buffer. The default discards.
+	Metrics metrics.Metrics
+	// Now tells the time. The default is time.Now; a loop on another clock must beat
+	// with Heartbeat.BeatAt on the same clock.
+	Now func() time.Time
+}
+
+// Validate reports what is wrong with c, so that a caller can refuse a bad
+// configuration at its own construction time.
+func (c Config) Validate() error {
+	if c.Timeout < 0 {
+		return fmt.Errorf("stuckdetector: Timeout is %v; set a positive duration, or 0 for the default %v", c.Timeout, DefaultTimeout)
+	}
+	if c.HardLimit < 0 {
+		return fmt.Errorf("stuckdetector: HardLimit is %v; set a positive duration, or 0 to turn it off", c.HardLimit)
+	}
+	timeout := c.Timeout
+	if timeout == 0 {
+		timeout = DefaultTimeout
+	}
+	if c.HardLimit != 0 && c.HardLimit < timeout {
+		return fmt.Errorf("stuckdetector: HardLimit %v is shorter than Timeout %v, so the hard limit would act before the stall is reported; raise HardLimit or set it to 0", c.HardLimit, timeout)
+	}
+	return nil
+}
+
+func (c Config) withDefaults() Config {
+	if c.Timeout == 0 {
+		c.Timeout = DefaultTimeout
+	}
+	if c.OnHardLimit == nil {
+		c.OnHardLimit = func(time.Duration) {}
+	}
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+	if c.Metrics == nil {
+		c.Metrics = metrics.Noop{}
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+// Watchdog watches a Heartbeat from its own goroutine and reports when the loop
+// stops beating. Create it with Start and stop it with Stop.
+type Watchdog struct {
+	d         *detector
+	stop      chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+// Start starts watching hb. It panics if cfg is invalid (see Config.Validate), like
+// time.NewTicker does for a bad period: callers validate their configuration first.
+// A heartbeat must have only one watchdog, because the watchdog consumes the
+// heartbeat's record of its longest gap.
+func Start(hb *Heartbeat, cfg Config) *Watchdog {
+	if hb == nil {
+		panic("stuckdetector: Start needs a Heartbeat")
+	}
+	if err := cfg.Validate(); err != nil {
+		panic(err)
+	}
+	cfg = cfg.withDefaults()
+	w := &Watchdog{
+		d:    newDetector(hb, cfg),
+		stop: make(chan struct{}),
+		done: make(chan struct{}),
+	}
+	go w.run(checkInterval(cfg.Timeout))
+	return w
+}
+
+// checkInterval is how often the heartbeat is read: a tenth of the timeout, so that a
+// stall is reported within 10% of it, but at least every second for long timeouts
+// and at most every millisecond for the short ones tests use.
+func checkInterval(timeout time.Duration) time.Duration {
+	return min(max(timeout/10, time.Millisecond), time.Second)
+}
+
+func (w *Watchdog) run(every time.Duration) {
+	defer close(w.done)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			w.d.check(w.d.cfg.Now())
+		case <-w.stop:
+			return
+		}
+	}
+}
+
+// Stop stops the watchdog and returns when its goroutine has exited. It is safe to
+// call more than once.
+func (w *Watchdog) Stop() {
+	w.closeOnce.Do(func() { close(w.stop) })
+	<-w.done
+}
+
+// detector is the watchdog's state; only the watchdog's goroutine touches it.
+type detector struct {
+	hb  *Heartbeat
+	cfg Config
+	// start stands in for the last beat until the loop beats for the first time.
+	start time.Duration
+
+	stuck      bool
+	stuckAfter time.Duration // the beat the current stall followed
+	lastReport time.Duration
+	hardFired  bool
+}
+
+func newDetector(hb *Heartbeat, cfg Config) *detector {
+	return &detector{hb: hb, cfg: cfg, start: cfg.Now().Sub(epoch)}
+}
+
+// check compares the heartbeat with now and reports what changed.
+func (d *detector) check(now time.Time) {
+	n := now.Sub(epoch)
+	if !d.stuck {
+		// Forget gaps that were no stall before reading the beat, so that the gap a
+		// stall leaves behind is the only one left when the loop recovers.
+		d.hb.takeMaxGap()
+	}
+	last, ok := d.hb.lastBeat()
+	if !ok {
+		last = d.start
+	}
+	if d.stuck && last != d.stuckAfter {
+		stall := d.hb.takeMaxGap()
+		if stall == 0 {
+			// The loop had never beaten before the stall, so no gap was recorded.
+			stall = last - d.stuckAfter
+		}
+		d.cfg.Logger.Info("loop recovered from a stall",
+			zap.String("phase", d.hb.Phase()), zap.Duration("stall", stall))
+		d.stuck, d.hardFired = false, false
+	}
+	stall := n - last
+	if stall <= d.cfg.Timeout {
+		return
+	}
+	if !d.stuck || n-d.lastReport >= d.cfg.Timeout {
+		d.stuck, d.stuckAfter, d.lastReport = true, last, n
+		phase := d.hb.Phase()
+		d.cfg.Logger.Warn("loop is stuck",
+			zap.String("phase", phase), zap.Duration("stall", stall),
+			zap.ByteString("goroutines", allStacks()))
+		d.cfg.Metrics.Increment("consumer.stuck", 1, metrics.Tag{Key: "phase", Value: phase})
+	}
+	if d.cfg.HardLimit > 0 && stall >= d.cfg.HardLimit && !d.hardFired {
+		d.hardFired = true
+		d.cfg.Logger.Error("loop stuck past its hard limit",
+			zap.String("phase", d.hb.Phase()), zap.Duration("stall", stall),
+			zap.Duration("hard_limit", d.cfg.HardLimit))
+		d.cfg.OnHardLimit(stall)
+	}
+}
+
+// maxStackDump bounds the goroutine dump; a process with that much stack has bigger
+// problems than a truncated report.
+const maxStackDump = 64 << 20
+
+// allStacks returns the stacks of every goroutine, growing the buffer until they fit.
+func allStacks() []byte {
+	buf := make([]byte, 64<<10)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) || len(buf) >= maxStackDump {
+			return buf[:n]
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+}
