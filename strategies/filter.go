@@ -1,0 +1,165 @@
+package strategies
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/creekstream/creek/processor"
+)
+
+// Filter forwards the messages for which a predicate holds and drops the others.
+//
+// Without a commit policy the offsets of dropped messages move on with the next
+// message that passes. With one, Filter gathers the dropped offsets and forwards them
+// as a filtered message whenever the policy says so, so that a partition whose
+// messages are all dropped still gets committed.
+type Filter[T any] struct {
+	pred func(processor.Message[T]) bool
+	next processor.Strategy[T]
+	o    options
+
+	// policy is nil without a commit policy; dropped then holds the offsets of dropped
+	// messages not yet forwarded, and droppedAt the latest of their timestamps.
+	policy    *processor.CommitPolicyState
+	dropped   map[processor.Partition]int64
+	droppedAt time.Time
+
+	carried  processor.Message[T]
+	carrying bool
+}
+
+// NewFilter returns a Filter that forwards the messages for which pred returns true.
+func NewFilter[T any](pred func(processor.Message[T]) bool, next processor.Strategy[T], opts ...Option) *Filter[T] {
+	return &Filter[T]{pred: pred, next: next, o: buildOptions(opts)}
+}
+
+// NewFilterWithCommitPolicy returns a Filter that also forwards the offsets of dropped
+// messages, as a filtered message, whenever policy says they should be committed.
+func NewFilterWithCommitPolicy[T any](pred func(processor.Message[T]) bool, policy processor.CommitPolicy, next processor.Strategy[T], opts ...Option) (*Filter[T], error) {
+	s := NewFilter(pred, next, opts...)
+	st, err := policy.NewState(s.o.now())
+	if err != nil {
+		return nil, err
+	}
+	s.policy, s.dropped = st, make(map[processor.Partition]int64)
+	return s, nil
+}
+
+// Submit forwards msg if it is filtered already or the predicate holds, and drops it
+// otherwise.
+func (s *Filter[T]) Submit(msg processor.Message[T]) error {
+	if s.carrying {
+		return processor.ErrMessageRejected
+	}
+	if msg.Filtered() || s.pred(msg) {
+		if len(s.dropped) > 0 {
+			// msg carries these partitions past the dropped offsets already.
+			for p, o := range msg.Committable.All() {
+				if d, ok := s.dropped[p]; ok && d <= o {
+					delete(s.dropped, p)
+				}
+			}
+		}
+		return s.forward(msg)
+	}
+	s.o.metrics.Increment("strategies.filter.dropped_messages", 1)
+	if s.policy == nil {
+		return nil
+	}
+	msg.Committable.MergeInto(s.dropped)
+	if msg.Timestamp.After(s.droppedAt) {
+		s.droppedAt = msg.Timestamp
+	}
+	return s.commitDropped(false)
+}
+
+// forward submits msg to the next step, carrying it if the next step rejects.
+func (s *Filter[T]) forward(msg processor.Message[T]) error {
+	if err := s.next.Submit(msg); err != nil {
+		if !errors.Is(err, processor.ErrMessageRejected) {
+			return err
+		}
+		s.carried, s.carrying = msg, true
+	}
+	return nil
+}
+
+// commitDropped forwards the dropped offsets as one filtered message when the policy
+// says so, or always with force.
+func (s *Filter[T]) commitDropped(force bool) error {
+	if len(s.dropped) == 0 {
+		return nil
+	}
+	now := s.o.now()
+	if !force && !s.policy.ShouldCommit(now, s.dropped) {
+		return nil
+	}
+	s.policy.DidCommit(now, s.dropped)
+	out := processor.NewFiltered[T](processor.CommittableFromMap(s.dropped), s.droppedAt)
+	s.dropped, s.droppedAt = make(map[processor.Partition]int64), time.Time{}
+	return s.forward(out)
+}
+
+// flush offers the carried message again; it returns ErrMessageRejected while it is
+// still held.
+func (s *Filter[T]) flush() error {
+	if !s.carrying {
+		return nil
+	}
+	if err := s.next.Submit(s.carried); err != nil {
+		return err
+	}
+	var zero processor.Message[T]
+	s.carried, s.carrying = zero, false
+	return nil
+}
+
+// Poll retries a carried message and lets a time-based commit policy forward the
+// dropped offsets.
+func (s *Filter[T]) Poll() error {
+	if err := s.next.Poll(); err != nil {
+		return err
+	}
+	if err := s.flush(); err != nil {
+		return ignoreRejected(err)
+	}
+	if s.policy != nil {
+		return s.commitDropped(false)
+	}
+	return nil
+}
+
+// Close does nothing: Join forwards what is left.
+func (s *Filter[T]) Close() {}
+
+// Join forwards the carried message and the pending dropped offsets until the next
+// step takes them or ctx is done, then closes and joins the next step.
+func (s *Filter[T]) Join(ctx context.Context) error {
+	err := drain(ctx, func() error {
+		if err := s.flush(); err != nil {
+			return err
+		}
+		if s.policy != nil {
+			if err := s.commitDropped(true); err != nil {
+				return err
+			}
+		}
+		if s.carrying {
+			return processor.ErrMessageRejected
+		}
+		return nil
+	}, s.next.Poll, func() {})
+	s.next.Close()
+	return errors.Join(err, s.next.Join(ctx))
+}
+
+// Terminate drops what is held and terminates the next step.
+func (s *Filter[T]) Terminate() {
+	var zero processor.Message[T]
+	s.carried, s.carrying = zero, false
+	if s.dropped != nil {
+		clear(s.dropped)
+	}
+	s.next.Terminate()
+}
