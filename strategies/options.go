@@ -15,6 +15,9 @@ type options struct {
 	logger  *zap.Logger
 	metrics metrics.Metrics
 	now     func() time.Time
+
+	// countDeliveryErrors is Produce's: see WithDeliveryErrorsCounted.
+	countDeliveryErrors bool
 }
 
 func buildOptions(opts []Option) options {

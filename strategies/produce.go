@@ -1,0 +1,221 @@
+package strategies
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/creekstream/creek/metrics"
+	"github.com/creekstream/creek/processor"
+	"go.uber.org/zap"
+)
+
+// Producer writes payloads to a topic asynchronously. It is what Produce needs of a
+// Kafka producer; MemoryProducer is one for tests.
+type Producer[T any] interface {
+	// Produce starts writing payload to topic and returns the delivery, which the
+	// producer resolves once the broker has acknowledged or refused the write. ctx
+	// bounds any wait for room in the producer's buffer.
+	Produce(ctx context.Context, topic string, payload T) *processor.Delivery
+}
+
+// DefaultMaxPendingDeliveries is how many messages Produce holds while their
+// deliveries are outstanding, unless told otherwise.
+const DefaultMaxPendingDeliveries = 10_000
+
+// WithDeliveryErrorsCounted makes Produce count a failed delivery
+// (producer.produce_status, status=error), log it and forward the message anyway, instead
+// of failing. The message is then lost, so use it only where losing some is acceptable.
+func WithDeliveryErrorsCounted() Option {
+	return func(o *options) { o.countDeliveryErrors = true }
+}
+
+// Produce writes every payload to a topic and forwards the message to the next step
+// once its delivery is acknowledged, in the order the messages came in, so that an
+// offset is committed only after everything before it is on the broker. Filtered
+// messages are not produced; they wait in line behind the deliveries before them.
+type Produce[T any] struct {
+	producer   Producer[T]
+	topic      string
+	next       processor.Strategy[T]
+	maxPending int
+	o          options
+
+	// ctx is given to every Produce call; it ends with Terminate or Join so that a
+	// producer waiting for buffer space gives up when the strategy does.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	// queue[head:] are the messages not yet forwarded, oldest first. A slice with a
+	// moving head reuses its array instead of allocating per message.
+	queue []pendingDelivery[T]
+	head  int
+}
+
+// pendingDelivery is a message waiting to be forwarded and, unless it is filtered,
+// the delivery of its payload.
+type pendingDelivery[T any] struct {
+	msg      processor.Message[T]
+	delivery *processor.Delivery
+}
+
+// NewProduce returns a Produce that writes payloads to topic through producer and
+// forwards acknowledged messages to next. It holds at most maxPending messages
+// (DefaultMaxPendingDeliveries when 0) and rejects more until the oldest are done.
+func NewProduce[T any](producer Producer[T], topic string, next processor.Strategy[T], maxPending int, opts ...Option) (*Produce[T], error) {
+	switch {
+	case producer == nil:
+		return nil, errors.New("creek: produce: producer is nil")
+	case next == nil:
+		return nil, errors.New("creek: produce: next step is nil; end the chain with CommitOffsets or Noop")
+	case topic == "":
+		return nil, errors.New("creek: produce: topic is empty")
+	case maxPending < 0:
+		return nil, fmt.Errorf("creek: produce: maxPending is %d; give a positive bound or 0 for the default %d", maxPending, DefaultMaxPendingDeliveries)
+	case maxPending == 0:
+		maxPending = DefaultMaxPendingDeliveries
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Produce[T]{
+		producer:   producer,
+		topic:      topic,
+		next:       next,
+		maxPending: maxPending,
+		o:          buildOptions(opts),
+		ctx:        ctx,
+		cancel:     cancel,
+	}, nil
+}
+
+// Submit starts producing msg's payload, or queues a filtered msg. It rejects the
+// message while maxPending messages are waiting.
+func (p *Produce[T]) Submit(msg processor.Message[T]) error {
+	if len(p.queue)-p.head >= p.maxPending {
+		return processor.ErrMessageRejected
+	}
+	var d *processor.Delivery
+	if !msg.Filtered() {
+		d = p.producer.Produce(p.ctx, p.topic, msg.Payload)
+	}
+	p.push(pendingDelivery[T]{msg: msg, delivery: d})
+	return nil
+}
+
+func (p *Produce[T]) push(e pendingDelivery[T]) {
+	// Move the live part to the front once the consumed part is at least as long, so
+	// the copy is paid for by the pops before it and the array stays bounded.
+	if p.head > 0 && p.head >= len(p.queue)-p.head {
+		n := copy(p.queue, p.queue[p.head:])
+		clear(p.queue[n:])
+		p.queue, p.head = p.queue[:n], 0
+	}
+	p.queue = append(p.queue, e)
+}
+
+// Poll polls the next step and forwards the messages whose deliveries are done, up to
+// the first one still outstanding. It returns a delivery error unless
+// WithDeliveryErrorsCounted was given.
+func (p *Produce[T]) Poll() error {
+	if err := p.next.Poll(); err != nil {
+		return err
+	}
+	for p.head < len(p.queue) {
+		if d := p.queue[p.head].delivery; d != nil {
+			select {
+			case <-d.Done():
+			default:
+				return nil
+			}
+		}
+		if err := p.forwardHead(); err != nil {
+			return ignoreRejected(err)
+		}
+	}
+	return nil
+}
+
+// forwardHead hands the oldest message, whose delivery must be done, to the next step.
+// It returns ErrMessageRejected, keeping the message, when the next step rejects it.
+func (p *Produce[T]) forwardHead() error {
+	e := &p.queue[p.head]
+	if e.delivery != nil {
+		if _, err := e.delivery.Result(); err != nil {
+			p.o.metrics.Increment("producer.produce_status", 1, metrics.Tag{Key: "status", Value: "error"})
+			if !p.o.countDeliveryErrors {
+				return fmt.Errorf("creek: produce to %s (message %s): %w", p.topic, e.msg.Committable, err)
+			}
+			p.o.logger.Warn("delivery failed; message skipped",
+				zap.String("topic", p.topic), zap.Stringer("committable", e.msg.Committable), zap.Error(err))
+		}
+		// A retry after a rejection must not count the outcome again.
+		e.delivery = nil
+	}
+	if err := p.next.Submit(e.msg); errors.Is(err, processor.ErrMessageRejected) {
+		return err
+	} else if err != nil {
+		p.pop()
+		return err
+	}
+	p.pop()
+	return nil
+}
+
+func (p *Produce[T]) pop() {
+	p.queue[p.head] = pendingDelivery[T]{}
+	p.head++
+	if p.head == len(p.queue) {
+		p.queue, p.head = p.queue[:0], 0
+	}
+}
+
+// Close does nothing: the deliveries in flight are waited for by Join.
+func (p *Produce[T]) Close() {}
+
+// Join waits for the outstanding deliveries in order until ctx is done, forwards
+// their messages, then closes and joins the next step. Messages whose deliveries are
+// still outstanding when ctx ends are abandoned and will be consumed again.
+func (p *Produce[T]) Join(ctx context.Context) error {
+	defer p.cancel()
+	err := p.drainQueue(ctx)
+	if n := len(p.queue) - p.head; n > 0 && err == nil {
+		p.o.logger.Info("join timed out; abandoning outstanding deliveries", zap.String("topic", p.topic), zap.Int("messages", n))
+	}
+	p.next.Close()
+	return errors.Join(err, p.next.Join(ctx))
+}
+
+func (p *Produce[T]) drainQueue(ctx context.Context) error {
+	for p.head < len(p.queue) {
+		if d := p.queue[p.head].delivery; d != nil {
+			// Look at the delivery first: with ctx already done, a select on both
+			// would pick at random and could skip a finished delivery.
+			select {
+			case <-d.Done():
+			default:
+				select {
+				case <-d.Done():
+				case <-ctx.Done():
+					return nil
+				}
+			}
+		}
+		forwarded := false
+		err := drain(ctx, func() error {
+			err := p.forwardHead()
+			forwarded = err == nil
+			return err
+		}, p.next.Poll, func() {})
+		if err != nil || !forwarded {
+			// Without an error, drain gave up on a head the next step kept rejecting.
+			return err
+		}
+	}
+	return nil
+}
+
+// Terminate abandons the outstanding deliveries and terminates the next step.
+func (p *Produce[T]) Terminate() {
+	p.cancel()
+	p.queue, p.head = nil, 0
+	p.next.Terminate()
+}
