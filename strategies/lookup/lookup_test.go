@@ -174,6 +174,12 @@ func TestHoldsMessagesUntilRecovered(t *testing.T) {
 	if got := m.timings["strategies.lookup.recovery_wait"]; len(got) != 1 || got[0] != 3*time.Second {
 		t.Fatalf("recovery_wait timings = %v, want [3s]", got)
 	}
+
+	// A View that reconnects falls behind again; messages are held again.
+	table.setRecovered(false)
+	if err := l.Submit(brokerMsg(1, "u1", "logout")); !errors.Is(err, processor.ErrMessageRejected) {
+		t.Fatalf("Submit after the table fell behind = %v, want ErrMessageRejected", err)
+	}
 }
 
 func TestFilteredPassesThroughBeforeRecovery(t *testing.T) {
@@ -418,9 +424,13 @@ func TestJoin(t *testing.T) {
 type countdown struct {
 	sink[string]
 	rejections int
+	submitErr  error
 }
 
 func (c *countdown) Submit(m processor.Message[string]) error {
+	if c.submitErr != nil {
+		return c.submitErr
+	}
 	if c.rejections != 0 {
 		c.rejections--
 		return processor.ErrMessageRejected
@@ -445,5 +455,43 @@ func TestTerminateDropsHeldResult(t *testing.T) {
 	}
 	if len(next.got) != 0 {
 		t.Fatalf("next got %v after Terminate, want nothing", next.got)
+	}
+}
+
+func TestInvalidFromNextReleasesHeldResult(t *testing.T) {
+	table := &memTable{values: map[string]any{"u1": "Ada"}, recovered: true}
+	next := &countdown{rejections: 1}
+	l := newLookup(t, table, describe, next)
+	if err := l.Submit(brokerMsg(0, "u1", "login")); err != nil {
+		t.Fatalf("Submit: %v", err)
+	}
+	inv := &processor.InvalidMessageError{Partition: part, Offset: 0, Reason: "bad"}
+	next.submitErr = inv
+	if err := l.Poll(); !errors.Is(err, inv) {
+		t.Fatalf("Poll = %v, want the next step's invalid message error", err)
+	}
+	next.submitErr = nil
+	if err := l.Submit(brokerMsg(1, "u1", "logout")); err != nil {
+		t.Fatalf("Submit after the held result was reported invalid = %v, want it taken", err)
+	}
+	if len(next.got) != 1 || next.got[0].Payload != "Ada logout" {
+		t.Fatalf("next got %v, want only \"Ada logout\"", next.got)
+	}
+}
+
+// BenchmarkLookup measures the strategy's own cost per message: recovery check, key,
+// table read from a map, join and forwarding.
+func BenchmarkLookup(b *testing.B) {
+	table := &memTable{values: map[string]any{"u1": "Ada"}, recovered: true}
+	l, err := New(table, byUser, describe, processor.Strategy[string](strategies.NewNoop[string]()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	msg := brokerMsg(0, "u1", "login")
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := l.Submit(msg); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
