@@ -1,0 +1,86 @@
+package processor
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// commitRetryDelay spaces commits after a failed one, so that a broker that refuses
+// commits is not asked again for every message.
+const commitRetryDelay = time.Second
+
+// stage is the CommitFunc given to the factory. It must be called from the strategy's
+// methods, which run on the loop goroutine that owns the staged offsets.
+func (p *StreamProcessor[T]) stage(c Committable, force bool) error {
+	for part, next := range c.All() {
+		// A partition no longer assigned belongs to another member: committing for it
+		// could move that member's offsets back.
+		if !p.assigned[part] {
+			continue
+		}
+		if done, ok := p.committed[part]; ok && next <= done {
+			continue
+		}
+		if cur, ok := p.staged[part]; !ok || next > cur {
+			p.staged[part] = next
+		}
+	}
+	if force {
+		return p.commit(true)
+	}
+	return p.commitIfDue()
+}
+
+// commitIfDue commits the staged offsets when the commit policy says so.
+func (p *StreamProcessor[T]) commitIfDue() error {
+	if len(p.staged) == 0 {
+		return nil
+	}
+	now := time.Now()
+	if now.Before(p.retryCommitAt) || !p.policy.ShouldCommit(now, p.staged) {
+		return nil
+	}
+	return p.commit(false)
+}
+
+// commit commits the staged offsets, after the DLQ deliveries below them. A failed
+// commit keeps them staged; it is an error only when forced, since then the caller
+// (a Join) needs the offsets committed before it returns.
+func (p *StreamProcessor[T]) commit(force bool) error {
+	if len(p.staged) == 0 {
+		return nil
+	}
+	prev := p.phase
+	p.setPhase(phaseCommit)
+	defer p.setPhase(prev)
+	if p.dlq != nil {
+		p.dlq.beforeCommit(p.staged)
+	}
+	offsets := maps.Clone(p.staged)
+	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.CommitTimeout)
+	err := p.consumer.Commit(ctx, offsets)
+	cancel()
+	now := time.Now()
+	if err != nil {
+		p.m.commitErr++
+		p.retryCommitAt = now.Add(commitRetryDelay)
+		if force {
+			return fmt.Errorf("creek: commit %s: %w", CommittableFromMap(offsets), err)
+		}
+		p.log.Warn("creek: commit failed; offsets stay staged", zap.Error(err))
+		return nil
+	}
+	p.m.commitOK++
+	p.retryCommitAt = time.Time{}
+	p.policy.DidCommit(now, offsets)
+	maps.Copy(p.committed, offsets)
+	if p.dlq != nil {
+		p.dlq.committed(offsets)
+	}
+	clear(p.staged)
+	return nil
+}

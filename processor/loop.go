@@ -1,0 +1,226 @@
+package processor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"time"
+
+	"github.com/creekstream/creek/metrics"
+	"go.uber.org/zap"
+)
+
+// The phases the loop reports to the watchdog.
+const (
+	phasePoll         = "poll"
+	phaseStrategyPoll = "strategy poll"
+	phaseSubmit       = "submit"
+	phaseCommit       = "commit"
+	phaseRebalance    = "rebalance"
+	phaseJoin         = "join"
+)
+
+// heartbeat is what the loop tells the watchdog.
+type heartbeat interface {
+	Beat()
+	SetPhase(phase string)
+}
+
+// runOnce is one iteration of the loop: poll the consumer (unless a message is
+// carried), poll the strategy, submit.
+func (p *StreamProcessor[T]) runOnce(ctx context.Context) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = &PanicError{Value: r, Stack: debug.Stack()}
+		}
+	}()
+	p.hb.Beat()
+	p.m.runs++
+	if p.bp.empty() || p.bp.paused {
+		if err := p.pollConsumer(ctx); err != nil {
+			return err
+		}
+	}
+	if p.strategy != nil {
+		p.setPhase(phaseStrategyPoll)
+		start := time.Now()
+		err := p.strategy.Poll()
+		p.m.processingTime += time.Since(start)
+		if err != nil {
+			if inv, ok := AsInvalid(err); ok {
+				p.handleInvalid(inv)
+				return nil
+			}
+			return fmt.Errorf("creek: strategy poll: %w", err)
+		}
+		if err := p.commitIfDue(); err != nil {
+			return err
+		}
+		if !p.bp.empty() {
+			if err := p.submit(ctx); err != nil {
+				return err
+			}
+		}
+	}
+	if now := time.Now(); now.Sub(p.m.lastFlush) >= time.Second {
+		p.flushMetrics(now)
+	}
+	return nil
+}
+
+// maxHeldWhilePaused bounds the messages a consumer may still hand out after Pause
+// (those it had fetched already). More means it ignores Pause: a state error.
+const maxHeldWhilePaused = 10000
+
+func (p *StreamProcessor[T]) pollConsumer(ctx context.Context) error {
+	p.setPhase(phasePoll)
+	timeout := p.cfg.PollTimeout
+	if p.bp.paused {
+		timeout = p.cfg.PausedPollTimeout
+	}
+	start := time.Now()
+	msg, ok, err := p.consumer.Poll(ctx, timeout)
+	p.m.pollTime += time.Since(start)
+	if p.cbErr != nil {
+		return p.cbErr
+	}
+	if err != nil {
+		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+			return nil
+		}
+		return fmt.Errorf("creek: poll consumer: %w", err)
+	}
+	if !ok {
+		return nil
+	}
+	pos, hasPos := msg.Origin()
+	if p.strategy == nil {
+		return fmt.Errorf("creek: state error: a message (committable %s) arrived while no strategy runs (nothing assigned)", msg.Committable)
+	}
+	if hasPos && !p.assigned[pos.Partition] {
+		// Fetched before a cooperative revocation; the partition's new owner reads it.
+		return nil
+	}
+	if p.bp.paused && p.bp.len() >= maxHeldWhilePaused {
+		return fmt.Errorf("creek: state error: the consumer handed out %d messages after Pause; it must stop fetching paused partitions", p.bp.len())
+	}
+	if p.dlq != nil && hasPos {
+		p.dlq.record(pos, msg)
+	}
+	p.bp.push(msg)
+	return nil
+}
+
+// submit offers the first carried message to the strategy.
+func (p *StreamProcessor[T]) submit(ctx context.Context) error {
+	msg := p.bp.peek()
+	p.setPhase(phaseSubmit)
+	start := time.Now()
+	err := p.strategy.Submit(msg)
+	now := time.Now()
+	p.m.processingTime += now.Sub(start)
+	switch {
+	case err == nil:
+		p.bp.pop()
+		msg.Committable.MergeInto(p.submitted)
+		p.accepted(now)
+		return nil
+	case errors.Is(err, ErrMessageRejected):
+		p.rejected(ctx, now)
+		return nil
+	}
+	if inv, ok := AsInvalid(err); ok {
+		p.bp.pop()
+		p.handleInvalid(inv)
+		p.accepted(now)
+		return nil
+	}
+	return fmt.Errorf("creek: submit to strategy: %w", err)
+}
+
+// handleInvalid counts an invalid message and sends it to the dead-letter queue. The
+// consumer never stops for a bad message; without a DLQ it is logged and skipped,
+// since stopping would only make it a poison pill that stops the partition for good.
+func (p *StreamProcessor[T]) handleInvalid(inv *InvalidMessageError) {
+	p.m.invalid++
+	if p.dlq == nil {
+		p.log.Error("creek: invalid message skipped (no DLQ configured)",
+			zap.Stringer("partition", inv.Partition), zap.Int64("offset", inv.Offset), zap.String("reason", inv.Reason))
+		return
+	}
+	p.dlq.handle(inv)
+}
+
+func (p *StreamProcessor[T]) setPhase(phase string) {
+	p.phase = phase
+	p.hb.SetPhase(phase)
+}
+
+// loopMetrics accumulates the loop's figures in plain fields, owned by the loop, and
+// hands them to the metrics buffer at most once a second: the loop runs per message,
+// and a lock per figure per message would cost more than the work it measures.
+type loopMetrics struct {
+	lastFlush time.Time
+
+	runs, invalid, pauses, resumes, assigned, revoked         int64
+	createStrategy, closeStrategy                             int64
+	dlqDropped, dlqEvicted, dlqRefetched, commitOK, commitErr int64
+	revokeTimeouts                                            int64
+
+	pollTime, processingTime, backpressureTime, dlqTime time.Duration
+	joinTime, callbackTime, shutdownTime                time.Duration
+}
+
+func (p *StreamProcessor[T]) flushMetrics(now time.Time) {
+	m := p.metrics
+	c := &p.m
+	counters := []struct {
+		name string
+		v    *int64
+		tags []metrics.Tag
+	}{
+		{"consumer.run.count", &c.runs, nil},
+		{"consumer.invalid_message.count", &c.invalid, nil},
+		{"consumer.pause", &c.pauses, nil},
+		{"consumer.resume", &c.resumes, nil},
+		{"consumer.partitions_assigned.count", &c.assigned, nil},
+		{"consumer.partitions_revoked.count", &c.revoked, nil},
+		{"consumer.run.create_strategy", &c.createStrategy, nil},
+		{"consumer.run.close_strategy", &c.closeStrategy, nil},
+		{"consumer.dlq.dropped_messages", &c.dlqDropped, nil},
+		{"consumer.dlq_buffer.exceeded", &c.dlqEvicted, nil},
+		{"consumer.dlq.refetched", &c.dlqRefetched, nil},
+		{"consumer.commit_status", &c.commitOK, []metrics.Tag{{Key: "status", Value: "ok"}}},
+		{"consumer.commit_status", &c.commitErr, []metrics.Tag{{Key: "status", Value: "error"}}},
+		{"consumer.revoke.timeout", &c.revokeTimeouts, nil},
+	}
+	for _, f := range counters {
+		if *f.v != 0 {
+			m.Increment(f.name, *f.v, f.tags...)
+			*f.v = 0
+		}
+	}
+	timings := []struct {
+		name string
+		v    *time.Duration
+	}{
+		{"consumer.poll.time", &c.pollTime},
+		{"consumer.processing.time", &c.processingTime},
+		{"consumer.backpressure.time", &c.backpressureTime},
+		{"consumer.dlq.time", &c.dlqTime},
+		{"consumer.join.time", &c.joinTime},
+		{"consumer.callback.time", &c.callbackTime},
+		{"consumer.shutdown.time", &c.shutdownTime},
+	}
+	for _, f := range timings {
+		if *f.v != 0 {
+			m.Timing(f.name, *f.v)
+			*f.v = 0
+		}
+	}
+	if p.dlq != nil {
+		m.Gauge("consumer.dlq_buffer.len", float64(p.dlq.buffered()))
+	}
+	c.lastFlush = now
+}

@@ -1,0 +1,358 @@
+package processor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"runtime/debug"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/creekstream/creek/metrics"
+	"github.com/creekstream/creek/stuckdetector"
+	"go.uber.org/zap"
+)
+
+// Config configures a StreamProcessor. Zero fields take the defaults named on them.
+type Config[T any] struct {
+	// Topics are the topics to consume. Required.
+	Topics []string
+	// CommitPolicy says how often staged offsets are committed (default once per
+	// second).
+	CommitPolicy CommitPolicy
+	// CommitTimeout bounds one commit to the broker (default 10 s).
+	CommitTimeout time.Duration
+	// JoinTimeout bounds the wait for a strategy's work when it is closed at a
+	// rebalance or at shutdown, and the wait for a cooperative revocation's offsets
+	// (default 25 s). Keep it well inside the group's rebalance timeout.
+	JoinTimeout time.Duration
+	// BackpressurePauseAfter is how long the strategy may reject messages before the
+	// assigned partitions are paused (default 5 s).
+	BackpressurePauseAfter time.Duration
+	// PollTimeout is the longest wait for a message from the consumer (default 1 s).
+	PollTimeout time.Duration
+	// PausedPollTimeout is the wait for a message while paused, which only keeps the
+	// group membership alive (default 100 ms).
+	PausedPollTimeout time.Duration
+	// DLQ configures the dead-letter queue. Without it invalid messages are logged,
+	// counted and skipped.
+	DLQ *DLQPolicy[T]
+	// Logger receives the processor's logs (default: discard).
+	Logger *zap.Logger
+	// Metrics is the backend the processor's figures go to (default: discard). The
+	// processor buffers them and flushes at most once a second.
+	Metrics metrics.Metrics
+	// MetricsPrefix is put before every metric name (default "creek.").
+	MetricsPrefix string
+	// Stuck configures the watchdog that reports a loop which stopped coming round.
+	Stuck StuckConfig
+
+	// exit ends the process after the stuck hard limit; tests replace it.
+	exit func(code int)
+}
+
+// StuckConfig configures the watchdog of the processor's loop.
+type StuckConfig struct {
+	// Timeout is how long the loop may go without coming round before it is reported
+	// as stuck, again at most once per Timeout while it stays so (default 60 s).
+	Timeout time.Duration
+	// HardLimit is how long the loop may stay stuck before ExitOnStuck applies. 0
+	// means never.
+	HardLimit time.Duration
+	// ExitOnStuck exits the process with status 1 once the loop has been stuck for
+	// HardLimit, so that an orchestrator restarts it.
+	ExitOnStuck bool
+}
+
+const (
+	defaultCommitTimeout     = 10 * time.Second
+	defaultJoinTimeout       = 25 * time.Second
+	defaultPauseAfter        = 5 * time.Second
+	defaultPollTimeout       = time.Second
+	defaultPausedPollTimeout = 100 * time.Millisecond
+	defaultStuckTimeout      = time.Minute
+	defaultMetricsPrefix     = "creek."
+)
+
+func (c Config[T]) withDefaults() (Config[T], error) {
+	if len(c.Topics) == 0 {
+		return c, errors.New("creek: Config.Topics is empty; name at least one topic to consume")
+	}
+	if i := slices.Index(c.Topics, ""); i >= 0 {
+		return c, fmt.Errorf("creek: Config.Topics[%d] is empty; give every topic a name", i)
+	}
+	if c.CommitPolicy == (CommitPolicy{}) {
+		c.CommitPolicy = DefaultCommitPolicy()
+	}
+	if err := c.CommitPolicy.Validate(); err != nil {
+		return c, fmt.Errorf("creek: Config.CommitPolicy: %w", err)
+	}
+	durations := []struct {
+		name string
+		d    *time.Duration
+		def  time.Duration
+	}{
+		{"CommitTimeout", &c.CommitTimeout, defaultCommitTimeout},
+		{"JoinTimeout", &c.JoinTimeout, defaultJoinTimeout},
+		{"BackpressurePauseAfter", &c.BackpressurePauseAfter, defaultPauseAfter},
+		{"PollTimeout", &c.PollTimeout, defaultPollTimeout},
+		{"PausedPollTimeout", &c.PausedPollTimeout, defaultPausedPollTimeout},
+		{"Stuck.Timeout", &c.Stuck.Timeout, defaultStuckTimeout},
+	}
+	for _, f := range durations {
+		if *f.d < 0 {
+			return c, fmt.Errorf("creek: Config.%s is %v; set it > 0, or leave it 0 for %v", f.name, *f.d, f.def)
+		}
+		if *f.d == 0 {
+			*f.d = f.def
+		}
+	}
+	if c.Stuck.HardLimit < 0 {
+		return c, fmt.Errorf("creek: Config.Stuck.HardLimit is %v; set it > 0, or 0 for none", c.Stuck.HardLimit)
+	}
+	if c.Stuck.ExitOnStuck && c.Stuck.HardLimit == 0 {
+		return c, errors.New("creek: Config.Stuck.ExitOnStuck needs Stuck.HardLimit > 0 to know when to exit")
+	}
+	if err := (stuckdetector.Config{Timeout: c.Stuck.Timeout, HardLimit: c.Stuck.HardLimit}).Validate(); err != nil {
+		return c, fmt.Errorf("creek: Config.Stuck: %w", err)
+	}
+	if c.DLQ != nil {
+		p, err := c.DLQ.withDefaults()
+		if err != nil {
+			return c, err
+		}
+		c.DLQ = &p
+	}
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+	if c.Metrics == nil {
+		c.Metrics = metrics.Noop{}
+	}
+	if c.MetricsPrefix == "" {
+		c.MetricsPrefix = defaultMetricsPrefix
+	}
+	if c.exit == nil {
+		c.exit = os.Exit
+	}
+	return c, nil
+}
+
+// StreamProcessor polls a Consumer and drives the strategy chain a Factory builds for
+// the current assignment, committing offsets as the chain reports them done.
+//
+// Run owns all of its state on one goroutine; a StreamProcessor runs once.
+type StreamProcessor[T any] struct {
+	consumer Consumer[T]
+	factory  Factory[T]
+	cfg      Config[T]
+	log      *zap.Logger
+	started  atomic.Bool
+
+	// The rest is owned by the goroutine running Run.
+	m       loopMetrics
+	metrics metrics.Metrics
+	// beat is what the watchdog watches; hb is how the loop reaches it (tests put a
+	// recorder in between).
+	beat      *stuckdetector.Heartbeat
+	hb        heartbeat
+	phase     string
+	policy    *CommitPolicyState
+	strategy  Strategy[T]
+	assigned  map[Partition]bool
+	staged    map[Partition]int64
+	committed map[Partition]int64
+	// submitted is the next offset after the last message accepted per partition, to
+	// know when a cooperative revocation has committed everything it was given.
+	submitted map[Partition]int64
+	// retryCommitAt holds back commits after a failed one.
+	retryCommitAt time.Time
+	bp            backpressure[T]
+	dlq           *dlq[T]
+	// cbErr is an error from a rebalance callback, which has no way to return one;
+	// the loop fails with it once Poll returns.
+	cbErr error
+}
+
+// New returns a StreamProcessor that consumes cfg.Topics with consumer and processes
+// them with chains built by factory. It validates cfg once; the errors say what to fix.
+func New[T any](consumer Consumer[T], factory Factory[T], cfg Config[T]) (*StreamProcessor[T], error) {
+	if consumer == nil {
+		return nil, errors.New("creek: processor.New: consumer is nil")
+	}
+	if factory == nil {
+		return nil, errors.New("creek: processor.New: factory is nil")
+	}
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	policy, err := cfg.CommitPolicy.NewState(time.Now())
+	if err != nil {
+		return nil, err
+	}
+	p := &StreamProcessor[T]{
+		consumer:  consumer,
+		factory:   factory,
+		cfg:       cfg,
+		log:       cfg.Logger,
+		policy:    policy,
+		assigned:  make(map[Partition]bool),
+		staged:    make(map[Partition]int64),
+		committed: make(map[Partition]int64),
+		submitted: make(map[Partition]int64),
+		beat:      new(stuckdetector.Heartbeat),
+	}
+	p.hb = p.beat
+	if cfg.DLQ != nil {
+		fetcher, _ := consumer.(Fetcher[T])
+		p.dlq = newDLQ(*cfg.DLQ, fetcher, cfg.Logger, &p.m)
+	}
+	return p, nil
+}
+
+// Run consumes until ctx is cancelled or processing fails. On cancellation it joins
+// the strategy (committing what it finished), closes the consumer and shuts the
+// factory down, in that order, and returns nil. On failure it terminates the strategy
+// without committing, closes the consumer, shuts the factory down and returns the
+// error.
+func (p *StreamProcessor[T]) Run(ctx context.Context) (err error) {
+	if !p.started.CompareAndSwap(false, true) {
+		return errors.New("creek: StreamProcessor.Run called twice; build a new processor")
+	}
+	stop := p.startObservers()
+	defer stop()
+
+	cb := RebalanceCallbacks{OnAssign: p.onAssign, OnRevoke: p.onRevoke}
+	if err := p.consumer.Subscribe(p.cfg.Topics, cb); err != nil {
+		return p.fail(fmt.Errorf("creek: subscribe to %v: %w", p.cfg.Topics, err))
+	}
+	for ctx.Err() == nil {
+		if err := p.runOnce(ctx); err != nil {
+			return p.fail(err)
+		}
+	}
+	return p.shutdown()
+}
+
+// shutdown ends a run that was asked to stop.
+func (p *StreamProcessor[T]) shutdown() error {
+	start := time.Now()
+	defer func() { p.m.shutdownTime += time.Since(start) }()
+	p.log.Info("creek: shutting down")
+	var errs []error
+	if err := p.closeStrategy(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := p.consumer.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("creek: close consumer: %w", err))
+	}
+	p.shutdownFactory()
+	return errors.Join(errs...)
+}
+
+// fail ends a run after err: nothing more is committed.
+func (p *StreamProcessor[T]) fail(err error) error {
+	fields := []zap.Field{zap.Error(err)}
+	if pe, ok := errors.AsType[*PanicError](err); ok {
+		fields = append(fields, zap.ByteString("stack", pe.Stack))
+	}
+	p.log.Error("creek: processor failed", fields...)
+	if p.strategy != nil {
+		if perr := protect(p.strategy.Terminate); perr != nil {
+			p.log.Error("creek: terminate strategy", zap.Error(perr))
+		}
+		p.strategy = nil
+		p.m.closeStrategy++
+	}
+	if cerr := p.consumer.Close(); cerr != nil {
+		p.log.Error("creek: close consumer after failure", zap.Error(cerr))
+	}
+	p.shutdownFactory()
+	return err
+}
+
+func (p *StreamProcessor[T]) shutdownFactory() {
+	if s, ok := p.factory.(Shutdowner); ok {
+		if err := protect(s.Shutdown); err != nil {
+			p.log.Error("creek: factory shutdown", zap.Error(err))
+		}
+	}
+}
+
+// PanicError is a panic recovered from a strategy, a factory or a consumer callback.
+type PanicError struct {
+	Value any
+	// Stack is the panicking goroutine's stack.
+	Stack []byte
+}
+
+func (e *PanicError) Error() string { return fmt.Sprintf("creek: panic: %v", e.Value) }
+
+// protect calls f and turns a panic into a *PanicError, so that a panicking strategy
+// stops the processor cleanly instead of taking the process down mid-commit.
+func protect(f func()) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = &PanicError{Value: r, Stack: debug.Stack()}
+		}
+	}()
+	f()
+	return nil
+}
+
+// startObservers starts the metrics buffer and the watchdog; the returned function
+// flushes and stops them.
+func (p *StreamProcessor[T]) startObservers() (stop func()) {
+	buf, err := metrics.NewBuffer(p.cfg.Metrics, metrics.BufferConfig{})
+	if err != nil {
+		// The zero BufferConfig is valid; an error here is a bug in package metrics.
+		panic(fmt.Sprintf("creek: metrics.NewBuffer with the zero config: %v", err))
+	}
+	p.metrics = prefixed{next: buf, prefix: p.cfg.MetricsPrefix}
+	p.m.lastFlush = time.Now()
+	wd := stuckdetector.Start(p.beat, p.stuckConfig())
+	return func() {
+		wd.Stop()
+		p.flushMetrics(time.Now())
+		buf.Close()
+	}
+}
+
+func (p *StreamProcessor[T]) stuckConfig() stuckdetector.Config {
+	c := stuckdetector.Config{
+		Timeout:   p.cfg.Stuck.Timeout,
+		HardLimit: p.cfg.Stuck.HardLimit,
+		Logger:    p.log,
+		Metrics:   p.metrics,
+	}
+	if p.cfg.Stuck.ExitOnStuck {
+		c.OnHardLimit = func(stall time.Duration) {
+			p.log.Error("creek: loop stuck past the hard limit; exiting so that the process is restarted",
+				zap.Duration("stall", stall), zap.String("phase", p.beat.Phase()))
+			_ = p.log.Sync()
+			p.cfg.exit(1)
+		}
+	}
+	return c
+}
+
+// prefixed puts a prefix before every metric name.
+type prefixed struct {
+	next   metrics.Metrics
+	prefix string
+}
+
+func (m prefixed) Increment(name string, v int64, tags ...metrics.Tag) {
+	m.next.Increment(m.prefix+name, v, tags...)
+}
+
+func (m prefixed) Gauge(name string, v float64, tags ...metrics.Tag) {
+	m.next.Gauge(m.prefix+name, v, tags...)
+}
+
+func (m prefixed) Timing(name string, d time.Duration, tags ...metrics.Tag) {
+	m.next.Timing(m.prefix+name, d, tags...)
+}

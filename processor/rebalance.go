@@ -1,0 +1,203 @@
+package processor
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// revokePollInterval spaces the strategy polls while a cooperative revocation waits
+// for the revoked partitions' offsets.
+const revokePollInterval = 5 * time.Millisecond
+
+// onAssign is the OnAssign callback; it runs inside consumer.Poll on the loop
+// goroutine.
+func (p *StreamProcessor[T]) onAssign(added []Partition) {
+	p.callback(func() error { return p.assign(added) })
+}
+
+// onRevoke is the OnRevoke callback; it runs inside consumer.Poll on the loop
+// goroutine, and the partitions are released when it returns.
+func (p *StreamProcessor[T]) onRevoke(revoked []Partition) {
+	p.callback(func() error { return p.revoke(revoked) })
+}
+
+// callback runs a rebalance step and keeps its error, or panic, for the loop: the
+// consumer's callbacks cannot return one.
+func (p *StreamProcessor[T]) callback(f func() error) {
+	if p.cbErr != nil {
+		return
+	}
+	start := time.Now()
+	prev := p.phase
+	p.setPhase(phaseRebalance)
+	var err error
+	if perr := protect(func() { err = f() }); perr != nil {
+		err = perr
+	}
+	p.cbErr = err
+	p.setPhase(prev)
+	p.m.callbackTime += time.Since(start)
+}
+
+func (p *StreamProcessor[T]) assign(added []Partition) error {
+	p.m.assigned += int64(len(added))
+	for _, part := range added {
+		p.assigned[part] = true
+	}
+	all := p.assignment()
+	p.log.Info("creek: partitions assigned", zap.Stringers("added", added), zap.Int("assigned", len(all)))
+	if p.strategy == nil {
+		s, err := p.factory.Create(p.stage, all)
+		if err != nil {
+			return fmt.Errorf("creek: create strategy for %v: %w", all, err)
+		}
+		p.strategy = s
+		p.m.createStrategy++
+	} else if w, ok := p.factory.(AssignmentWatcher); ok {
+		w.PartitionsChanged(all)
+	}
+	if p.bp.paused {
+		p.consumer.Pause(added)
+	}
+	return nil
+}
+
+// revoke hands partitions back. When nothing remains (every eager revocation) the
+// strategy is closed and joined so its offsets are committed first. When some remain
+// (cooperative) the chain keeps running for them and revoke waits, within
+// JoinTimeout, for the revoked partitions' offsets to reach what was submitted.
+func (p *StreamProcessor[T]) revoke(revoked []Partition) error {
+	p.m.revoked += int64(len(revoked))
+	gone := make(map[Partition]bool, len(revoked))
+	for _, part := range revoked {
+		if p.assigned[part] {
+			gone[part] = true
+		}
+	}
+	p.log.Info("creek: partitions revoked", zap.Stringers("revoked", revoked), zap.Int("remaining", len(p.assigned)-len(gone)))
+	if len(gone) == len(p.assigned) {
+		if err := p.closeStrategy(); err != nil {
+			return err
+		}
+	} else if p.strategy != nil {
+		p.bp.dropPartitions(gone)
+		if err := p.drainRevoked(gone); err != nil {
+			return err
+		}
+	}
+	parts := slices.Collect(maps.Keys(gone))
+	if p.dlq != nil {
+		p.dlq.forget(parts)
+	}
+	p.policy.Forget(parts)
+	for _, part := range parts {
+		delete(p.assigned, part)
+		delete(p.staged, part)
+		delete(p.committed, part)
+		delete(p.submitted, part)
+	}
+	if p.strategy != nil {
+		if w, ok := p.factory.(AssignmentWatcher); ok {
+			w.PartitionsChanged(p.assignment())
+		}
+	}
+	return nil
+}
+
+// drainRevoked polls the strategy and commits until the committed offsets of the
+// revoked partitions reach what was submitted for them, or JoinTimeout passes. Work
+// left over is redelivered to the partitions' next owner.
+func (p *StreamProcessor[T]) drainRevoked(gone map[Partition]bool) error {
+	deadline := time.Now().Add(p.cfg.JoinTimeout)
+	for {
+		if err := p.commitRevoked(gone); err != nil {
+			p.log.Warn("creek: commit during revocation failed; retrying", zap.Error(err))
+		}
+		pending := p.uncommitted(gone)
+		if len(pending) == 0 {
+			return nil
+		}
+		if !time.Now().Before(deadline) {
+			p.m.revokeTimeouts++
+			p.log.Warn("creek: revoked partitions released with uncommitted work; it will be redelivered",
+				zap.Stringers("partitions", pending), zap.Duration("waited", p.cfg.JoinTimeout))
+			return nil
+		}
+		p.hb.Beat()
+		if err := p.strategy.Poll(); err != nil {
+			inv, ok := AsInvalid(err)
+			if !ok {
+				return fmt.Errorf("creek: strategy poll during revocation: %w", err)
+			}
+			p.handleInvalid(inv)
+		}
+		p.bp.wait(context.Background(), revokePollInterval)
+	}
+}
+
+// commitRevoked commits at once whatever is staged for revoked partitions instead of
+// at the commit policy's pace: the partitions are about to go.
+func (p *StreamProcessor[T]) commitRevoked(gone map[Partition]bool) error {
+	for part := range gone {
+		if _, ok := p.staged[part]; ok {
+			return p.commit(true)
+		}
+	}
+	return nil
+}
+
+// uncommitted returns the revoked partitions whose committed offset is behind what
+// was submitted for them.
+func (p *StreamProcessor[T]) uncommitted(gone map[Partition]bool) []Partition {
+	var out []Partition
+	for part := range gone {
+		if sub, ok := p.submitted[part]; ok && p.committed[part] < sub {
+			out = append(out, part)
+		}
+	}
+	SortPartitions(out)
+	return out
+}
+
+// closeStrategy closes and joins the strategy within JoinTimeout, then commits what it
+// staged.
+func (p *StreamProcessor[T]) closeStrategy() error {
+	if p.strategy == nil {
+		return nil
+	}
+	s := p.strategy
+	prev := p.phase
+	p.setPhase(phaseJoin)
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.JoinTimeout)
+	var err error
+	if perr := protect(func() { s.Close(); err = s.Join(ctx) }); perr != nil {
+		err = perr
+	}
+	cancel()
+	p.m.joinTime += time.Since(start)
+	p.m.closeStrategy++
+	p.strategy = nil
+	p.resetBackpressure()
+	p.setPhase(prev)
+	if err != nil {
+		inv, ok := AsInvalid(err)
+		if !ok {
+			return fmt.Errorf("creek: join strategy: %w", err)
+		}
+		p.handleInvalid(inv)
+	}
+	return p.commit(true)
+}
+
+// assignment returns the assigned partitions, sorted.
+func (p *StreamProcessor[T]) assignment() []Partition {
+	out := slices.Collect(maps.Keys(p.assigned))
+	SortPartitions(out)
+	return out
+}
