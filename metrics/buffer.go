@@ -5,11 +5,11 @@ import (
 	"fmt"
 	"math"
 	"math/bits"
-	"math/rand/v2"
 	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 )
 
 // DefaultFlushInterval is how often a Buffer flushes when BufferConfig leaves it unset.
@@ -46,6 +46,7 @@ type Buffer struct {
 	// serialises the copy-on-write that adds a series.
 	series atomic.Pointer[map[string]*series]
 	addMu  sync.Mutex
+	cache  lookupCache
 
 	// flushMu serialises flushes and owns pending, the reused list of values to send.
 	flushMu sync.Mutex
@@ -98,9 +99,9 @@ func NewBuffer(backend Metrics, cfg BufferConfig) (*Buffer, error) {
 	if cfg.FlushInterval == 0 {
 		cfg.FlushInterval = DefaultFlushInterval
 	}
-	// Twice as many stripes as threads that can run at once keeps collisions between
-	// concurrent writers of one series rare.
-	stripes := min(maxStripes, 1<<bits.Len(uint(2*runtime.GOMAXPROCS(0)-1)))
+	// Four times as many stripes as threads that can run at once keeps collisions
+	// between concurrent writers of one series rare.
+	stripes := min(maxStripes, 1<<bits.Len(uint(4*runtime.GOMAXPROCS(0)-1)))
 	b := &Buffer{
 		backend:    backend,
 		stripeMask: uint32(stripes - 1),
@@ -130,13 +131,24 @@ func (b *Buffer) run(interval time.Duration) {
 // Increment adds value to a counter.
 func (b *Buffer) Increment(name string, value int64, tags ...Tag) {
 	s := b.lookup(kindCounter, name, tags)
-	s.stripes[rand.Uint32()&b.stripeMask].v.Add(value)
+	s.stripes[b.stripe()].v.Add(value)
 }
 
 // Timing adds d to the total time of name and tags in this interval.
 func (b *Buffer) Timing(name string, d time.Duration, tags ...Tag) {
 	s := b.lookup(kindTiming, name, tags)
-	s.stripes[rand.Uint32()&b.stripeMask].v.Add(int64(d))
+	s.stripes[b.stripe()].v.Add(int64(d))
+}
+
+// stripe picks the stripe a writer adds to from the address of its goroutine's stack:
+// it stays the same while the goroutine runs, so a goroutine keeps adding to a cache
+// line its core already holds, and different goroutines mostly land on different
+// lines. A random pick would make two cores trade the same lines on almost every
+// write. The address is only hashed; a stack that moves merely changes the stripe.
+func (b *Buffer) stripe() uint32 {
+	var marker byte
+	h := uint64(uintptr(unsafe.Pointer(&marker))>>12) * 0x9e3779b97f4a7c15
+	return uint32(h>>32) & b.stripeMask
 }
 
 // Gauge sets a gauge; the last value set before a flush is sent.
@@ -147,15 +159,21 @@ func (b *Buffer) Gauge(name string, value float64, tags ...Tag) {
 	b.lookup(kindGauge, name, tags).gauge.Store(math.Float64bits(value))
 }
 
-// lookup finds the series of name and tags. The key is built in a stack buffer and the
-// map is indexed with string(key), which Go does without allocating.
+// lookup finds the series of name and tags: first in the cache of recent callers,
+// then in the map. The map key is built in a stack buffer and the map is indexed with
+// string(key), which Go does without allocating.
 func (b *Buffer) lookup(k kind, name string, tags []Tag) *series {
-	var buf [128]byte
-	key := appendKey(buf[:0], k, name, tags)
-	if s, ok := (*b.series.Load())[string(key)]; ok {
+	if s := b.cache.get(k, name, tags); s != nil {
 		return s
 	}
-	return b.add(key, k, name, tags)
+	var buf [128]byte
+	key := appendKey(buf[:0], k, name, tags)
+	s, ok := (*b.series.Load())[string(key)]
+	if !ok {
+		s = b.add(key, k, name, tags)
+	}
+	b.cache.put(name, tags, s)
+	return s
 }
 
 func (b *Buffer) add(key []byte, k kind, name string, tags []Tag) *series {
