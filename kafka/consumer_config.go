@@ -1,0 +1,143 @@
+package kafka
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/IBM/sarama"
+	"go.uber.org/zap"
+)
+
+// Assignor names accepted by ConsumerConfig.Assignor.
+const (
+	AssignorRange             = "range"
+	AssignorRoundRobin        = "roundrobin"
+	AssignorSticky            = "sticky"
+	AssignorCooperativeSticky = "cooperative-sticky"
+)
+
+// InitialOffset says where a group starts reading a partition it has no committed
+// offset for.
+type InitialOffset int
+
+const (
+	// OffsetEarliest starts at the oldest retained message. It is the default.
+	OffsetEarliest InitialOffset = iota
+	// OffsetLatest starts after the newest message.
+	OffsetLatest
+)
+
+// Defaults and bounds of ConsumerConfig.
+const (
+	DefaultChannelBufferSize = 1024
+	MaxChannelBufferSize     = 1 << 20
+)
+
+// defaultVersion is the protocol version assumed when no sarama.Config is given.
+var defaultVersion = sarama.V2_8_0_0
+
+// ConsumerConfig configures NewConsumer. Brokers and GroupID are required; every
+// other field has a default.
+type ConsumerConfig struct {
+	// Brokers are the bootstrap brokers, as host:port.
+	Brokers []string
+	// GroupID is the consumer group to join.
+	GroupID string
+	// Assignor is the partition assignment strategy: "range" (the default),
+	// "roundrobin", "sticky" or "cooperative-sticky". Only cooperative-sticky
+	// keeps unaffected partitions running through a rebalance.
+	Assignor string
+	// InitialOffset applies to partitions the group has never committed.
+	InitialOffset InitialOffset
+	// Sarama carries client settings such as TLS, SASL, the protocol version and
+	// timeouts. It is copied; nil means sarama.NewConfig() with Version 2.8. The
+	// consumer overrides what it must own: the assignor, the initial offset,
+	// manual commits and error reporting.
+	Sarama *sarama.Config
+	// ChannelBufferSize is how many messages may wait between the partition
+	// readers and Poll. Readers block when it is full. Default 1024, at most 1<<20.
+	ChannelBufferSize int
+	// RevokeTimeout bounds how long a revoked partition waits for the polling
+	// goroutine to handle OnRevoke before it is released anyway. It must be shorter
+	// than Sarama.Consumer.Group.Rebalance.Timeout; the default is half of it.
+	RevokeTimeout time.Duration
+	// Logger receives the consumer's diagnostics. Default: zap.NewNop().
+	Logger *zap.Logger
+}
+
+// build validates cfg and returns it with defaults filled in, plus the sarama
+// configuration to run with.
+func (cfg ConsumerConfig) build() (ConsumerConfig, *sarama.Config, error) {
+	if len(cfg.Brokers) == 0 {
+		return cfg, nil, errors.New("kafka: ConsumerConfig.Brokers is empty; give at least one host:port")
+	}
+	if cfg.GroupID == "" {
+		return cfg, nil, errors.New("kafka: ConsumerConfig.GroupID is empty; name the consumer group to join")
+	}
+	var sc sarama.Config
+	if cfg.Sarama != nil {
+		sc = *cfg.Sarama
+	} else {
+		sc = *sarama.NewConfig()
+		sc.Version = defaultVersion
+	}
+	if !sc.Version.IsAtLeast(sarama.V0_11_0_0) {
+		return cfg, nil, fmt.Errorf("kafka: ConsumerConfig.Sarama.Version is %s; set it to at least 0.11 (2.8 or later recommended)", sc.Version)
+	}
+	if cfg.Assignor == "" {
+		cfg.Assignor = AssignorRange
+	}
+	var strategy sarama.BalanceStrategy
+	switch strings.ToLower(cfg.Assignor) {
+	case AssignorRange:
+		strategy = sarama.NewBalanceStrategyRange()
+	case AssignorRoundRobin:
+		strategy = sarama.NewBalanceStrategyRoundRobin()
+	case AssignorSticky:
+		strategy = sarama.NewBalanceStrategySticky()
+	case AssignorCooperativeSticky:
+		strategy = sarama.NewBalanceStrategyCooperativeSticky()
+	default:
+		return cfg, nil, fmt.Errorf("kafka: ConsumerConfig.Assignor %q is unknown; use %q, %q, %q or %q",
+			cfg.Assignor, AssignorRange, AssignorRoundRobin, AssignorSticky, AssignorCooperativeSticky)
+	}
+	sc.Consumer.Group.Rebalance.Strategy = nil
+	sc.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{strategy}
+	switch cfg.InitialOffset {
+	case OffsetEarliest:
+		sc.Consumer.Offsets.Initial = sarama.OffsetOldest
+	case OffsetLatest:
+		sc.Consumer.Offsets.Initial = sarama.OffsetNewest
+	default:
+		return cfg, nil, fmt.Errorf("kafka: ConsumerConfig.InitialOffset %d is unknown; use OffsetEarliest or OffsetLatest", cfg.InitialOffset)
+	}
+	// Offsets move only through Consumer.Commit, after the processor says the work
+	// is done; sarama's periodic commit would commit what was merely read.
+	sc.Consumer.Offsets.AutoCommit.Enable = false
+	sc.Consumer.Return.Errors = true
+	if err := sc.Validate(); err != nil {
+		return cfg, nil, fmt.Errorf("kafka: ConsumerConfig.Sarama is invalid: %w", err)
+	}
+
+	switch {
+	case cfg.ChannelBufferSize == 0:
+		cfg.ChannelBufferSize = DefaultChannelBufferSize
+	case cfg.ChannelBufferSize < 0 || cfg.ChannelBufferSize > MaxChannelBufferSize:
+		return cfg, nil, fmt.Errorf("kafka: ConsumerConfig.ChannelBufferSize is %d; use 1 to %d (0 = %d)",
+			cfg.ChannelBufferSize, MaxChannelBufferSize, DefaultChannelBufferSize)
+	}
+	rebalance := sc.Consumer.Group.Rebalance.Timeout
+	switch {
+	case cfg.RevokeTimeout == 0:
+		cfg.RevokeTimeout = rebalance / 2
+	case cfg.RevokeTimeout < 0 || cfg.RevokeTimeout >= rebalance:
+		return cfg, nil, fmt.Errorf("kafka: ConsumerConfig.RevokeTimeout is %s; it must be positive and shorter than Sarama.Consumer.Group.Rebalance.Timeout (%s), or the group expels the member",
+			cfg.RevokeTimeout, rebalance)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	return cfg, &sc, nil
+}
