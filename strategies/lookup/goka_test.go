@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/creekstream/creek/processor"
+	"github.com/creekstream/creek/strategies"
 	"github.com/creekstream/creek/strategies/lookup"
 )
 
@@ -55,7 +56,7 @@ type env struct {
 	stream  sarama.PartitionConsumer
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, events))
 	if err != nil {
@@ -108,7 +109,7 @@ func newEnv(t *testing.T) *env {
 }
 
 // setName writes a user's name to the table.
-func (e *env) setName(t *testing.T, user, name string) {
+func (e *env) setName(t testing.TB, user, name string) {
 	t.Helper()
 	if err := e.emitter.EmitSync(user, name); err != nil {
 		t.Fatalf("emit %s=%s to table: %v", user, name, err)
@@ -125,7 +126,7 @@ func (e *env) produce(t *testing.T, user, action string) {
 }
 
 // next reads the next event from the stream as a broker message.
-func (e *env) next(t *testing.T) processor.Message[processor.KafkaPayload] {
+func (e *env) next(t testing.TB) processor.Message[processor.KafkaPayload] {
 	t.Helper()
 	select {
 	case m := <-e.stream.Messages():
@@ -141,7 +142,7 @@ func (e *env) next(t *testing.T) processor.Message[processor.KafkaPayload] {
 
 // newView creates the View of the table; run starts it. The View is stopped, and
 // waited for, and its clients closed when the test ends.
-func (e *env) newView(t *testing.T) (view *goka.View, run func()) {
+func (e *env) newView(t testing.TB) (view *goka.View, run func()) {
 	t.Helper()
 	clients := new(lookup.ViewClients)
 	opts := append(clients.Options(saramaConfig(), topicManagerConfig()),
@@ -180,7 +181,7 @@ func (e *env) newView(t *testing.T) (view *goka.View, run func()) {
 }
 
 // awaitRecovered waits until the View has caught up with the table.
-func awaitRecovered(t *testing.T, view *goka.View) {
+func awaitRecovered(t testing.TB, view *goka.View) {
 	t.Helper()
 	select {
 	case <-view.WaitRunning():
@@ -296,6 +297,28 @@ func TestEnrichFromGokaView(t *testing.T) {
 		}
 		if o, _ := out.got[i].Committable.Get(processor.Partition{Topic: events}); o != int64(i+1) {
 			t.Fatalf("message %d commits offset %d of %s, want %d", i, o, events, i+1)
+		}
+	}
+}
+
+// BenchmarkLookupGokaView measures a lookup against a recovered goka View kept in
+// memory: the strategy plus goka's hashing, storage read and codec decode.
+func BenchmarkLookupGokaView(b *testing.B) {
+	e := newEnv(b)
+	e.setName(b, "u1", "Ada")
+	view, run := e.newView(b)
+	run()
+	awaitRecovered(b, view)
+	l, err := lookup.New(view, userKey, greet, processor.Strategy[string](strategies.NewNoop[string]()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	msg := processor.NewBrokerMessage(processor.KafkaPayload{Key: []byte("u1"), Value: []byte("login")},
+		processor.Partition{Topic: events}, 0, time.Time{})
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := l.Submit(msg); err != nil {
+			b.Fatal(err)
 		}
 	}
 }
