@@ -1,0 +1,62 @@
+package stuckdetector
+
+import (
+	"testing"
+	"time"
+)
+
+func TestHeartbeatPhase(t *testing.T) {
+	var hb Heartbeat
+	if got := hb.Phase(); got != "" {
+		t.Errorf("Phase() of a new heartbeat = %q, want empty", got)
+	}
+	for _, p := range []string{"poll", "submit", "poll", "commit"} {
+		hb.SetPhase(p)
+		if got := hb.Phase(); got != p {
+			t.Errorf("Phase() = %q after SetPhase(%q)", got, p)
+		}
+	}
+}
+
+func TestHeartbeatRecordsLongestGap(t *testing.T) {
+	var hb Heartbeat
+	for _, at := range []time.Duration{0, time.Second, 5 * time.Second, 6 * time.Second} {
+		hb.BeatAt(base.Add(at))
+	}
+	if got := hb.takeMaxGap(); got != 4*time.Second {
+		t.Errorf("longest gap = %v, want 4s", got)
+	}
+	if got := hb.takeMaxGap(); got != 0 {
+		t.Errorf("longest gap after taking it = %v, want 0", got)
+	}
+}
+
+func TestHeartbeatDoesNotAllocate(t *testing.T) {
+	var hb Heartbeat
+	phases := []string{"poll", "strategy poll", "submit", "commit"}
+	i := 0
+	loop := func() {
+		hb.SetPhase(phases[i%len(phases)])
+		hb.Beat()
+		i++
+	}
+	for range phases {
+		loop()
+	}
+	if n := testing.AllocsPerRun(1000, loop); n != 0 {
+		t.Errorf("Beat and SetPhase allocate %v times per iteration, want 0", n)
+	}
+}
+
+// BenchmarkHeartbeat measures what the loop pays per iteration.
+func BenchmarkHeartbeat(b *testing.B) {
+	var hb Heartbeat
+	phases := []string{"poll", "submit"}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		hb.SetPhase(phases[i&1])
+		hb.Beat()
+		i++
+	}
+}
