@@ -36,6 +36,20 @@ func TestFilterDrops(t *testing.T) {
 	}
 }
 
+func TestFilterPassesFiltered(t *testing.T) {
+	next := &recorder[int]{}
+	s := NewFilter(func(processor.Message[int]) bool { return false }, next)
+	c := processor.CommittableOf(tp0, 3)
+	if err := s.Submit(processor.NewFiltered[int](c, time.Unix(2, 0))); err != nil {
+		t.Fatalf("Submit(filtered) = %v", err)
+	}
+	got := next.messages()
+	checkCommittables(t, got, c)
+	if !got[0].Filtered() {
+		t.Fatal("forwarded a message with a payload, want the filtered message untouched")
+	}
+}
+
 func TestFilterCommitPolicy(t *testing.T) {
 	next := &recorder[int]{}
 	s, err := NewFilterWithCommitPolicy(even, processor.CommitPolicy{MinMessages: 3}, next)

@@ -332,3 +332,64 @@ func BenchmarkRunTaskToCommitOffsets(b *testing.B) {
 		off++
 	}
 }
+
+// TestTerminateDropsHeldWork checks, for every step that holds work on backpressure,
+// that Terminate drops it and terminates the next step.
+func TestTerminateDropsHeldWork(t *testing.T) {
+	type step interface {
+		Poll() error
+		Terminate()
+	}
+	tests := []struct {
+		name string
+		// build returns the step, having made it hold work, and the next step.
+		build func(t *testing.T) (step, *recorder[string])
+	}{
+		{"RunTask", func(t *testing.T) (step, *recorder[string]) {
+			next := &recorder[string]{}
+			next.rejectAll(true)
+			s := NewRunTask(func(m processor.Message[string]) (string, error) { return m.Payload, nil }, next)
+			return s, next
+		}},
+		{"Filter", func(t *testing.T) (step, *recorder[string]) {
+			next := &recorder[string]{}
+			next.rejectAll(true)
+			return NewFilter(func(processor.Message[string]) bool { return true }, next), next
+		}},
+		{"Reduce", func(t *testing.T) (step, *recorder[string]) {
+			next := &recorder[string]{}
+			next.rejectAll(true)
+			s, err := NewReduce(BatchLimits[string]{MaxSize: 1},
+				func(_ string, m processor.Message[string]) (string, error) { return m.Payload, nil },
+				func() string { return "" }, next)
+			if err != nil {
+				t.Fatalf("NewReduce = %v", err)
+			}
+			return s, next
+		}},
+		{"Unfold", func(t *testing.T) (step, *recorder[string]) {
+			next := &recorder[string]{}
+			next.rejectAll(true)
+			return NewUnfold(splitWords, next), next
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, next := tt.build(t)
+			if err := s.(processor.Strategy[string]).Submit(brokerMsg("a b", tp0, 0)); err != nil {
+				t.Fatalf("Submit = %v, want nil (work held)", err)
+			}
+			s.Terminate()
+			next.rejectAll(false)
+			if err := s.Poll(); err != nil {
+				t.Fatalf("Poll after Terminate = %v", err)
+			}
+			if n := len(next.messages()); n != 0 {
+				t.Fatalf("forwarded %d messages after Terminate, want 0", n)
+			}
+			if !next.terminated {
+				t.Fatal("next step not terminated")
+			}
+		})
+	}
+}
