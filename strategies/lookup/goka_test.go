@@ -12,8 +12,8 @@ import (
 	"github.com/lovoo/goka"
 	"github.com/lovoo/goka/codec"
 	"github.com/lovoo/goka/storage"
-	"github.com/twmb/franz-go/pkg/kfake"
 
+	"github.com/creekstream/creek/kafka/kafkatest"
 	"github.com/creekstream/creek/processor"
 	"github.com/creekstream/creek/strategies"
 	"github.com/creekstream/creek/strategies/lookup"
@@ -58,12 +58,12 @@ type env struct {
 
 func newEnv(t testing.TB) *env {
 	t.Helper()
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, events))
+	cluster, err := kafkatest.Start(kafkatest.WithPartitions(1), kafkatest.WithTopics(events))
 	if err != nil {
-		t.Fatalf("start in-process broker: %v", err)
+		t.Fatal(err)
 	}
 	t.Cleanup(cluster.Close)
-	e := &env{brokers: cluster.ListenAddrs()}
+	e := &env{brokers: cluster.Addrs()}
 
 	// goka's topic manager creates the table as a compacted topic.
 	tm, err := goka.NewTopicManager(e.brokers, saramaConfig(), topicManagerConfig())
