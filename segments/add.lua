@@ -1,0 +1,120 @@
+-- Adds one subsegment to its segment, atomically. The layout is described in doc.go.
+-- Every key but the queues is under the trace's hash tag {P:T}, the slot of KEYS[1];
+-- keys built here share that tag, so in a Redis Cluster the script stays in one slot.
+--
+-- KEYS[1]     span-buf:ssr:{P:T}, the trace's redirect map (span id -> segment root)
+-- KEYS[2..]   queues to update here; given only when they live on the same node
+--             (single Redis), else the caller updates them from the result
+-- ARGV[1..11] P:T, top parent span id, has root (1|0), salt, span count, byte count,
+--             TTL seconds, max segment bytes, now ms, root timeout ms, timeout ms
+-- ARGV[12..]  the span ids of the subsegment
+--
+-- Returns {segment key, has root (1|0), detached (1|0), merged child segment keys...}.
+local ssr = KEYS[1]
+local pt, top, has_root, salt = ARGV[1], ARGV[2], ARGV[3] == "1", ARGV[4]
+local nspans, nbytes = tonumber(ARGV[5]), tonumber(ARGV[6])
+local ttl, max_bytes = tonumber(ARGV[7]), tonumber(ARGV[8])
+local now, root_timeout, timeout = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11])
+local first_span = 12
+
+local function seg(id) return "span-buf:s:{" .. pt .. "}:" .. id end
+local function mk(id) return "span-buf:mk:{" .. pt .. "}:" .. id end
+local function num(key) return tonumber(redis.call("GET", key) or "0") end
+
+-- A root is its own segment; anything else follows the redirects from its top parent.
+local root = top
+if not has_root then
+	for _ = 1, 100 do
+		local nxt = redis.call("HGET", ssr, root)
+		if not nxt or nxt == root then break end
+		root = nxt
+	end
+end
+
+local detached = 0
+local merged = {}
+local key = seg(root)
+
+-- The salt is a hash of the span ids, so a retried batch finds its salt already
+-- recorded and changes nothing but the queue deadline.
+local seen = redis.call("SISMEMBER", mk(root), salt) == 1
+if not seen and redis.call("SISMEMBER", mk(salt), salt) == 1 then
+	seen, root, key, detached = true, salt, seg(salt), 1
+end
+
+if not seen then
+	-- Children: spans of this subsegment that were roots of segments of their own
+	-- until now. A child being flushed right now is left alone.
+	local children, child_bytes = {}, 0
+	local locked = redis.call("EXISTS", "span-buf:fl:" .. key) == 1
+	if not locked then
+		for i = first_span, #ARGV do
+			local id = ARGV[i]
+			if id ~= root and redis.call("EXISTS", mk(id)) == 1
+				and redis.call("EXISTS", "span-buf:fl:" .. seg(id)) == 0 then
+				children[#children + 1] = id
+				child_bytes = child_bytes + num("span-buf:ibc:" .. seg(id))
+			end
+		end
+	end
+
+	local current = num("span-buf:ibc:" .. key)
+	if locked or (current > 0 and current + child_bytes + nbytes > max_bytes) then
+		root, key, detached, children = salt, seg(salt), 1, {}
+	end
+
+	local mkey, ic, ibc = mk(root), "span-buf:ic:" .. key, "span-buf:ibc:" .. key
+	if has_root then
+		redis.call("SET", "span-buf:hrs:" .. key, "1", "EX", ttl)
+	end
+
+	local pairs_ = {}
+	for i = first_span, #ARGV do
+		pairs_[#pairs_ + 1] = ARGV[i]
+		pairs_[#pairs_ + 1] = root
+		-- unpack() is bounded by Lua's stack; write in slices.
+		if #pairs_ >= 1000 then
+			redis.call("HSET", ssr, unpack(pairs_))
+			pairs_ = {}
+		end
+	end
+	if #pairs_ > 0 then
+		redis.call("HSET", ssr, unpack(pairs_))
+	end
+	redis.call("EXPIRE", ssr, ttl)
+
+	for _, id in ipairs(children) do
+		local ck = seg(id)
+		redis.call("SUNIONSTORE", mkey, mkey, mk(id))
+		redis.call("INCRBY", ic, num("span-buf:ic:" .. ck))
+		redis.call("INCRBY", ibc, num("span-buf:ibc:" .. ck))
+		redis.call("DEL", mk(id), "span-buf:ic:" .. ck, "span-buf:ibc:" .. ck)
+		merged[#merged + 1] = ck
+	end
+
+	redis.call("SADD", mkey, salt)
+	redis.call("INCRBY", ic, nspans)
+	redis.call("INCRBY", ibc, nbytes)
+	redis.call("EXPIRE", mkey, ttl)
+	redis.call("EXPIRE", ic, ttl)
+	redis.call("EXPIRE", ibc, ttl)
+end
+
+local root_flag = redis.call("EXISTS", "span-buf:hrs:" .. key)
+local deadline = now + timeout
+if root_flag == 1 then
+	deadline = now + root_timeout
+end
+for i = 2, #KEYS do
+	redis.call("ZADD", KEYS[i], deadline, key)
+	for _, m in ipairs(merged) do
+		redis.call("ZREM", KEYS[i], m)
+	end
+	redis.call("EXPIRE", KEYS[i], ttl)
+end
+
+local result = {key, root_flag, detached}
+for _, m in ipairs(merged) do
+	result[#result + 1] = m
+end
+return result

@@ -1,0 +1,64 @@
+package segments
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// zstdMagic starts every zstd frame. A JSON payload starts with '{' or whitespace, so
+// a set member starting with it is a compressed subsegment.
+var zstdMagic = []byte{0x28, 0xb5, 0x2f, 0xfd}
+
+// frame joins payloads as a sequence of uvarint length + bytes, to be compressed as
+// one set member.
+func frame(payloads [][]byte) []byte {
+	n := 0
+	for _, p := range payloads {
+		n += binary.MaxVarintLen64 + len(p)
+	}
+	out := make([]byte, 0, n)
+	for _, p := range payloads {
+		out = binary.AppendUvarint(out, uint64(len(p)))
+		out = append(out, p...)
+	}
+	return out
+}
+
+var errBadFrame = errors.New("segments: corrupt compressed payload frame")
+
+// unframe splits what frame joined.
+func unframe(b []byte) ([][]byte, error) {
+	var out [][]byte
+	for len(b) > 0 {
+		n, k := binary.Uvarint(b)
+		if k <= 0 || uint64(len(b)-k) < n {
+			return nil, errBadFrame
+		}
+		out = append(out, b[k:k+int(n)])
+		b = b[k+int(n):]
+	}
+	return out, nil
+}
+
+// payloadsOf returns the payloads one set member holds.
+func (b *Buffer) payloadsOf(member string) ([][]byte, error) {
+	raw := []byte(member)
+	if !bytes.HasPrefix(raw, zstdMagic) {
+		return [][]byte{raw}, nil
+	}
+	b.decoderOnce.Do(func() {
+		b.decoder, b.decoderErr = zstd.NewReader(nil, zstd.WithDecoderConcurrency(1))
+	})
+	if b.decoderErr != nil {
+		return nil, fmt.Errorf("segments: zstd decoder: %w", b.decoderErr)
+	}
+	plain, err := b.decoder.DecodeAll(raw, nil)
+	if err != nil {
+		return nil, fmt.Errorf("segments: decompressing payloads: %w", err)
+	}
+	return unframe(plain)
+}

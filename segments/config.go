@@ -1,0 +1,108 @@
+package segments
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/creekstream/creek/metrics"
+	"go.uber.org/zap"
+)
+
+// Config holds the buffer's options. The zero value of a field means its default.
+type Config struct {
+	// Timeout is how long a segment without a root may stay quiet before it is
+	// flushed. Default 60 s.
+	Timeout time.Duration
+	// RootTimeout is how long a segment whose root has arrived may stay quiet before
+	// it is flushed. Default 10 s.
+	RootTimeout time.Duration
+	// TTL is the expiry of every key the buffer writes, refreshed on each write.
+	// Default 3600 s. It must exceed Timeout, or segments expire before they flush.
+	TTL time.Duration
+	// MaxSegmentBytes caps a segment's payload bytes: a subsegment that would push a
+	// segment past it is detached into a segment of its own, and a flushed segment
+	// larger than it is split over several messages. Default 10 MiB.
+	MaxSegmentBytes int
+	// MaxFlushSegments is the number of segments one flush over all assigned shards
+	// takes at most. Default 500.
+	MaxFlushSegments int
+	// SegmentPageSize is the COUNT of each SSCAN that loads payloads. Default 100.
+	SegmentPageSize int
+	// CompressionLevel is the zstd level (1 to 22) used to store payloads; 0 or -1
+	// stores them uncompressed. Default off.
+	CompressionLevel int
+	// FlushLockTTL, when positive, makes every flush take a lock per segment that
+	// expires after this long, so that two flushers never emit the same segment at
+	// once. Default 0 (off).
+	FlushLockTTL time.Duration
+	// Slice, when not empty, prefixes queue keys: span-buf:q:<slice>-<shard>. It lets
+	// several independent buffers share one Redis.
+	Slice string
+
+	// Logger receives what the buffer has to report. Default zap.NewNop().
+	Logger *zap.Logger
+	// Metrics receives the buffer's metrics, named spans.buffer.*. Default
+	// metrics.Noop{}.
+	Metrics metrics.Metrics
+}
+
+// Defaults of Config.
+const (
+	DefaultTimeout          = 60 * time.Second
+	DefaultRootTimeout      = 10 * time.Second
+	DefaultTTL              = 3600 * time.Second
+	DefaultMaxSegmentBytes  = 10 << 20
+	DefaultMaxFlushSegments = 500
+	DefaultSegmentPageSize  = 100
+)
+
+// withDefaults returns c with every unset field at its default and validates it.
+func (c Config) withDefaults() (Config, error) {
+	setDefault(&c.Timeout, DefaultTimeout)
+	setDefault(&c.RootTimeout, DefaultRootTimeout)
+	setDefault(&c.TTL, DefaultTTL)
+	setDefault(&c.MaxSegmentBytes, DefaultMaxSegmentBytes)
+	setDefault(&c.MaxFlushSegments, DefaultMaxFlushSegments)
+	setDefault(&c.SegmentPageSize, DefaultSegmentPageSize)
+	if c.CompressionLevel == -1 {
+		c.CompressionLevel = 0
+	}
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+	if c.Metrics == nil {
+		c.Metrics = metrics.Noop{}
+	}
+
+	switch {
+	case c.Timeout < 0 || c.RootTimeout < 0 || c.TTL < 0 || c.FlushLockTTL < 0:
+		return c, fmt.Errorf("segments: Config durations must not be negative (Timeout %v, RootTimeout %v, TTL %v, FlushLockTTL %v)",
+			c.Timeout, c.RootTimeout, c.TTL, c.FlushLockTTL)
+	case c.RootTimeout > c.Timeout:
+		return c, fmt.Errorf("segments: Config.RootTimeout (%v) must not exceed Config.Timeout (%v)", c.RootTimeout, c.Timeout)
+	case c.TTL <= c.Timeout:
+		return c, fmt.Errorf("segments: Config.TTL (%v) must exceed Config.Timeout (%v), or segments expire before they are flushed", c.TTL, c.Timeout)
+	case c.TTL%time.Second != 0:
+		return c, fmt.Errorf("segments: Config.TTL (%v) must be whole seconds", c.TTL)
+	case c.FlushLockTTL%time.Millisecond != 0:
+		return c, fmt.Errorf("segments: Config.FlushLockTTL (%v) must be whole milliseconds", c.FlushLockTTL)
+	case c.MaxSegmentBytes < 0:
+		return c, fmt.Errorf("segments: Config.MaxSegmentBytes (%d) must be positive", c.MaxSegmentBytes)
+	case c.MaxFlushSegments < 0:
+		return c, fmt.Errorf("segments: Config.MaxFlushSegments (%d) must be positive", c.MaxFlushSegments)
+	case c.SegmentPageSize < 0:
+		return c, fmt.Errorf("segments: Config.SegmentPageSize (%d) must be positive", c.SegmentPageSize)
+	case c.CompressionLevel < -1 || c.CompressionLevel > 22:
+		return c, fmt.Errorf("segments: Config.CompressionLevel (%d) must be -1 or 0 (off) or a zstd level from 1 to 22", c.CompressionLevel)
+	case strings.ContainsAny(c.Slice, "{}: \t\r\n"):
+		return c, fmt.Errorf("segments: Config.Slice %q must not contain braces, colons or whitespace", c.Slice)
+	}
+	return c, nil
+}
+
+func setDefault[T int | time.Duration](v *T, def T) {
+	if *v == 0 {
+		*v = def
+	}
+}

@@ -1,0 +1,348 @@
+package segments
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+)
+
+// FlushedSegment is a segment taken out of the buffer by a flush. Produce its
+// Messages, then hand it to DoneFlushSegments.
+type FlushedSegment struct {
+	// Key is the segment key, span-buf:s:{<project>:<trace>}:<root>.
+	Key string
+	// QueueKey is the flush queue the segment was taken from.
+	QueueKey  string
+	ProjectID uint64
+	TraceID   string
+	// RootID is the segment's root span id (or, for a segment without its root, the
+	// id its spans hang under; for a detached subsegment, its salt).
+	RootID string
+	// Spans are the output spans: each input span with is_segment and
+	// attributes["sentry.segment.id"] set.
+	Spans [][]byte
+
+	pt        string
+	queues    []queueEntry
+	salts     []string
+	spanIDs   []string
+	ingested  int64
+	bytes     int64
+	lockToken string
+}
+
+type queueEntry struct {
+	key      string
+	deadline float64
+}
+
+// FlushStats says what one flush did.
+type FlushStats struct {
+	// Segments and Spans count what the flush returned.
+	Segments, Spans int
+	// Dropped counts spans that were ingested but whose payloads were gone (expired or
+	// evicted from Redis) when the segment was loaded.
+	Dropped int
+	// Expired counts queue entries whose segment had no data left; they are removed.
+	Expired int
+	// LockContention counts segments skipped because another flusher held their lock.
+	LockContention int
+	// Shards has one entry per shard flushed, in the order given.
+	Shards []ShardStats
+}
+
+// ShardStats is one shard's part of a flush.
+type ShardStats struct {
+	Shard int32
+	// QueueSize is the number of segments in the shard's queue before the flush.
+	QueueSize int64
+	// Due is the number of segments taken from the queue.
+	Due int
+	// AtLimit is true when Due reached the per-shard limit: more segments may be due.
+	AtLimit bool
+}
+
+// FlushSegments flushes every shard set by SetShards; see FlushShards.
+func (b *Buffer) FlushSegments(ctx context.Context, now time.Time) (map[string]FlushedSegment, error) {
+	segs, _, err := b.FlushShards(ctx, now, b.Shards())
+	return segs, err
+}
+
+// FlushShards takes from the queues of shards the segments whose deadline is at or
+// before now, at most ceil(MaxFlushSegments / number of assigned shards) per shard,
+// and loads their spans. The result is keyed by segment key. Nothing is removed from
+// Redis until DoneFlushSegments, so a crash before that flushes the segments again.
+//
+// Flusher workers that each own some of the assigned shards call it with their own.
+// With FlushLockTTL set, a segment locked by another flusher is skipped and counted.
+// Queue entries without data are removed and counted as expired.
+func (b *Buffer) FlushShards(ctx context.Context, now time.Time, shards []int32) (map[string]FlushedSegment, FlushStats, error) {
+	start := time.Now()
+	stats := FlushStats{Shards: make([]ShardStats, len(shards))}
+	if len(shards) == 0 {
+		return map[string]FlushedSegment{}, stats, nil
+	}
+	assigned := max(len(b.Shards()), 1)
+	limit := (b.cfg.MaxFlushSegments + assigned - 1) / assigned
+
+	// 1. Due segments and queue sizes.
+	due := make([]*redis.ZSliceCmd, len(shards))
+	sizes := make([]*redis.IntCmd, len(shards))
+	if err := b.pipeline(ctx, func(p redis.Pipeliner) {
+		for i, shard := range shards {
+			q := b.queueKey(shard)
+			due[i] = p.ZRangeByScoreWithScores(ctx, q, &redis.ZRangeBy{
+				Min: "-inf", Max: strconv.FormatInt(now.UnixMilli(), 10), Count: int64(limit),
+			})
+			sizes[i] = p.ZCard(ctx, q)
+		}
+	}); err != nil {
+		return nil, stats, fmt.Errorf("segments: reading flush queues: %w", err)
+	}
+	segs := make(map[string]*FlushedSegment)
+	var order []*FlushedSegment
+	for i, shard := range shards {
+		q := b.queueKey(shard)
+		entries := due[i].Val()
+		stats.Shards[i] = ShardStats{Shard: shard, QueueSize: sizes[i].Val(), Due: len(entries), AtLimit: len(entries) >= limit}
+		for _, z := range entries {
+			key, _ := z.Member.(string)
+			seg, ok := segs[key]
+			if !ok {
+				pt, project, trace, root, valid := parseSegmentKey(key)
+				if !valid {
+					b.cfg.Logger.Warn("flush queue holds a malformed segment key; leaving it to expire", zap.String("queue", q), zap.String("key", key))
+					continue
+				}
+				seg = &FlushedSegment{Key: key, QueueKey: q, ProjectID: project, TraceID: trace, RootID: root, pt: pt}
+				segs[key] = seg
+				order = append(order, seg)
+			}
+			seg.queues = append(seg.queues, queueEntry{q, z.Score})
+		}
+	}
+	if len(order) == 0 {
+		b.recordFlush(start, stats)
+		return map[string]FlushedSegment{}, stats, nil
+	}
+
+	// 2. Locks, member keys and counters.
+	type meta struct {
+		lock         *redis.BoolCmd
+		members      *redis.StringSliceCmd
+		count, bytes *redis.StringCmd
+	}
+	metas := make([]meta, len(order))
+	if err := b.pipeline(ctx, func(p redis.Pipeliner) {
+		for i, seg := range order {
+			if b.cfg.FlushLockTTL > 0 {
+				seg.lockToken = newToken()
+				metas[i].lock = p.SetNX(ctx, lockKey(seg.Key), seg.lockToken, b.cfg.FlushLockTTL)
+			}
+			metas[i].members = p.SMembers(ctx, memberKeysKey(seg.pt, seg.RootID))
+			metas[i].count = p.Get(ctx, countKey(seg.Key))
+			metas[i].bytes = p.Get(ctx, bytesKey(seg.Key))
+		}
+	}); err != nil {
+		return nil, stats, fmt.Errorf("segments: reading segments: %w", err)
+	}
+	var loading, empty []*FlushedSegment
+	for i, seg := range order {
+		m := metas[i]
+		if m.lock != nil && !m.lock.Val() {
+			stats.LockContention++
+			delete(segs, seg.Key)
+			continue
+		}
+		seg.salts = m.members.Val()
+		seg.ingested, _ = m.count.Int64()
+		seg.bytes, _ = m.bytes.Int64()
+		if len(seg.salts) == 0 {
+			empty = append(empty, seg)
+			continue
+		}
+		loading = append(loading, seg)
+	}
+
+	// 3. Payload sets, page by page.
+	if err := b.loadPayloads(ctx, loading, &stats); err != nil {
+		return nil, stats, err
+	}
+	out := make(map[string]FlushedSegment, len(loading))
+	for _, seg := range loading {
+		if len(seg.Spans) == 0 {
+			empty = append(empty, seg)
+			continue
+		}
+		stats.Segments++
+		stats.Spans += len(seg.Spans)
+		out[seg.Key] = *seg
+	}
+
+	// Entries without data are removed now: there is nothing to produce.
+	if len(empty) > 0 {
+		stats.Expired += len(empty)
+		if err := b.DoneFlushSegments(ctx, toMap(empty)); err != nil {
+			return nil, stats, err
+		}
+	}
+	b.recordFlush(start, stats)
+	return out, stats, nil
+}
+
+func toMap(segs []*FlushedSegment) map[string]FlushedSegment {
+	m := make(map[string]FlushedSegment, len(segs))
+	for _, s := range segs {
+		m[s.Key] = *s
+	}
+	return m
+}
+
+// loadPayloads reads every payload set of segs with SSCAN, all segments' pages in one
+// pipeline per round, and fills in their output spans.
+func (b *Buffer) loadPayloads(ctx context.Context, segs []*FlushedSegment, stats *FlushStats) error {
+	type scan struct {
+		seg    *FlushedSegment
+		key    string
+		cursor uint64
+		cmd    *redis.ScanCmd
+	}
+	var pending []*scan
+	for _, seg := range segs {
+		for _, salt := range seg.salts {
+			pending = append(pending, &scan{seg: seg, key: payloadKey(seg.pt, salt)})
+		}
+	}
+	payloads := make(map[*FlushedSegment][]string, len(segs))
+	for len(pending) > 0 {
+		if err := b.pipeline(ctx, func(p redis.Pipeliner) {
+			for _, s := range pending {
+				s.cmd = p.SScan(ctx, s.key, s.cursor, "", int64(b.cfg.SegmentPageSize))
+			}
+		}); err != nil {
+			return fmt.Errorf("segments: loading payloads: %w", err)
+		}
+		next := pending[:0]
+		for _, s := range pending {
+			members, cursor := s.cmd.Val()
+			payloads[s.seg] = append(payloads[s.seg], members...)
+			if cursor != 0 {
+				s.cursor = cursor
+				next = append(next, s)
+			}
+		}
+		pending = next
+	}
+
+	for _, seg := range segs {
+		seen := make(map[string]bool)
+		var loaded int64
+		for _, member := range payloads[seg] {
+			raws, err := b.payloadsOf(member)
+			if err != nil {
+				b.cfg.Logger.Error("unreadable payload in segment; skipping it", zap.String("segment", seg.Key), zap.Error(err))
+				continue
+			}
+			for _, raw := range raws {
+				loaded++
+				out, id, err := outputSpan(raw, seg.RootID)
+				if err != nil {
+					b.cfg.Logger.Error("payload in segment is not a JSON object; skipping it", zap.String("segment", seg.Key), zap.Error(err))
+					continue
+				}
+				// A span written twice (a batch retried with other boundaries) is
+				// emitted once.
+				if id != "" {
+					if seen[id] {
+						continue
+					}
+					seen[id] = true
+					seg.spanIDs = append(seg.spanIDs, id)
+				}
+				seg.Spans = append(seg.Spans, out)
+			}
+		}
+		if missing := seg.ingested - loaded; missing > 0 {
+			stats.Dropped += int(missing)
+			b.cfg.Logger.Warn("segment lost spans: their payloads expired or were evicted before the flush",
+				zap.String("segment", seg.Key), zap.Int64("ingested", seg.ingested), zap.Int64("loaded", loaded))
+		}
+	}
+	return nil
+}
+
+// DoneFlushSegments removes flushed segments from Redis: call it only once every
+// message of every segment was acknowledged by Kafka. It removes exactly what the
+// flush loaded, so spans that arrived in between stay and are flushed later; the
+// has-root flag stays until it expires, so that late spans of a flushed segment are
+// flushed after RootTimeout. A crash before this call produces the segments again:
+// duplicates, never loss.
+func (b *Buffer) DoneFlushSegments(ctx context.Context, segs map[string]FlushedSegment) error {
+	if len(segs) == 0 {
+		return nil
+	}
+	err := b.pipeline(ctx, func(p redis.Pipeliner) {
+		for _, seg := range segs {
+			pt := seg.pt
+			keys := []string{memberKeysKey(pt, seg.RootID), countKey(seg.Key), bytesKey(seg.Key), lockKey(seg.Key), redirectKey(pt)}
+			args := make([]any, 0, 4+len(seg.salts)+len(seg.spanIDs))
+			args = append(args, seg.lockToken, seg.ingested, seg.bytes, len(seg.salts))
+			for _, s := range seg.salts {
+				args = append(args, s)
+			}
+			for _, id := range seg.spanIDs {
+				args = append(args, id)
+			}
+			p.EvalSha(ctx, b.done.Hash(), keys, args...)
+			if len(seg.salts) > 0 {
+				payloads := make([]string, len(seg.salts))
+				for i, s := range seg.salts {
+					payloads[i] = payloadKey(pt, s)
+				}
+				if b.cluster {
+					// Payload sets live in different slots; one DEL each.
+					for _, k := range payloads {
+						p.Unlink(ctx, k)
+					}
+				} else {
+					p.Unlink(ctx, payloads...)
+				}
+			}
+			for _, q := range seg.queues {
+				p.EvalSha(ctx, b.dequeue.Hash(), []string{q.key}, seg.Key, strconv.FormatFloat(q.deadline, 'f', -1, 64))
+			}
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("segments: removing flushed segments: %w", err)
+	}
+	return nil
+}
+
+func (b *Buffer) recordFlush(start time.Time, s FlushStats) {
+	m := b.cfg.Metrics
+	m.Timing("spans.buffer.flush_segments", time.Since(start))
+	m.Increment("spans.buffer.flush_segments.segments", int64(s.Segments))
+	m.Increment("spans.buffer.flush_segments.spans", int64(s.Spans))
+	if s.Dropped > 0 {
+		m.Increment("spans.buffer.dropped_spans", int64(s.Dropped))
+	}
+	if s.Expired > 0 {
+		m.Increment("spans.buffer.expired_segments", int64(s.Expired))
+	}
+	if s.LockContention > 0 {
+		m.Increment("spans.buffer.flush_lock_contention", int64(s.LockContention))
+	}
+}
+
+func newToken() string {
+	var t [16]byte
+	_, _ = rand.Read(t[:]) // crypto/rand.Read never fails (Go 1.24+)
+	return hex.EncodeToString(t[:])
+}
