@@ -511,6 +511,9 @@ func newHarness(t *testing.T, cfg Config[string], setup func(*fakeStrategy)) *ha
 	if cfg.Topics == nil {
 		cfg.Topics = []string{"t"}
 	}
+	if cfg.PollTimeout == 0 {
+		cfg.PollTimeout = 10 * time.Millisecond
+	}
 	if cfg.PausedPollTimeout == 0 {
 		cfg.PausedPollTimeout = 5 * time.Millisecond
 	}
@@ -597,4 +600,40 @@ func (nopDLQ[T]) Produce(context.Context, Message[T], *InvalidMessageError) *Del
 	d := NewDelivery()
 	d.Resolve(Position{}, nil)
 	return d
+}
+
+// recHB records the loop's phase for tests and passes beats on to the watchdog's
+// heartbeat.
+type recHB struct {
+	next heartbeat
+	n    *notifier
+
+	mu    sync.Mutex
+	phase string
+}
+
+func (r *recHB) Beat() { r.next.Beat() }
+
+func (r *recHB) SetPhase(phase string) {
+	r.next.SetPhase(phase)
+	r.mu.Lock()
+	changed := r.phase != phase
+	r.phase = phase
+	r.mu.Unlock()
+	if changed {
+		r.n.notify()
+	}
+}
+
+func (r *recHB) current() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.phase
+}
+
+// recordPhases puts a recHB between the loop and its heartbeat. Call it before start.
+func (h *harness) recordPhases() *recHB {
+	r := &recHB{next: h.proc.hb, n: h.n}
+	h.proc.hb = r
+	return r
 }

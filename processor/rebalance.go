@@ -86,6 +86,10 @@ func (p *StreamProcessor[T]) revoke(revoked []Partition) error {
 		}
 	} else if p.strategy != nil {
 		p.bp.dropPartitions(gone)
+		if p.bp.empty() {
+			// What was rejected is gone with its partitions; nothing holds the rest back.
+			p.accepted(time.Now())
+		}
 		if err := p.drainRevoked(gone); err != nil {
 			return err
 		}
