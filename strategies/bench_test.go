@@ -1,0 +1,106 @@
+package strategies
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/creekstream/creek/processor"
+)
+
+// benchMessages returns n broker messages spread round robin over 4 partitions,
+// built before the timer starts so that only the chain is measured.
+func benchMessages(n int) []processor.Message[processor.KafkaPayload] {
+	msgs := make([]processor.Message[processor.KafkaPayload], n)
+	payload := processor.KafkaPayload{Key: []byte("k"), Value: []byte("a small value")}
+	ts := time.Now()
+	for i := range msgs {
+		p := processor.Partition{Topic: "bench", Index: int32(i % 4)}
+		msgs[i] = processor.NewBrokerMessage(payload, p, int64(i/4), ts)
+	}
+	return msgs
+}
+
+// stagingCommit returns a CommitFunc that stages offsets the way the processor does:
+// only for assigned partitions, keeping the highest next offset per partition.
+func stagingCommit(assigned []processor.Partition) (processor.CommitFunc, map[processor.Partition]int64) {
+	isAssigned := make(map[processor.Partition]bool, len(assigned))
+	for _, p := range assigned {
+		isAssigned[p] = true
+	}
+	staged := make(map[processor.Partition]int64, len(assigned))
+	return func(c processor.Committable, _ bool) error {
+		for p, next := range c.All() {
+			if !isAssigned[p] {
+				continue
+			}
+			if cur, ok := staged[p]; !ok || next > cur {
+				staged[p] = next
+			}
+		}
+		return nil
+	}, staged
+}
+
+// BenchmarkRunTaskCommitOffsets measures one message through RunTask(identity) ->
+// CommitOffsets, committing into a processor-like staging map. Target: under 100 ns
+// and at most 1 allocation per message.
+func BenchmarkRunTaskCommitOffsets(b *testing.B) {
+	msgs := benchMessages(1 << 12)
+	parts := []processor.Partition{{Topic: "bench", Index: 0}, {Topic: "bench", Index: 1}, {Topic: "bench", Index: 2}, {Topic: "bench", Index: 3}}
+	commit, staged := stagingCommit(parts)
+	identity := func(m processor.Message[processor.KafkaPayload]) (processor.KafkaPayload, error) {
+		return m.Payload, nil
+	}
+	s := NewRunTask(identity, processor.Strategy[processor.KafkaPayload](NewCommitOffsets[processor.KafkaPayload](commit)))
+
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if err := s.Submit(msgs[i&(len(msgs)-1)]); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+	b.StopTimer()
+	if len(staged) != 4 {
+		b.Fatalf("%d partitions staged, want 4", len(staged))
+	}
+}
+
+// BenchmarkProduceCommitOffsets measures one message through Produce -> CommitOffsets
+// with deliveries acknowledged in batches of 256, polled like the processor's loop.
+func BenchmarkProduceCommitOffsets(b *testing.B) {
+	msgs := benchMessages(1 << 12)
+	parts := []processor.Partition{{Topic: "bench", Index: 0}, {Topic: "bench", Index: 1}, {Topic: "bench", Index: 2}, {Topic: "bench", Index: 3}}
+	commit, _ := stagingCommit(parts)
+	prod := &ackingProducer{}
+	s, err := NewProduce[processor.KafkaPayload](prod, "out", NewCommitOffsets[processor.KafkaPayload](commit), 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if err := s.Submit(msgs[i&(len(msgs)-1)]); err != nil {
+			b.Fatal(err)
+		}
+		i++
+		if i%256 == 0 {
+			if err := s.Poll(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
+
+// ackingProducer resolves every delivery at once, so that the benchmark measures
+// Produce rather than a producer.
+type ackingProducer struct{ offset int64 }
+
+func (p *ackingProducer) Produce(_ context.Context, topic string, _ processor.KafkaPayload) *processor.Delivery {
+	d := processor.NewDelivery()
+	d.Resolve(processor.Position{Partition: processor.Partition{Topic: topic}, Offset: p.offset}, nil)
+	p.offset++
+	return d
+}
