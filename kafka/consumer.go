@@ -33,7 +33,10 @@ var ErrClosed = errors.New("kafka: consumer is closed")
 // slows fetching down. Assignment changes travel on the same path as events that
 // Poll turns into RebalanceCallbacks calls on the caller's goroutine; a revoked
 // partition is held by its reader until OnRevoke has run (or RevokeTimeout
-// passed), and queued messages of a revoked partition are dropped.
+// passed), and queued messages of a revoked partition are dropped. An eager
+// rebalance reaches OnRevoke as one call for the whole assignment; under the
+// cooperative protocol the moving partitions' readers stop independently, so
+// their revocation may arrive split over several calls.
 //
 // Poll, Pause, Resume, Paused, Assignment, Commit, Fetch and Close belong to one
 // goroutine, the processor's loop; Commit and Fetch may also be called from
