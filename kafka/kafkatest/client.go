@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -123,6 +124,11 @@ func (c *Client) CommittedOffsets(ctx context.Context, group, topic string) (map
 	resp, err := c.adm.FetchOffsets(ctx, group)
 	if err == nil {
 		err = resp.Error()
+	}
+	// Some brokers answer for a group that never committed with an error, others
+	// with nothing: both mean no offsets.
+	if errors.Is(err, kerr.GroupIDNotFound) {
+		return map[int32]int64{}, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("kafkatest: fetch offsets of group %s: %w", group, err)
