@@ -19,6 +19,9 @@ type StatsdClient interface {
 type DogStatsDConfig struct {
 	// Prefix is put in front of every name. Empty means DefaultPrefix.
 	Prefix string
+	// NoPrefix sends names as recorded, ignoring Prefix, for setups that put the
+	// prefix on elsewhere.
+	NoPrefix bool
 	// Logger receives, at debug level, the errors the client returns. The default
 	// discards them.
 	Logger *zap.Logger
@@ -39,7 +42,10 @@ func NewDogStatsD(client StatsdClient, cfg DogStatsDConfig) (*DogStatsD, error) 
 	if client == nil {
 		return nil, errors.New("metrics: NewDogStatsD needs a client; create one with statsd.New(addr)")
 	}
-	if cfg.Prefix == "" {
+	switch {
+	case cfg.NoPrefix:
+		cfg.Prefix = ""
+	case cfg.Prefix == "":
 		cfg.Prefix = DefaultPrefix
 	}
 	if cfg.Logger == nil {

@@ -36,6 +36,8 @@ func TestDogStatsDSendsPrefixedNamesTagsAndMilliseconds(t *testing.T) {
 			"creek.consumer.poll.time:1.500000|ms"},
 		{"own prefix", DogStatsDConfig{Prefix: "svc."}, func(m Metrics) { m.Increment("n", 1, Tag{"a", "b"}, Tag{"c", "d"}) },
 			"svc.n:1|c|#a:b,c:d"},
+		{"no prefix", DogStatsDConfig{Prefix: "svc.", NoPrefix: true}, func(m Metrics) { m.Increment("n", 1) },
+			"n:1|c"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

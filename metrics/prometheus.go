@@ -20,6 +20,9 @@ type PrometheusConfig struct {
 	Registerer prometheus.Registerer
 	// Prefix is put in front of every name. Empty means DefaultPrefix.
 	Prefix string
+	// NoPrefix sends names as recorded, ignoring Prefix, for setups that put the
+	// prefix on elsewhere.
+	NoPrefix bool
 	// Labels declares the label names of a metric, by its name without prefix. A
 	// metric not listed takes the tag keys of its first use as its labels.
 	Labels map[string][]string
@@ -89,7 +92,10 @@ func NewPrometheus(cfg PrometheusConfig) (*Prometheus, error) {
 	if cfg.Registerer == nil {
 		return nil, errors.New("metrics: PrometheusConfig.Registerer is nil; pass prometheus.DefaultRegisterer or prometheus.NewRegistry()")
 	}
-	if cfg.Prefix == "" {
+	switch {
+	case cfg.NoPrefix:
+		cfg.Prefix = ""
+	case cfg.Prefix == "":
 		cfg.Prefix = DefaultPrefix
 	}
 	if cfg.Logger == nil {

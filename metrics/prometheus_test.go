@@ -118,6 +118,12 @@ func TestPrometheusLabels(t *testing.T) {
 			record: func(p *Prometheus) { p.Gauge("spans.buffer.drift", 7) },
 			family: "svc_spans_buffer_drift", want: 7,
 		},
+		{
+			name:   "no prefix",
+			cfg:    PrometheusConfig{NoPrefix: true},
+			record: func(p *Prometheus) { p.Gauge("spans.buffer.drift", 7) },
+			family: "spans_buffer_drift", want: 7,
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
