@@ -16,23 +16,31 @@ const commitRetryDelay = time.Second
 // stage is the CommitFunc given to the factory. It must be called from the strategy's
 // methods, which run on the loop goroutine that owns the staged offsets.
 func (p *StreamProcessor[T]) stage(c Committable, force bool) error {
-	for part, next := range c.All() {
-		// A partition no longer assigned belongs to another member: committing for it
-		// could move that member's offsets back.
-		if !p.assigned[part] {
-			continue
-		}
-		if done, ok := p.committed[part]; ok && next <= done {
-			continue
-		}
-		if cur, ok := p.staged[part]; !ok || next > cur {
-			p.staged[part] = next
+	if part, next, ok := c.Single(); ok {
+		p.stageOne(part, next)
+	} else {
+		for part, next := range c.All() {
+			p.stageOne(part, next)
 		}
 	}
 	if force {
 		return p.commit(true)
 	}
 	return p.commitIfDue()
+}
+
+func (p *StreamProcessor[T]) stageOne(part Partition, next int64) {
+	// A partition no longer assigned belongs to another member: committing for it
+	// could move that member's offsets back.
+	if !p.assigned[part] {
+		return
+	}
+	if done, ok := p.committed[part]; ok && next <= done {
+		return
+	}
+	if cur, ok := p.staged[part]; !ok || next > cur {
+		p.staged[part] = next
+	}
 }
 
 // commitIfDue commits the staged offsets when the commit policy says so.

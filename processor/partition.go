@@ -74,6 +74,16 @@ func (c Committable) Get(p Partition) (int64, bool) {
 	return o, ok
 }
 
+// Single returns the partition and offset of a single-partition Committable, the
+// shape of every message read from the broker. Hot paths test it before ranging
+// over All, whose iterator allocates.
+func (c Committable) Single() (Partition, int64, bool) {
+	if c.n == 1 && c.many == nil {
+		return c.one, c.oneOff, true
+	}
+	return Partition{}, 0, false
+}
+
 // All iterates over the partitions and their offsets in no particular order.
 func (c Committable) All() iter.Seq2[Partition, int64] {
 	return func(yield func(Partition, int64) bool) {
@@ -98,7 +108,13 @@ func (c Committable) Map() map[Partition]int64 {
 
 // MergeInto merges c into m, keeping the highest offset per partition.
 func (c Committable) MergeInto(m map[Partition]int64) {
-	for p, o := range c.All() {
+	if p, o, ok := c.Single(); ok {
+		if cur, found := m[p]; !found || o > cur {
+			m[p] = o
+		}
+		return
+	}
+	for p, o := range c.many {
 		if cur, ok := m[p]; !ok || o > cur {
 			m[p] = o
 		}

@@ -29,14 +29,21 @@ func stagingCommit(assigned []processor.Partition) (processor.CommitFunc, map[pr
 		isAssigned[p] = true
 	}
 	staged := make(map[processor.Partition]int64, len(assigned))
+	stageOne := func(p processor.Partition, next int64) {
+		if !isAssigned[p] {
+			return
+		}
+		if cur, ok := staged[p]; !ok || next > cur {
+			staged[p] = next
+		}
+	}
 	return func(c processor.Committable, _ bool) error {
+		if p, next, ok := c.Single(); ok {
+			stageOne(p, next)
+			return nil
+		}
 		for p, next := range c.All() {
-			if !isAssigned[p] {
-				continue
-			}
-			if cur, ok := staged[p]; !ok || next > cur {
-				staged[p] = next
-			}
+			stageOne(p, next)
 		}
 		return nil
 	}, staged

@@ -315,24 +315,6 @@ func BenchmarkRunTaskIdentity(b *testing.B) {
 	}
 }
 
-// BenchmarkRunTaskToCommitOffsets measures the chain RunTask(identity) -> CommitOffsets
-// per message, with a commit function that does nothing.
-func BenchmarkRunTaskToCommitOffsets(b *testing.B) {
-	commit := func(processor.Committable, bool) error { return nil }
-	s := NewRunTask(func(m processor.Message[processor.KafkaPayload]) (processor.KafkaPayload, error) {
-		return m.Payload, nil
-	}, processor.Strategy[processor.KafkaPayload](NewCommitOffsets[processor.KafkaPayload](commit)))
-	payload := processor.KafkaPayload{Value: []byte("v")}
-	b.ReportAllocs()
-	var off int64
-	for b.Loop() {
-		if err := s.Submit(processor.NewBrokerMessage(payload, tp0, off, time.Unix(0, 0))); err != nil {
-			b.Fatal(err)
-		}
-		off++
-	}
-}
-
 // TestTerminateDropsHeldWork checks, for every step that holds work on backpressure,
 // that Terminate drops it and terminates the next step.
 func TestTerminateDropsHeldWork(t *testing.T) {
