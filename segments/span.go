@@ -45,79 +45,131 @@ func (s *Span) effectiveParent() string {
 	}
 }
 
-// wireSpan holds only the fields Decode checks; encoding/json skips the rest without
-// building values for them.
-type wireSpan struct {
-	ProjectID      *uint64  `json:"project_id"`
-	TraceID        *string  `json:"trace_id"`
-	SpanID         *string  `json:"span_id"`
-	ParentSpanID   *string  `json:"parent_span_id"`
-	IsSegment      *bool    `json:"is_segment"`
-	StartTimestamp *float64 `json:"start_timestamp"`
-	EndTimestamp   *float64 `json:"end_timestamp"`
-	Attributes     *struct {
-		SegmentID *struct {
-			Value *string `json:"value"`
-		} `json:"sentry.segment.id"`
-	} `json:"attributes"`
-}
-
 // Decode parses one Kafka message value read from partition. It returns an error
 // wrapping ErrInvalidSpan when the value is not a JSON object, a required field
 // (project_id, trace_id, span_id, start_timestamp, end_timestamp) is missing or null,
 // or a field has the wrong type (timestamps given as strings, for example).
 //
+// Keys match exactly, as the flush matches them when it writes is_segment and the
+// segment id back (encoding/json alone would also accept "Span_ID"). Only the fields
+// checked here are decoded; the rest is only validated as JSON.
+//
 // Ids must be 1 to 64 characters of [0-9A-Za-z_-]: they become part of Redis keys and
 // hash tags, where '{', '}' or ':' would break the layout.
 func Decode(value []byte, partition int32) (Span, error) {
-	var w wireSpan
-	if err := json.Unmarshal(value, &w); err != nil {
-		return Span{}, fmt.Errorf("%w: %w", ErrInvalidSpan, err)
+	if !json.Valid(value) {
+		var v any
+		err := json.Unmarshal(value, &v) // only to say where the JSON breaks
+		return Span{}, fmt.Errorf("%w: not JSON: %w", ErrInvalidSpan, err)
 	}
-	// json.Unmarshal accepts a top-level null for a struct; a span must be an object.
-	if i := firstNonSpace(value); value[i] != '{' {
+	var project, trace, spanID, parent, isSegment, start, end, attrs []byte
+	if _, err := scanObject(value, 0, func(key []byte, vs, ve int) {
+		v := value[vs:ve]
+		switch string(key) {
+		case "project_id":
+			project = v
+		case "trace_id":
+			trace = v
+		case "span_id":
+			spanID = v
+		case "parent_span_id":
+			parent = v
+		case "is_segment":
+			isSegment = v
+		case "start_timestamp":
+			start = v
+		case "end_timestamp":
+			end = v
+		case "attributes":
+			attrs = v
+		}
+	}); err != nil {
 		return Span{}, fmt.Errorf("%w: not a JSON object", ErrInvalidSpan)
 	}
-	switch {
-	case w.ProjectID == nil:
-		return Span{}, fmt.Errorf("%w: project_id is missing or null", ErrInvalidSpan)
-	case w.StartTimestamp == nil:
-		return Span{}, fmt.Errorf("%w: start_timestamp is missing or null", ErrInvalidSpan)
-	case w.EndTimestamp == nil:
-		return Span{}, fmt.Errorf("%w: end_timestamp is missing or null", ErrInvalidSpan)
-	}
-	s := Span{ProjectID: *w.ProjectID, Partition: partition, Payload: value}
+
+	s := Span{Partition: partition, Payload: value}
+	var ts float64
 	var err error
-	if s.TraceID, err = requiredID("trace_id", w.TraceID); err != nil {
+	switch {
+	case isNull(project):
+		return Span{}, fmt.Errorf("%w: project_id is missing or null", ErrInvalidSpan)
+	case json.Unmarshal(project, &s.ProjectID) != nil:
+		return Span{}, fmt.Errorf("%w: project_id %s is not a non-negative integer", ErrInvalidSpan, project)
+	case isNull(start) || json.Unmarshal(start, &ts) != nil:
+		return Span{}, fmt.Errorf("%w: start_timestamp %s is not a number of seconds", ErrInvalidSpan, orMissing(start))
+	case isNull(end) || json.Unmarshal(end, &ts) != nil:
+		return Span{}, fmt.Errorf("%w: end_timestamp %s is not a number of seconds", ErrInvalidSpan, orMissing(end))
+	case !isNull(isSegment) && json.Unmarshal(isSegment, &s.IsSegment) != nil:
+		return Span{}, fmt.Errorf("%w: is_segment %s is not a boolean", ErrInvalidSpan, isSegment)
+	}
+	if s.TraceID, err = requiredID("trace_id", trace); err != nil {
 		return Span{}, err
 	}
-	if s.SpanID, err = requiredID("span_id", w.SpanID); err != nil {
+	if s.SpanID, err = requiredID("span_id", spanID); err != nil {
 		return Span{}, err
 	}
-	if s.ParentSpanID, err = optionalID("parent_span_id", w.ParentSpanID); err != nil {
+	if s.ParentSpanID, err = optionalID("parent_span_id", parent); err != nil {
 		return Span{}, err
 	}
-	if w.Attributes != nil && w.Attributes.SegmentID != nil {
-		if s.SegmentID, err = optionalID(`attributes["sentry.segment.id"].value`, w.Attributes.SegmentID.Value); err != nil {
-			return Span{}, err
-		}
+	if s.SegmentID, err = segmentID(attrs); err != nil {
+		return Span{}, err
 	}
-	s.IsSegment = w.IsSegment != nil && *w.IsSegment
 	return s, nil
 }
 
-func requiredID(field string, v *string) (string, error) {
-	if v == nil || *v == "" {
+// segmentID returns attributes["sentry.segment.id"].value, if there is one.
+func segmentID(attrs []byte) (string, error) {
+	if isNull(attrs) {
+		return "", nil
+	}
+	if attrs[0] != '{' {
+		return "", fmt.Errorf("%w: attributes is not an object", ErrInvalidSpan)
+	}
+	var seg, value []byte
+	_, _ = scanObject(attrs, 0, func(key []byte, vs, ve int) {
+		if string(key) == "sentry.segment.id" {
+			seg = attrs[vs:ve]
+		}
+	})
+	if isNull(seg) {
+		return "", nil
+	}
+	if seg[0] != '{' {
+		return "", fmt.Errorf(`%w: attributes["sentry.segment.id"] is not an object`, ErrInvalidSpan)
+	}
+	_, _ = scanObject(seg, 0, func(key []byte, vs, ve int) {
+		if string(key) == "value" {
+			value = seg[vs:ve]
+		}
+	})
+	return optionalID(`attributes["sentry.segment.id"].value`, value)
+}
+
+func isNull(v []byte) bool { return v == nil || string(v) == "null" }
+
+func orMissing(v []byte) string {
+	if v == nil {
+		return "(missing)"
+	}
+	return string(v)
+}
+
+func requiredID(field string, v []byte) (string, error) {
+	if isNull(v) || string(v) == `""` {
 		return "", fmt.Errorf("%w: %s is missing, null or empty", ErrInvalidSpan, field)
 	}
 	return optionalID(field, v)
 }
 
-func optionalID(field string, v *string) (string, error) {
-	if v == nil {
+// optionalID returns the id held by the JSON value v: a string, or null.
+func optionalID(field string, v []byte) (string, error) {
+	if isNull(v) {
 		return "", nil
 	}
-	id := *v
+	var id string
+	if err := json.Unmarshal(v, &id); err != nil {
+		return "", fmt.Errorf("%w: %s %s is not a string", ErrInvalidSpan, field, v)
+	}
 	if len(id) > 64 {
 		return "", fmt.Errorf("%w: %s is longer than 64 characters", ErrInvalidSpan, field)
 	}
@@ -128,15 +180,4 @@ func optionalID(field string, v *string) (string, error) {
 		}
 	}
 	return id, nil
-}
-
-func firstNonSpace(b []byte) int {
-	for i, c := range b {
-		switch c {
-		case ' ', '\t', '\n', '\r':
-		default:
-			return i
-		}
-	}
-	return -1
 }

@@ -1,0 +1,289 @@
+package segments
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// rawSpan is a span whose payload is exactly {"span_id":"<id>"}: 30 bytes, for the
+// size cases.
+func rawSpan(self, parent string) Span {
+	s := Span{ProjectID: 1, TraceID: traceA, SpanID: id(self), Payload: []byte(`{"span_id":"` + id(self) + `"}`)}
+	if parent != "" {
+		s.ParentSpanID = id(parent)
+	}
+	return s
+}
+
+func TestMaxSegmentBytes(t *testing.T) {
+	cases := []struct {
+		name    string
+		limit   int
+		batches [][]Span
+		want    func(detachedKey string) map[string]string
+	}{
+		{
+			name:    "over the limit detaches",
+			limit:   70,
+			batches: [][]Span{{rawSpan("b", "a")}, {rawSpan("c", "a")}, {rawSpan("d", "a")}},
+			want: func(detached string) map[string]string {
+				return map[string]string{segKeyA(id("a")): "bc", detached: "d"}
+			},
+		},
+		{
+			name:    "under the limit merges",
+			limit:   DefaultMaxSegmentBytes,
+			batches: [][]Span{{rawSpan("b", "a")}, {rawSpan("c", "a")}},
+			want: func(string) map[string]string {
+				return map[string]string{segKeyA(id("a")): "bc"}
+			},
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			eachStore(t, func(t *testing.T, s store) {
+				b := newTestBuffer(t, s.client, Config{MaxSegmentBytes: tc.limit})
+				for _, batch := range tc.batches {
+					ingest(t, b, at(0), batch...)
+				}
+				// Without a root the segments wait for Timeout.
+				if _, got := flushed(t, b, at(59)); len(got) != 0 {
+					t.Fatalf("flush at 59 gave %v, want nothing", got)
+				}
+				segs, got := flushed(t, b, at(61))
+				detached := segKeyA(saltOf([]*Span{&tc.batches[len(tc.batches)-1][0]}))
+				if want := tc.want(detached); fmt.Sprint(got) != fmt.Sprint(want) {
+					t.Fatalf("flushed %v, want %v", got, want)
+				}
+				assertAllExpire(t, s.client)
+				done(t, b, segs)
+				assertOnlyRootFlags(t, s.client)
+			})
+		})
+	}
+}
+
+func TestMessages(t *testing.T) {
+	// Five spans whose messages hold three at most under 500 bytes.
+	var five [][]byte
+	for _, c := range "abcde" {
+		five = append(five, []byte(fmt.Sprintf(`{"span_id":"%s","pad":"%s"}`, id(string(c)), strings.Repeat("x", 90))))
+	}
+	cases := []struct {
+		name     string
+		spans    [][]byte
+		limit    int
+		want     []int // spans per message
+		skipping bool
+	}{
+		{name: "chunked", spans: five, limit: 500, want: []int{3, 2}, skipping: true},
+		{name: "under the limit", spans: five, limit: 10000, want: []int{5}},
+		{name: "one span over the limit", spans: five[:1], limit: 50, want: []int{1}, skipping: true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			b, err := NewBuffer(redisNotUsed(), Config{MaxSegmentBytes: tc.limit})
+			if err != nil {
+				t.Fatal(err)
+			}
+			msgs, err := b.Messages(FlushedSegment{Spans: tc.spans})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(msgs) != len(tc.want) {
+				t.Fatalf("%d messages, want %d", len(msgs), len(tc.want))
+			}
+			ids := map[string]bool{}
+			next := 0
+			for i, m := range msgs {
+				var got struct {
+					FlushID        string            `json:"flush_id"`
+					Spans          []json.RawMessage `json:"spans"`
+					SkipEnrichment *bool             `json:"skip_enrichment"`
+				}
+				if err := json.Unmarshal(m, &got); err != nil {
+					t.Fatalf("message %d is not JSON: %v\n%s", i, err, m)
+				}
+				if len(got.FlushID) != 32 || strings.Trim(got.FlushID, "0123456789abcdef") != "" || ids[got.FlushID] {
+					t.Errorf("message %d: flush_id %q is not 32 fresh hex digits", i, got.FlushID)
+				}
+				ids[got.FlushID] = true
+				if len(got.Spans) != tc.want[i] {
+					t.Errorf("message %d has %d spans, want %d", i, len(got.Spans), tc.want[i])
+				}
+				for _, sp := range got.Spans {
+					if string(sp) != string(tc.spans[next]) {
+						t.Errorf("message %d: span %s, want %s (order kept)", i, sp, tc.spans[next])
+					}
+					next++
+				}
+				if (got.SkipEnrichment != nil && *got.SkipEnrichment) != tc.skipping {
+					t.Errorf("message %d: skip_enrichment %v, want %v", i, got.SkipEnrichment != nil, tc.skipping)
+				}
+				if i < len(msgs)-1 && len(m) > tc.limit {
+					t.Errorf("message %d is %d bytes, over the limit %d", i, len(m), tc.limit)
+				}
+			}
+		})
+	}
+}
+
+// redisNotUsed is a client for tests that never reach Redis; nothing listens on it.
+func redisNotUsed() *redis.Client { return redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"}) }
+
+func TestSliceQueueKey(t *testing.T) {
+	eachStore(t, func(t *testing.T, s store) {
+		b := newTestBuffer(t, s.client, Config{Slice: "2"})
+		ingest(t, b, at(0), span(t, "a", "", 0))
+		var queues []string
+		for _, k := range allKeys(t, s.client) {
+			if strings.HasPrefix(k, "span-buf:q:") {
+				queues = append(queues, k)
+			}
+		}
+		if fmt.Sprint(queues) != "[span-buf:q:2-0]" {
+			t.Fatalf("queue keys %v, want [span-buf:q:2-0]", queues)
+		}
+		segs, got := flushed(t, b, at(11))
+		if len(got) != 1 || segs[segKeyA(id("a"))].QueueKey != "span-buf:q:2-0" {
+			t.Fatalf("flushed %v from %v, want segment a from span-buf:q:2-0", got, segs)
+		}
+		done(t, b, segs)
+		assertOnlyRootFlags(t, s.client)
+	})
+}
+
+func TestRouting(t *testing.T) {
+	eachStore(t, func(t *testing.T, s store) {
+		b := newTestBuffer(t, s.client, Config{})
+		b.SetShards([]int32{0, 1, 2})
+		ingest(t, b, at(0), span(t, "a", "b", 1))
+		b.SetShards([]int32{1, 2, 3})
+		ingest(t, b, at(1), span(t, "b", "", 1))
+		segs, got := flushed(t, b, at(12))
+		want := map[string]string{segKeyA(id("b")): "ab"}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("flushed %v, want %v", got, want)
+		}
+		if q := segs[segKeyA(id("b"))].QueueKey; q != "span-buf:q:1" {
+			t.Fatalf("segment came from queue %s, want span-buf:q:1", q)
+		}
+		done(t, b, segs)
+		assertAllExpire(t, s.client)
+		assertOnlyRootFlags(t, s.client)
+	})
+}
+
+func TestRebalance(t *testing.T) {
+	eachStore(t, func(t *testing.T, s store) {
+		b := newTestBuffer(t, s.client, Config{})
+		ingest(t, b, at(0), span(t, "a", "", 0))
+		segs, got := flushed(t, b, at(11))
+		if fmt.Sprint(got) != fmt.Sprint(map[string]string{segKeyA(id("a")): "a"}) {
+			t.Fatalf("flushed %v at 11, want segment a", got)
+		}
+		// The shard moves away before the segment was cleaned up: this buffer must not
+		// flush it again.
+		b.SetShards(nil)
+		if _, got := flushed(t, b, at(20)); len(got) != 0 {
+			t.Fatalf("flush without shards gave %v, want nothing", got)
+		}
+		done(t, b, segs)
+		assertOnlyRootFlags(t, s.client)
+	})
+}
+
+func TestFlushLock(t *testing.T) {
+	cases := []struct {
+		name     string
+		lockTTL  time.Duration
+		segments int
+	}{
+		{name: "no lock", lockTTL: 0, segments: 2},
+		{name: "lock", lockTTL: 10 * time.Second, segments: 1},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			eachStore(t, func(t *testing.T, s store) {
+				one := newTestBuffer(t, s.client, Config{FlushLockTTL: tc.lockTTL})
+				two := newTestBuffer(t, s.client, Config{FlushLockTTL: tc.lockTTL})
+				one.SetShards([]int32{0})
+				two.SetShards([]int32{1})
+				ingest(t, one, at(0), span(t, "b", "", 0), span(t, "a", "b", 1))
+
+				segs1, stats1, err := one.FlushShards(bg, at(11), one.Shards())
+				if err != nil {
+					t.Fatal(err)
+				}
+				segs2, stats2, err := two.FlushShards(bg, at(11), two.Shards())
+				if err != nil {
+					t.Fatal(err)
+				}
+				if n := len(segs1) + len(segs2); n != tc.segments {
+					t.Fatalf("%d segments flushed, want %d", n, tc.segments)
+				}
+				if tc.lockTTL > 0 && stats2.LockContention != 1 {
+					t.Errorf("second flusher counted %d lock contentions, want 1", stats2.LockContention)
+				}
+				if stats1.Segments != 1 || stats1.Spans != 2 {
+					t.Errorf("first flusher: %d segments of %d spans, want 1 of 2", stats1.Segments, stats1.Spans)
+				}
+				done(t, one, segs1)
+				done(t, two, segs2)
+				if n, err := s.client.Exists(bg, lockKey(segKeyA(id("b")))).Result(); err != nil || n != 0 {
+					t.Fatalf("flush lock still there after cleanup (exists %d, %v)", n, err)
+				}
+				// What the locked flusher skipped is found empty and dropped from its queue.
+				_, stats, err := two.FlushShards(bg, at(12), two.Shards())
+				if err != nil {
+					t.Fatal(err)
+				}
+				if tc.lockTTL > 0 && stats.Expired != 1 {
+					t.Errorf("second flusher found %d empty queue entries, want 1", stats.Expired)
+				}
+				assertAllExpire(t, s.client)
+				assertOnlyRootFlags(t, s.client)
+			})
+		})
+	}
+}
+
+func TestEndToEnd(t *testing.T) {
+	const input = `{"project_id":12,"span_id":"aaaaaaaaaaaaaaaa","trace_id":"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb","start_timestamp":1699999999.0,"end_timestamp":1700000000.0}`
+	const want = `{"project_id":12,"span_id":"aaaaaaaaaaaaaaaa","trace_id":"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb","start_timestamp":1699999999.0,"end_timestamp":1700000000.0,"is_segment":true,"attributes":{"sentry.segment.id":{"type":"string","value":"aaaaaaaaaaaaaaaa"}}}`
+	eachStore(t, func(t *testing.T, s store) {
+		for _, level := range []int{0, 3} {
+			s.reset(t)
+			b := newTestBuffer(t, s.client, Config{CompressionLevel: level})
+			sp, err := Decode([]byte(input), 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ingest(t, b, at(0), sp)
+			if segs, _ := flushed(t, b, at(9)); len(segs) != 0 {
+				t.Fatalf("compression %d: flushed before the deadline", level)
+			}
+			segs, _ := flushed(t, b, at(10))
+			if len(segs) != 1 {
+				t.Fatalf("compression %d: %d segments, want 1", level, len(segs))
+			}
+			for _, seg := range segs {
+				msgs, err := b.Messages(seg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var m struct{ Spans []json.RawMessage }
+				if len(msgs) != 1 || json.Unmarshal(msgs[0], &m) != nil || len(m.Spans) != 1 || string(m.Spans[0]) != want {
+					t.Fatalf("compression %d: messages %q, want one with the span\n%s", level, msgs, want)
+				}
+			}
+			done(t, b, segs)
+			assertOnlyRootFlags(t, s.client)
+		}
+	})
+}
