@@ -39,17 +39,17 @@ import (
 
 // config is what the flags set.
 type config struct {
-	brokers     []string
-	brokerName  string
-	messages    int
-	partitions  int
-	size        int
-	rounds      int
-	contenders  []string
-	jsonPath    string
-	cpuProfile  string
-	runTimeout  time.Duration
-	keepTopic   bool
+	brokers    []string
+	brokerName string
+	messages   int
+	partitions int
+	size       int
+	rounds     int
+	contenders []string
+	jsonPath   string
+	cpuProfile string
+	runTimeout time.Duration
+	keepTopic  bool
 }
 
 func main() {
