@@ -1,0 +1,133 @@
+package segments
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// BenchmarkProcessSpans ingests batches of 2000 spans into the real redis-server at
+// CREEK_REDIS_ADDR (database 9, emptied first), with 1, 5, 20 and 100 spans per
+// subsegment. Besides ns/op (one batch) it reports spans/s, the server time of the
+// add script per call and per span (INFO commandstats, reset before each run), and
+// the CPU time of the Go process and of redis-server per span.
+func BenchmarkProcessSpans(b *testing.B) {
+	addr := os.Getenv("CREEK_REDIS_ADDR")
+	if addr == "" {
+		b.Skip("CREEK_REDIS_ADDR not set; run scripts/redis-start and source scripts/.run/redis.env")
+	}
+	c := redis.NewClient(&redis.Options{Addr: addr, DB: realRedisDB})
+	defer c.Close()
+	for _, per := range []int{1, 5, 20, 100} {
+		b.Run(fmt.Sprintf("spans_per_subsegment=%d", per), func(b *testing.B) {
+			ctx := context.Background()
+			if err := c.FlushDB(ctx).Err(); err != nil {
+				b.Fatal(err)
+			}
+			buf := newTestBuffer(b, c, Config{})
+			batches := benchBatches(b.N, 2000, per)
+			// One untimed batch loads the script.
+			ingest(b, buf, at(0), benchBatches(1, 2000, per)[0]...)
+			if err := c.ConfigResetStat(ctx).Err(); err != nil {
+				b.Fatal(err)
+			}
+			cpu0, go0 := redisCPU(b, c), processCPU()
+			b.ResetTimer()
+			start := time.Now()
+			for i := range b.N {
+				ingest(b, buf, at(0), batches[i]...)
+			}
+			elapsed := time.Since(start)
+			b.StopTimer()
+			calls, usec := scriptStats(b, c)
+			spans := float64(b.N * 2000)
+			b.ReportMetric(spans/elapsed.Seconds(), "spans/s")
+			b.ReportMetric(usec/calls, "script-us/call")
+			b.ReportMetric(usec/spans, "script-us/span")
+			b.ReportMetric(float64((redisCPU(b, c)-cpu0).Microseconds())/spans, "redis-cpu-us/span")
+			b.ReportMetric(float64((processCPU()-go0).Microseconds())/spans, "go-cpu-us/span")
+		})
+	}
+}
+
+// benchBatches returns n batches of size spans, in subsegments of per spans: per
+// children of a root that is not in the batch, one trace each, over 32 partitions.
+func benchBatches(n, size, per int) [][]Span {
+	out := make([][]Span, n)
+	trace := 0
+	for i := range out {
+		batch := make([]Span, 0, size)
+		for len(batch) < size {
+			trace++
+			tid := fmt.Sprintf("%032x", trace)
+			parent := fmt.Sprintf("%016x", 1<<40+trace)
+			for j := 0; j < per && len(batch) < size; j++ {
+				sid := fmt.Sprintf("%016x", trace*1000+j)
+				payload := fmt.Sprintf(`{"project_id":1,"organization_id":1,"trace_id":%q,"span_id":%q,"parent_span_id":%q,`+
+					`"start_timestamp":1699999999.0,"end_timestamp":1700000000.0,"name":"db.query","op":"db",`+
+					`"attributes":{"db.system":{"type":"string","value":"postgresql"},"sentry.environment":{"type":"string","value":"production"}}}`,
+					tid, sid, parent)
+				batch = append(batch, Span{ProjectID: 1, TraceID: tid, SpanID: sid, ParentSpanID: parent,
+					Partition: int32(trace % 32), Payload: []byte(payload)})
+			}
+		}
+		out[i] = batch
+	}
+	return out
+}
+
+// scriptStats returns the calls and microseconds of EVALSHA from INFO commandstats.
+func scriptStats(b *testing.B, c *redis.Client) (calls, usec float64) {
+	info := infoFields(b, c, "commandstats")
+	for _, kv := range strings.Split(info["cmdstat_evalsha"], ",") {
+		k, v, _ := strings.Cut(kv, "=")
+		switch k {
+		case "calls":
+			calls, _ = strconv.ParseFloat(v, 64)
+		case "usec":
+			usec, _ = strconv.ParseFloat(v, 64)
+		}
+	}
+	if calls == 0 {
+		b.Fatal("INFO commandstats shows no EVALSHA calls")
+	}
+	return calls, usec
+}
+
+// redisCPU is redis-server's user + system CPU time from INFO cpu.
+func redisCPU(b *testing.B, c *redis.Client) time.Duration {
+	info := infoFields(b, c, "cpu")
+	user, _ := strconv.ParseFloat(info["used_cpu_user"], 64)
+	sys, _ := strconv.ParseFloat(info["used_cpu_sys"], 64)
+	return time.Duration((user + sys) * float64(time.Second))
+}
+
+func infoFields(b *testing.B, c *redis.Client, section string) map[string]string {
+	s, err := c.Info(context.Background(), section).Result()
+	if err != nil {
+		b.Fatalf("INFO %s: %v", section, err)
+	}
+	out := make(map[string]string)
+	sc := bufio.NewScanner(strings.NewReader(s))
+	for sc.Scan() {
+		if k, v, ok := strings.Cut(strings.TrimSpace(sc.Text()), ":"); ok {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// processCPU is this process's user + system CPU time.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
