@@ -1,0 +1,286 @@
+package segments
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/creekstream/creek/metrics"
+	"github.com/creekstream/creek/processor"
+)
+
+// errProduceTimeout marks a cycle whose produce was not acknowledged in time.
+var errProduceTimeout = errors.New("segments: produce not acknowledged within ProduceTimeout")
+
+// worker is one flusher goroutine. Its own goroutine writes healthy, atLimit and
+// exitErr; others read them (exitErr only after done is closed).
+type worker struct {
+	f       *flusher
+	index   int
+	ctx     context.Context
+	cancel  context.CancelFunc
+	started time.Time
+
+	assigned atomic.Pointer[[]int32]
+	// healthy is when the last cycle completed (Unix ns); 0 before the first.
+	healthy atomic.Int64
+	// atLimit is since when every cycle has hit the per-shard limit (Unix ns); 0
+	// while the worker keeps up.
+	atLimit atomic.Int64
+
+	reportOnce sync.Once
+	reported   chan struct{} // closed on the first healthy report
+	done       chan struct{} // closed when the goroutine has exited
+	exitErr    error
+}
+
+// startWorker starts worker index on shards. f.mu is held.
+func (f *flusher) startWorker(index int, shards []int32) *worker {
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &worker{
+		f: f, index: index, ctx: ctx, cancel: cancel, started: time.Now(),
+		reported: make(chan struct{}), done: make(chan struct{}),
+	}
+	w.setShards(shards)
+	go w.run()
+	return w
+}
+
+func (w *worker) setShards(s []int32) {
+	s = slices.Clone(s)
+	w.assigned.Store(&s)
+}
+
+func (w *worker) shards() []int32 { return *w.assigned.Load() }
+
+func (w *worker) healthySince() time.Time {
+	if ns := w.healthy.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
+}
+
+// atLimitFor returns how long the worker has been at its per-cycle limit.
+func (w *worker) atLimitFor(now time.Time) time.Duration {
+	if ns := w.atLimit.Load(); ns != 0 {
+		return now.Sub(time.Unix(0, ns))
+	}
+	return 0
+}
+
+// exitCause says why the worker's goroutine ended; call it after done is closed.
+func (w *worker) exitCause() string {
+	if w.exitErr != nil {
+		return w.exitErr.Error()
+	}
+	return "returned"
+}
+
+func (w *worker) report() {
+	w.healthy.Store(time.Now().UnixNano())
+	w.reportOnce.Do(func() { close(w.reported) })
+}
+
+func (w *worker) run() {
+	log := w.f.log.With(zap.Int("worker", w.index))
+	log.Info("span flusher worker started", zap.Int32s("shards", w.shards()))
+	defer func() {
+		if r := recover(); r != nil {
+			buf := make([]byte, 16<<10)
+			buf = buf[:runtime.Stack(buf, false)]
+			w.exitErr = fmt.Errorf("panic: %v", r)
+			log.Error("span flusher worker panicked", zap.Any("panic", r), zap.ByteString("stack", buf))
+		}
+		log.Info("span flusher worker exited", zap.Int32s("shards", w.shards()))
+		close(w.done)
+	}()
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-w.ctx.Done():
+			return
+		case <-t.C:
+		}
+		more, err := w.cycle()
+		switch {
+		case err == nil:
+			w.report()
+		case w.ctx.Err() != nil:
+			return
+		default:
+			log.Warn("span flusher cycle failed; retrying", zap.Error(err))
+		}
+		if more {
+			t.Reset(0)
+		} else {
+			t.Reset(w.f.cfg.IdleInterval)
+		}
+	}
+}
+
+// cycle flushes the worker's shards once. more reports that a shard hit the
+// per-shard limit, so more segments may be due now.
+func (w *worker) cycle() (more bool, err error) {
+	f := w.f
+	shards := f.claim(w.shards())
+	defer f.release(shards)
+	if len(shards) == 0 {
+		w.atLimit.Store(0)
+		return false, nil
+	}
+
+	ctx, cancel := context.WithTimeout(w.ctx, f.cfg.RedisTimeout)
+	segs, stats, err := f.buf.FlushShards(ctx, f.now(), shards)
+	cancel()
+	if err != nil {
+		f.count("spans.buffer.flusher.errors", 1, metrics.Tag{Key: "step", Value: "flush"})
+		return false, err
+	}
+	for _, s := range stats.Shards {
+		more = more || s.AtLimit
+		f.gauge("spans.buffer.flusher.queue_size", float64(s.QueueSize), shardTag(s.Shard))
+	}
+	if more {
+		w.atLimit.CompareAndSwap(0, time.Now().UnixNano())
+	} else {
+		w.atLimit.Store(0)
+	}
+	if len(segs) == 0 {
+		return more, nil
+	}
+
+	acked, err := w.produce(segs)
+	if len(acked) > 0 {
+		ctx, cancel := context.WithTimeout(w.ctx, f.cfg.RedisTimeout)
+		doneErr := f.buf.DoneFlushSegments(ctx, acked)
+		cancel()
+		if doneErr != nil {
+			f.count("spans.buffer.flusher.errors", 1, metrics.Tag{Key: "step", Value: "done"})
+			err = errors.Join(err, doneErr)
+		}
+	}
+	return more, err
+}
+
+// produce writes every segment and waits, within ProduceTimeout, for the
+// acknowledgements. It returns the segments all of whose messages were
+// acknowledged; the others stay in Redis and are flushed again later.
+func (w *worker) produce(segs map[string]FlushedSegment) (map[string]FlushedSegment, error) {
+	f := w.f
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(w.ctx, f.cfg.ProduceTimeout)
+	defer cancel()
+
+	type pending struct {
+		seg        FlushedSegment
+		deliveries []*processor.Delivery
+	}
+	all := make([]pending, 0, len(segs))
+	for _, seg := range segs {
+		msgs, err := f.buf.Messages(seg)
+		if err != nil {
+			f.log.Error("span flusher cannot render a segment; leaving it in Redis", zap.String("segment", seg.Key), zap.Error(err))
+			continue
+		}
+		p := pending{seg: seg}
+		for _, m := range msgs {
+			p.deliveries = append(p.deliveries, f.cfg.Producer.Produce(ctx, f.cfg.Topic, processor.KafkaPayload{Value: m}))
+		}
+		all = append(all, p)
+	}
+
+	acked := make(map[string]FlushedSegment, len(all))
+	var failed int
+	var firstErr error
+	for _, p := range all {
+		var segErr error
+		for _, d := range p.deliveries {
+			if _, err := d.Wait(ctx); err != nil {
+				segErr = err
+				break
+			}
+		}
+		if segErr != nil {
+			failed++
+			if firstErr == nil {
+				firstErr = segErr
+			}
+			continue
+		}
+		acked[p.seg.Key] = p.seg
+		bytes := 0
+		for _, s := range p.seg.Spans {
+			bytes += len(s)
+		}
+		f.count("spans.buffer.flusher.segment_spans", int64(len(p.seg.Spans)))
+		f.count("spans.buffer.flusher.segment_bytes", int64(bytes))
+	}
+	f.timing("spans.buffer.flusher.produce", time.Since(start))
+	f.count("spans.buffer.flusher.produced_segments", int64(len(acked)))
+	if failed == 0 {
+		return acked, nil
+	}
+	f.count("spans.buffer.flusher.produce_errors", int64(failed))
+	if ctx.Err() != nil && w.ctx.Err() == nil {
+		firstErr = fmt.Errorf("%w (%d of %d segments): %w", errProduceTimeout, failed, len(all), firstErr)
+	} else {
+		firstErr = fmt.Errorf("segments: producing %d of %d segments failed; they stay in Redis: %w", failed, len(all), firstErr)
+	}
+	return acked, firstErr
+}
+
+// claim marks as busy those of shards no other worker is flushing, and returns them.
+func (f *flusher) claim(shards []int32) []int32 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make([]int32, 0, len(shards))
+	for _, s := range shards {
+		if !f.busy[s] {
+			f.busy[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func (f *flusher) release(shards []int32) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, s := range shards {
+		delete(f.busy, s)
+	}
+}
+
+func (f *flusher) now() time.Time { return time.Now().Add(time.Duration(f.drift.Load())) }
+
+// count, gauge and timing record a metric. A backend that panics loses that one
+// figure, never the worker: a metrics failure for one shard must not stop the
+// flushing of the others.
+func (f *flusher) count(name string, v int64, tags ...metrics.Tag) {
+	defer f.recoverMetric(name)
+	f.m.Increment(name, v, tags...)
+}
+
+func (f *flusher) gauge(name string, v float64, tags ...metrics.Tag) {
+	defer f.recoverMetric(name)
+	f.m.Gauge(name, v, tags...)
+}
+
+func (f *flusher) timing(name string, d time.Duration, tags ...metrics.Tag) {
+	defer f.recoverMetric(name)
+	f.m.Timing(name, d, tags...)
+}
+
+func (f *flusher) recoverMetric(name string) {
+	if r := recover(); r != nil {
+		f.log.Error("recording a metric failed; dropping it", zap.String("metric", name), zap.Any("panic", r))
+	}
+}
