@@ -78,9 +78,11 @@ func TestBufferConcurrentWritesAndFlushesSumExactly(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			rec := NewRecorder()
 			b := newTestBuffer(t, rec)
+			start := make(chan struct{})
 			var wg sync.WaitGroup
 			for i := range writers {
 				wg.Go(func() {
+					<-start
 					for range perWriter {
 						tt.write(b, i)
 					}
@@ -88,6 +90,7 @@ func TestBufferConcurrentWritesAndFlushesSumExactly(t *testing.T) {
 			}
 			writersDone := make(chan struct{})
 			go func() { wg.Wait(); close(writersDone) }()
+			close(start)
 			flushes := 0
 			for done := false; !done; flushes++ {
 				select {
