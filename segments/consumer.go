@@ -1,0 +1,144 @@
+package segments
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/creekstream/creek/kafka"
+	"github.com/creekstream/creek/metrics"
+	"github.com/creekstream/creek/processor"
+)
+
+// ConsumerConfig configures NewConsumer: the whole span buffer consumer, from the
+// input topic to flushed segments. Brokers, Group, InputTopic, OutputTopic and Redis
+// are required.
+type ConsumerConfig struct {
+	Brokers []string
+	Group   string
+	// InputTopic carries one span per message; its partitions are the shards.
+	InputTopic string
+	// OutputTopic receives the segments.
+	OutputTopic string
+	// DLQTopic receives the messages that are not valid spans. Empty: they are
+	// logged, counted and skipped.
+	DLQTopic string
+	Redis    redis.UniversalClient
+	// Buffer, Flusher, BatchSize and BatchTime are as in FactoryConfig. Flusher.Topic
+	// and Flusher.Producer are filled in (a producer on Brokers) unless set.
+	Buffer    Config
+	Flusher   FlusherConfig
+	BatchSize int
+	BatchTime time.Duration
+	// Kafka configures the consumer; Brokers, GroupID and Logger are filled in.
+	Kafka kafka.ConsumerConfig
+	// Processor configures the StreamProcessor; Topics, DLQ.Producer, Logger and
+	// Metrics are filled in.
+	Processor processor.Config[processor.KafkaPayload]
+	// Logger receives the logs. Default zap.NewNop().
+	Logger *zap.Logger
+	// Metrics receives the metrics. Default metrics.Noop{}.
+	Metrics metrics.Metrics
+}
+
+// Consumer is a ready-to-run span buffer: a Kafka consumer, a StreamProcessor with
+// the span buffer's Factory and a dead-letter queue, and the producer they share.
+type Consumer struct {
+	proc     *processor.StreamProcessor[processor.KafkaPayload]
+	producer *kafka.Producer
+	factory  *Factory
+}
+
+// NewConsumer validates cfg and connects to Kafka. Run starts consuming.
+func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
+	switch {
+	case cfg.InputTopic == "":
+		return nil, errors.New("segments: ConsumerConfig.InputTopic is empty; name the topic spans are read from")
+	case cfg.OutputTopic == "":
+		return nil, errors.New("segments: ConsumerConfig.OutputTopic is empty; name the topic segments are written to")
+	case cfg.Redis == nil:
+		return nil, errors.New("segments: ConsumerConfig.Redis is nil; give a Redis client")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = metrics.Noop{}
+	}
+	producer, err := kafka.NewProducer(kafka.ProducerConfig{Brokers: cfg.Brokers, Logger: cfg.Logger.Named("producer"), Metrics: cfg.Metrics})
+	if err != nil {
+		return nil, err
+	}
+	c := &Consumer{producer: producer}
+	fail := func(err error) (*Consumer, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), DefaultStopTimeout)
+		defer cancel()
+		return nil, errors.Join(err, producer.Close(ctx))
+	}
+
+	if cfg.Flusher.Topic == "" {
+		cfg.Flusher.Topic = cfg.OutputTopic
+	}
+	if cfg.Flusher.Producer == nil {
+		cfg.Flusher.Producer = producer
+	}
+	c.factory, err = NewFactory(FactoryConfig{
+		Redis: cfg.Redis, Buffer: cfg.Buffer, Flusher: cfg.Flusher,
+		BatchSize: cfg.BatchSize, BatchTime: cfg.BatchTime,
+		Logger: cfg.Logger, Metrics: cfg.Metrics,
+	})
+	if err != nil {
+		return fail(err)
+	}
+
+	kc := cfg.Kafka
+	kc.Brokers, kc.GroupID = cfg.Brokers, cfg.Group
+	if kc.Logger == nil {
+		kc.Logger = cfg.Logger.Named("consumer")
+	}
+	consumer, err := kafka.NewConsumer(kc)
+	if err != nil {
+		return fail(err)
+	}
+
+	pc := cfg.Processor
+	pc.Topics = []string{cfg.InputTopic}
+	if pc.Logger == nil {
+		pc.Logger = cfg.Logger.Named("processor")
+	}
+	if pc.Metrics == nil {
+		pc.Metrics = cfg.Metrics
+	}
+	if cfg.DLQTopic != "" {
+		dlq := processor.DLQPolicy[processor.KafkaPayload]{}
+		if pc.DLQ != nil {
+			dlq = *pc.DLQ
+		}
+		dlq.Producer = kafka.NewDLQProducer(producer, cfg.DLQTopic)
+		pc.DLQ = &dlq
+	}
+	c.proc, err = processor.New(consumer, processor.Factory[processor.KafkaPayload](c.factory), pc)
+	if err != nil {
+		return fail(errors.Join(err, consumer.Close()))
+	}
+	return c, nil
+}
+
+// Factory returns the strategy factory the consumer runs.
+func (c *Consumer) Factory() *Factory { return c.factory }
+
+// Run consumes until ctx is cancelled (nil is returned) or processing fails, then
+// closes the producer, waiting at most StopTimeout for its last messages.
+func (c *Consumer) Run(ctx context.Context) error {
+	err := c.proc.Run(ctx)
+	closeCtx, cancel := context.WithTimeout(context.Background(), c.factory.cfg.Flusher.StopTimeout)
+	defer cancel()
+	if cerr := c.producer.Close(closeCtx); cerr != nil {
+		err = errors.Join(err, fmt.Errorf("segments: close producer: %w", cerr))
+	}
+	return err
+}

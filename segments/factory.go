@@ -1,0 +1,214 @@
+package segments
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/creekstream/creek/metrics"
+	"github.com/creekstream/creek/processor"
+	"github.com/creekstream/creek/strategies"
+)
+
+// FactoryConfig configures the span buffer's strategy factory. Redis, Flusher.Topic
+// and Flusher.Producer are required.
+type FactoryConfig struct {
+	// Redis holds the buffer: a single server or a Cluster.
+	Redis redis.UniversalClient
+	// Buffer configures the store (timeouts, limits, compression). Its Logger and
+	// Metrics default to the factory's.
+	Buffer Config
+	// Flusher configures the flusher strategy: output topic, producer, workers,
+	// supervision. Its Logger and Metrics default to the factory's.
+	Flusher FlusherConfig
+	// BatchSize and BatchTime bound the batches of spans ingested in one Redis round
+	// trip (defaults 100 spans, 100 ms).
+	BatchSize int
+	BatchTime time.Duration
+	// Logger receives the logs. Default zap.NewNop().
+	Logger *zap.Logger
+	// Metrics receives the metrics, named spans.buffer.*. Default metrics.Noop{}.
+	Metrics metrics.Metrics
+}
+
+// Defaults of FactoryConfig.
+const (
+	DefaultBatchSize = 100
+	DefaultBatchTime = 100 * time.Millisecond
+)
+
+// Factory builds the span buffer's chain for the assigned partitions of one input
+// topic:
+//
+//	decode -> Batch -> ingest (ProcessSpans) -> Flusher -> CommitOffsets
+//
+// A message that does not decode is reported with processor.Invalid, so it goes to
+// the dead-letter queue. The partition a span was read from is its shard. Factory
+// implements processor.AssignmentWatcher (the running flusher is told of new
+// partitions) and processor.Shutdowner.
+type Factory struct {
+	cfg FactoryConfig
+	buf *Buffer
+	log *zap.Logger
+	m   metrics.Metrics
+
+	// mu guards current, the flusher of the chain built last.
+	mu      sync.Mutex
+	current *Flusher[int]
+}
+
+var (
+	_ processor.Factory[processor.KafkaPayload] = (*Factory)(nil)
+	_ processor.AssignmentWatcher               = (*Factory)(nil)
+	_ processor.Shutdowner                      = (*Factory)(nil)
+)
+
+// NewFactory validates cfg and returns a Factory. It does not talk to Redis.
+func NewFactory(cfg FactoryConfig) (*Factory, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = metrics.Noop{}
+	}
+	switch {
+	case cfg.BatchSize < 0:
+		return nil, fmt.Errorf("segments: FactoryConfig.BatchSize is %d; set it > 0, or 0 for %d", cfg.BatchSize, DefaultBatchSize)
+	case cfg.BatchTime < 0:
+		return nil, fmt.Errorf("segments: FactoryConfig.BatchTime is %v; set it > 0, or 0 for %v", cfg.BatchTime, DefaultBatchTime)
+	}
+	if cfg.BatchSize == 0 {
+		cfg.BatchSize = DefaultBatchSize
+	}
+	if cfg.BatchTime == 0 {
+		cfg.BatchTime = DefaultBatchTime
+	}
+	if cfg.Buffer.Logger == nil {
+		cfg.Buffer.Logger = cfg.Logger.Named("buffer")
+	}
+	if cfg.Buffer.Metrics == nil {
+		cfg.Buffer.Metrics = cfg.Metrics
+	}
+	if cfg.Flusher.Logger == nil {
+		cfg.Flusher.Logger = cfg.Logger.Named("flusher")
+	}
+	if cfg.Flusher.Metrics == nil {
+		cfg.Flusher.Metrics = cfg.Metrics
+	}
+	fc, err := cfg.Flusher.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	cfg.Flusher = fc
+	buf, err := NewBuffer(cfg.Redis, cfg.Buffer)
+	if err != nil {
+		return nil, err
+	}
+	return &Factory{cfg: cfg, buf: buf, log: cfg.Logger, m: cfg.Metrics}, nil
+}
+
+// Buffer returns the store the factory's chains write to.
+func (f *Factory) Buffer() *Buffer { return f.buf }
+
+// Create builds the chain for partitions and starts its flusher, waiting until every
+// flusher worker has reported healthy (see Flusher.Start).
+func (f *Factory) Create(commit processor.CommitFunc, partitions []processor.Partition) (processor.Strategy[processor.KafkaPayload], error) {
+	opts := []strategies.Option{strategies.WithLogger(f.log), strategies.WithMetrics(f.m)}
+	fl, err := NewFlusher[int](f.buf, strategies.NewCommitOffsets[int](commit, opts...), f.cfg.Flusher)
+	if err != nil {
+		return nil, err
+	}
+	ingest := strategies.NewRunTask(f.ingestFunc(fl), processor.Strategy[int](fl), opts...)
+	batch, err := strategies.NewBatch(strategies.BatchLimits[Span]{MaxSize: f.cfg.BatchSize, MaxWait: f.cfg.BatchTime}, ingest, opts...)
+	if err != nil {
+		return nil, err
+	}
+	decode := strategies.NewRunTask(decodeMessage, processor.Strategy[Span](batch), opts...)
+
+	if err := fl.Start(context.Background(), shardsOf(partitions)); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	f.current = fl
+	f.mu.Unlock()
+	return decode, nil
+}
+
+// PartitionsChanged deals the new partitions to the running flusher's workers.
+func (f *Factory) PartitionsChanged(partitions []processor.Partition) {
+	f.mu.Lock()
+	fl := f.current
+	f.mu.Unlock()
+	if fl != nil {
+		fl.SetShards(shardsOf(partitions))
+	}
+}
+
+// Shutdown makes sure no flusher worker is left running, also after a failure.
+func (f *Factory) Shutdown() {
+	f.mu.Lock()
+	fl := f.current
+	f.current = nil
+	f.mu.Unlock()
+	if fl == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), f.cfg.Flusher.StopTimeout)
+	defer cancel()
+	if err := fl.stopAll(ctx); err != nil {
+		f.log.Error("span flusher workers still running at shutdown", zap.Error(err))
+	}
+}
+
+// decodeMessage turns a Kafka message into a Span; one that does not decode is
+// invalid and goes to the dead-letter queue.
+func decodeMessage(msg processor.Message[processor.KafkaPayload]) (Span, error) {
+	pos, ok := msg.Origin()
+	if !ok {
+		return Span{}, fmt.Errorf("segments: decode needs messages read from Kafka, got one without an origin (committable %s)", msg.Committable)
+	}
+	s, err := Decode(msg.Payload.Value, pos.Partition.Index)
+	if err != nil {
+		return Span{}, processor.Invalid(msg, err)
+	}
+	return s, nil
+}
+
+// ingestFunc returns the step that writes a batch to Redis at the batch's smallest
+// Kafka time and moves the flusher's clock to it. A Redis failure rejects the batch,
+// which is offered again later: ingest is idempotent.
+func (f *Factory) ingestFunc(fl *Flusher[int]) func(processor.Message[[]processor.Message[Span]]) (int, error) {
+	return func(msg processor.Message[[]processor.Message[Span]]) (int, error) {
+		batch := msg.Payload
+		spans := make([]Span, len(batch))
+		var now time.Time
+		for i, m := range batch {
+			spans[i] = m.Payload
+			if now.IsZero() || m.Timestamp.Before(now) {
+				now = m.Timestamp
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), f.cfg.Flusher.RedisTimeout)
+		defer cancel()
+		if err := f.buf.ProcessSpans(ctx, spans, now); err != nil {
+			f.m.Increment("spans.buffer.process_spans.errors", 1)
+			f.log.Warn("ingesting spans failed; retrying the batch", zap.Int("spans", len(spans)), zap.Error(err))
+			return 0, errors.Join(processor.ErrMessageRejected, err)
+		}
+		fl.SetKafkaTime(now)
+		return len(spans), nil
+	}
+}
+
+func shardsOf(partitions []processor.Partition) []int32 {
+	out := make([]int32, len(partitions))
+	for i, p := range partitions {
+		out[i] = p.Index
+	}
+	return out
+}
