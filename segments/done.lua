@@ -3,12 +3,13 @@
 --
 -- KEYS       member keys, span count, byte count, flush lock, redirect map; all under
 --            the trace's hash tag {P:T}
--- ARGV[1..4] lock token ("" without a lock), spans loaded, bytes loaded, salt count n
--- ARGV[5..]  n salts, then the span ids flushed
+-- ARGV[1..5] lock token ("" without a lock), spans loaded, bytes loaded, root id,
+--            salt count n
+-- ARGV[6..]  n salts, then the span ids flushed
 --
 -- Returns 1 when the segment is gone, 0 when newer spans remain.
 local mkey, ic, ibc, lock, ssr = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local token, nspans, nbytes, nsalts = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local token, nspans, nbytes, root, nsalts = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
 
 if token ~= "" and redis.call("GET", lock) == token then
 	redis.call("DEL", lock)
@@ -28,11 +29,13 @@ local function each_slice(from, to, fn)
 	end
 end
 
-each_slice(5, 4 + nsalts, function(b) redis.call("SREM", mkey, unpack(b)) end)
+each_slice(6, 5 + nsalts, function(b) redis.call("SREM", mkey, unpack(b)) end)
 
 if redis.call("EXISTS", mkey) == 0 then
 	redis.call("DEL", ic, ibc)
-	each_slice(5 + nsalts, #ARGV, function(b) redis.call("HDEL", ssr, unpack(b)) end)
+	-- The root's own entry may stay from an earlier flush that left newer spans behind.
+	redis.call("HDEL", ssr, root)
+	each_slice(6 + nsalts, #ARGV, function(b) redis.call("HDEL", ssr, unpack(b)) end)
 	return 1
 end
 redis.call("DECRBY", ic, nspans)

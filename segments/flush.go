@@ -291,8 +291,8 @@ func (b *Buffer) DoneFlushSegments(ctx context.Context, segs map[string]FlushedS
 		for _, seg := range segs {
 			pt := seg.pt
 			keys := []string{memberKeysKey(pt, seg.RootID), countKey(seg.Key), bytesKey(seg.Key), lockKey(seg.Key), redirectKey(pt)}
-			args := make([]any, 0, 4+len(seg.salts)+len(seg.spanIDs))
-			args = append(args, seg.lockToken, seg.ingested, seg.bytes, len(seg.salts))
+			args := make([]any, 0, 5+len(seg.salts)+len(seg.spanIDs))
+			args = append(args, seg.lockToken, seg.ingested, seg.bytes, seg.RootID, len(seg.salts))
 			for _, s := range seg.salts {
 				args = append(args, s)
 			}

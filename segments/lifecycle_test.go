@@ -1,0 +1,97 @@
+package segments
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestConfigValidation(t *testing.T) {
+	cases := []struct {
+		cfg  Config
+		want string // "" = valid
+	}{
+		{Config{}, ""},
+		{Config{CompressionLevel: -1, FlushLockTTL: time.Second, Slice: "2"}, ""},
+		{Config{Timeout: 5 * time.Second}, "RootTimeout (10s) must not exceed Config.Timeout (5s)"},
+		{Config{TTL: 30 * time.Second}, "TTL (30s) must exceed Config.Timeout (1m0s)"},
+		{Config{TTL: 3600500 * time.Millisecond}, "whole seconds"},
+		{Config{MaxSegmentBytes: -1}, "MaxSegmentBytes (-1) must be positive"},
+		{Config{CompressionLevel: 23}, "CompressionLevel (23)"},
+		{Config{Slice: "a}b"}, "Slice"},
+		{Config{FlushLockTTL: -time.Second}, "must not be negative"},
+	}
+	for _, tc := range cases {
+		_, err := NewBuffer(redisNotUsed(), tc.cfg)
+		if tc.want == "" && err != nil {
+			t.Errorf("NewBuffer(%+v): %v", tc.cfg, err)
+		}
+		if tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("NewBuffer(%+v) = %v, want an error mentioning %q", tc.cfg, err, tc.want)
+		}
+	}
+}
+
+// TestRetriedBatch checks that ingesting the same batch twice counts it once.
+func TestRetriedBatch(t *testing.T) {
+	eachStore(t, func(t *testing.T, s store) {
+		b := newTestBuffer(t, s.client, Config{})
+		batch := []Span{span(t, "a", "", 0), span(t, "b", "a", 0)}
+		ingest(t, b, at(0), batch...)
+		ingest(t, b, at(0), batch...)
+		segs, stats, err := b.FlushShards(bg, at(10), b.Shards())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := summarize(t, segs); got[segKeyA(id("a"))] != "ab" || stats.Dropped != 0 {
+			t.Fatalf("flushed %v with %d dropped, want segment a of a, b and none dropped", got, stats.Dropped)
+		}
+		done(t, b, segs)
+		assertOnlyRootFlags(t, s.client)
+	})
+}
+
+// TestSpanDuringFlush checks that a span added between flush and cleanup survives
+// the cleanup and is flushed later.
+func TestSpanDuringFlush(t *testing.T) {
+	eachStore(t, func(t *testing.T, s store) {
+		b := newTestBuffer(t, s.client, Config{})
+		ingest(t, b, at(0), span(t, "a", "", 0))
+		segs, _ := flushed(t, b, at(10))
+		ingest(t, b, at(5), span(t, "b", "a", 0))
+		done(t, b, segs)
+		if _, got := flushed(t, b, at(14)); len(got) != 0 {
+			t.Fatalf("flush at 14 gave %v, want nothing before the new deadline", got)
+		}
+		segs, got := flushed(t, b, at(15))
+		if got[segKeyA(id("a"))] != "b" || len(got) != 1 {
+			t.Fatalf("flush at 15 gave %v, want segment a with the late span b", got)
+		}
+		done(t, b, segs)
+		assertAllExpire(t, s.client)
+		assertOnlyRootFlags(t, s.client)
+	})
+}
+
+// TestLostPayloads checks that spans whose payloads vanished are counted as dropped.
+func TestLostPayloads(t *testing.T) {
+	eachStore(t, func(t *testing.T, s store) {
+		b := newTestBuffer(t, s.client, Config{})
+		ingest(t, b, at(0), span(t, "a", "", 0))
+		ingest(t, b, at(0), span(t, "b", "a", 0))
+		lost := span(t, "b", "a", 0)
+		if err := s.client.Del(bg, payloadKey(traceTag(1, traceA), saltOf([]*Span{&lost}))).Err(); err != nil {
+			t.Fatal(err)
+		}
+		segs, stats, err := b.FlushShards(bg, at(10), b.Shards())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := summarize(t, segs); got[segKeyA(id("a"))] != "a" || stats.Dropped != 1 {
+			t.Fatalf("flushed %v with %d dropped, want segment a of a and 1 dropped", got, stats.Dropped)
+		}
+		done(t, b, segs)
+		// The lost span's redirect is left to expire: nothing loaded names it.
+		assertAllExpire(t, s.client)
+	})
+}
