@@ -250,25 +250,36 @@ func (d *dlq[T]) drop(inv *InvalidMessageError, why string, err error) {
 		zap.String("reason", inv.Reason), zap.String("why", why), zap.Error(err))
 }
 
-// await waits for dp's deliveries of offsets below next, each within the policy's
-// timeout, and counts those that failed.
+// await waits for dp's deliveries of offsets below next, all within one policy
+// timeout so that a dead DLQ broker costs one timeout, not one per message, and
+// counts those that failed or did not finish as dropped.
 func (d *dlq[T]) await(dp *dlqPartition[T], next int64) {
-	start := time.Now()
 	n := 0
-	for ; n < len(dp.pending) && dp.pending[n].offset < next; n++ {
-		pd := dp.pending[n]
-		ctx, cancel := context.WithTimeout(context.Background(), d.policy.Timeout)
-		_, err := pd.delivery.Wait(ctx)
-		cancel()
+	for n < len(dp.pending) && dp.pending[n].offset < next {
+		n++
+	}
+	if n == 0 {
+		return
+	}
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), d.policy.Timeout)
+	defer cancel()
+	for _, pd := range dp.pending[:n] {
+		var err error
+		select {
+		case <-pd.delivery.Done():
+			// Done first: with both ready, Wait could report the timeout instead.
+			_, err = pd.delivery.Result()
+		default:
+			_, err = pd.delivery.Wait(ctx)
+		}
 		if err != nil {
 			d.drop(pd.inv, "produce failed", err)
 		}
 	}
-	if n > 0 {
-		clear(dp.pending[:n])
-		dp.pending = dp.pending[n:]
-		d.m.dlqTime += time.Since(start)
-	}
+	clear(dp.pending[:n])
+	dp.pending = dp.pending[n:]
+	d.m.dlqTime += time.Since(start)
 }
 
 // beforeCommit waits for the deliveries of messages below the offsets about to be

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/creekstream/creek/metrics"
 )
@@ -74,10 +75,9 @@ func sizeOf(s string) int { return len(s) }
 
 func TestInvalidMessagesGoToTheDLQ(t *testing.T) {
 	rec := metrics.NewRecorder()
-	var h *harness
 	dlq := &fakeDLQ{}
 	var reported atomic.Bool
-	h = newHarness(t, Config[string]{
+	h := newHarness(t, Config[string]{
 		CommitPolicy: ImmediateCommit(),
 		Metrics:      rec,
 		DLQ:          &DLQPolicy[string]{Producer: dlq, Size: sizeOf},
@@ -263,4 +263,30 @@ func TestCommitWaitsForDLQDeliveries(t *testing.T) {
 	}
 	dlq.pending()[0].Resolve(Position{}, nil)
 	h.waitUntil("offset 2 committed", func() bool { return h.consumer.committedOffset(p0) == 2 })
+}
+
+func TestDLQBlocksOnTheOldestDeliveryWhenPendingIsFull(t *testing.T) {
+	dlq := &fakeDLQ{hold: true}
+	h := newHarness(t, Config[string]{CommitPolicy: CommitPolicy{MinInterval: time.Hour},
+		DLQ: &DLQPolicy[string]{Producer: dlq, Size: sizeOf, MaxPendingPerPartition: 1}}, invalidAt(1, 2))
+	dlq.n = h.n
+	h.consumer.produce(p0, 0, 4)
+	h.start()
+	h.consumer.assign(p0)
+	h.waitUntil("offset 2 offered and the first DLQ delivery pending", func() bool {
+		if h.factory.count() == 0 || len(dlq.pending()) != 1 {
+			return false
+		}
+		s := h.factory.strategy(t, 0)
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.attempts >= 3
+	})
+	if got := dlq.payloads(); len(got) != 1 {
+		t.Fatalf("dead-lettered %v while the one pending delivery was not done, want only the first", got)
+	}
+	dlq.pending()[0].Resolve(Position{}, nil)
+	h.waitUntil("the second invalid message dead-lettered", func() bool { return len(dlq.pending()) == 2 })
+	dlq.pending()[1].Resolve(Position{}, nil)
+	h.waitUntil("offset 4 submitted", func() bool { return slices.Contains(h.factory.strategy(t, 0).payloads(), "t/0@3") })
 }
