@@ -64,11 +64,11 @@ func (b *backpressure[T]) wait(ctx context.Context, d time.Duration) {
 }
 
 // accepted ends backpressure: the strategy took a message.
-func (p *StreamProcessor[T]) accepted(now time.Time) {
+func (p *StreamProcessor[T]) accepted() {
 	if p.bp.since.IsZero() {
 		return
 	}
-	p.m.backpressureTime += now.Sub(p.bp.since)
+	p.m.backpressureTime += time.Since(p.bp.since)
 	p.bp.since = time.Time{}
 	if p.bp.paused {
 		p.resume()
@@ -78,7 +78,8 @@ func (p *StreamProcessor[T]) accepted(now time.Time) {
 // rejected keeps the message for another offer. After BackpressurePauseAfter of
 // continuous rejections it pauses the partitions, so the client stops fetching while
 // the member stays in the group; until then it waits a little between offers.
-func (p *StreamProcessor[T]) rejected(ctx context.Context, now time.Time) {
+func (p *StreamProcessor[T]) rejected(ctx context.Context) {
+	now := time.Now()
 	if p.bp.since.IsZero() {
 		p.bp.since = now
 	}

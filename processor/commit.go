@@ -48,7 +48,8 @@ func (p *StreamProcessor[T]) commitIfDue() error {
 	if len(p.staged) == 0 {
 		return nil
 	}
-	now := time.Now()
+	// The iteration's time: a commit decided up to one iteration late is still due.
+	now := p.now
 	if now.Before(p.retryCommitAt) || !p.policy.ShouldCommit(now, p.staged) {
 		return nil
 	}

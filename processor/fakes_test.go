@@ -612,7 +612,8 @@ type recHB struct {
 	phase string
 }
 
-func (r *recHB) Beat() { r.next.Beat() }
+func (r *recHB) Beat()              { r.next.Beat() }
+func (r *recHB) BeatAt(t time.Time) { r.next.BeatAt(t) }
 
 func (r *recHB) SetPhase(phase string) {
 	r.next.SetPhase(phase)

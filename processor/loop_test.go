@@ -2,6 +2,7 @@ package processor
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -70,5 +71,80 @@ func TestExitOnStuckExitsAfterTheHardLimit(t *testing.T) {
 	close(unblock)
 	if err := h.stop(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// benchConsumer hands out an endless stream of messages of one partition, as fast as
+// it is asked, so that a benchmark measures the loop and not a broker.
+type benchConsumer struct {
+	cb       RebalanceCallbacks
+	next     int64
+	assigned bool
+}
+
+func (c *benchConsumer) Subscribe(_ []string, cb RebalanceCallbacks) error { c.cb = cb; return nil }
+func (c *benchConsumer) Poll(context.Context, time.Duration) (Message[string], bool, error) {
+	if !c.assigned {
+		c.assigned = true
+		c.cb.OnAssign([]Partition{p0})
+		return Message[string]{}, false, nil
+	}
+	m := NewBrokerMessage("payload of a typical small message", p0, c.next, time.Time{})
+	c.next++
+	return m, true, nil
+}
+func (c *benchConsumer) Pause([]Partition)                                 {}
+func (c *benchConsumer) Resume([]Partition)                                {}
+func (c *benchConsumer) Paused() []Partition                               { return nil }
+func (c *benchConsumer) Assignment() []Partition                           { return []Partition{p0} }
+func (c *benchConsumer) Commit(context.Context, map[Partition]int64) error { return nil }
+func (c *benchConsumer) Close() error                                      { return nil }
+
+// countingStrategy stages every message's offsets, as CommitOffsets does, and
+// cancels the run after n messages.
+type countingStrategy struct {
+	commit CommitFunc
+	n      int
+	cancel context.CancelFunc
+}
+
+func (s *countingStrategy) Submit(m Message[string]) error {
+	if s.n--; s.n == 0 {
+		s.cancel()
+	}
+	return s.commit(m.Committable, false)
+}
+func (s *countingStrategy) Poll() error                { return nil }
+func (s *countingStrategy) Close()                     {}
+func (s *countingStrategy) Join(context.Context) error { return s.commit(Committable{}, true) }
+func (s *countingStrategy) Terminate()                 {}
+
+// BenchmarkLoop measures the processor's own cost per message: poll, strategy
+// poll, submit, staging and the once-a-second commit, with and without the DLQ
+// buffer that keeps every raw message until it is committed.
+func BenchmarkLoop(b *testing.B) {
+	for _, withDLQ := range []bool{false, true} {
+		b.Run(fmt.Sprintf("dlq=%v", withDLQ), func(b *testing.B) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			factory := FactoryFunc[string](func(commit CommitFunc, _ []Partition) (Strategy[string], error) {
+				return &countingStrategy{commit: commit, n: b.N, cancel: cancel}, nil
+			})
+			cfg := Config[string]{Topics: []string{"t"}}
+			if withDLQ {
+				cfg.DLQ = &DLQPolicy[string]{Producer: nopDLQ[string]{}, Size: sizeOf}
+			}
+			p, err := New[string](&benchConsumer{}, factory, cfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			if err := p.Run(ctx); err != nil {
+				b.Fatal(err)
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+		})
 	}
 }

@@ -156,9 +156,11 @@ type StreamProcessor[T any] struct {
 	metrics metrics.Metrics
 	// beat is what the watchdog watches; hb is how the loop reaches it (tests put a
 	// recorder in between).
-	beat      *stuckdetector.Heartbeat
-	hb        heartbeat
-	phase     string
+	beat  *stuckdetector.Heartbeat
+	hb    heartbeat
+	phase string
+	// now is the time the current iteration read from the clock.
+	now       time.Time
 	policy    *CommitPolicyState
 	strategy  Strategy[T]
 	assigned  map[Partition]bool

@@ -88,7 +88,7 @@ func (p *StreamProcessor[T]) revoke(revoked []Partition) error {
 		p.bp.dropPartitions(gone)
 		if p.bp.empty() {
 			// What was rejected is gone with its partitions; nothing holds the rest back.
-			p.accepted(time.Now())
+			p.accepted()
 		}
 		if err := p.drainRevoked(gone); err != nil {
 			return err
