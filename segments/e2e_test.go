@@ -1,0 +1,131 @@
+package segments_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"reflect"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/creekstream/creek/kafka"
+	"github.com/creekstream/creek/kafka/kafkatest"
+	"github.com/creekstream/creek/segments"
+)
+
+// TestConsumerEndToEnd runs the ready-made consumer on the in-process broker and miniredis,
+// or on the real ones named by CREEK_KAFKA_BROKERS and CREEK_REDIS_ADDR.
+func TestConsumerEndToEnd(t *testing.T) {
+	env := kafkatest.New(t)
+	in, out, dlq := env.Topic(4), env.Topic(1), env.Topic(1)
+	client, _ := flusherRedis(t)
+
+	const valid = `{"project_id":12,"span_id":"aaaaaaaaaaaaaaaa","trace_id":"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb","start_timestamp":1699999999.0,"end_timestamp":1700000000.0}`
+	invalid := []string{
+		`{"project_id":12,"span_id":"cccccccccccccccc","trace_id":null,"start_timestamp":1699999999.0,"end_timestamp":1700000000.0}`,
+		`{"project_id":12,"span_id":"dddddddddddddddd","trace_id":"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb","start_timestamp":1699999999.0,"end_timestamp":"1700000000.0"}`,
+	}
+	ctx := env.Context(60 * time.Second)
+	var records []*kgo.Record
+	for _, v := range append([]string{valid}, invalid...) {
+		records = append(records, &kgo.Record{Topic: in, Partition: 2, Value: []byte(v)})
+	}
+	if err := env.Client.Produce(ctx, records...); err != nil {
+		t.Fatal(err)
+	}
+
+	flusher := fastConfig(nil)
+	flusher.Producer, flusher.Topic = nil, ""
+	c, err := segments.NewConsumer(segments.ConsumerConfig{
+		Brokers: env.Brokers, Group: env.Group(),
+		InputTopic: in, OutputTopic: out, DLQTopic: dlq,
+		Redis:     client,
+		Buffer:    segments.Config{RootTimeout: 500 * time.Millisecond, Timeout: time.Second},
+		Flusher:   flusher,
+		BatchTime: 20 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatalf("NewConsumer: %v", err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	runErr := make(chan error, 1)
+	go func() { runErr <- c.Run(runCtx) }()
+	defer func() {
+		stop()
+		select {
+		case err := <-runErr:
+			if err != nil {
+				t.Errorf("Run = %v, want nil after cancellation", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Error("Run did not return within 30 s of cancellation")
+		}
+	}()
+
+	got, err := env.Client.Read(ctx, out, 1)
+	if err != nil {
+		t.Fatalf("reading the segment: %v", err)
+	}
+	var msg struct {
+		FlushID string            `json:"flush_id"`
+		Spans   []json.RawMessage `json:"spans"`
+	}
+	if err := json.Unmarshal(got[0].Value, &msg); err != nil {
+		t.Fatalf("segment message %s: %v", got[0].Value, err)
+	}
+	if len(msg.FlushID) != 32 || len(msg.Spans) != 1 {
+		t.Fatalf("segment message %s, want a 32-hex flush_id and one span", got[0].Value)
+	}
+	var want, span map[string]any
+	_ = json.Unmarshal([]byte(valid), &want)
+	want["is_segment"] = true
+	want["attributes"] = map[string]any{"sentry.segment.id": map[string]any{"type": "string", "value": "aaaaaaaaaaaaaaaa"}}
+	if err := json.Unmarshal(msg.Spans[0], &span); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(span, want) {
+		t.Fatalf("span\n %s\nwant the input plus is_segment and the segment id attribute", msg.Spans[0])
+	}
+
+	dead, err := env.Client.Read(ctx, dlq, 2)
+	if err != nil {
+		t.Fatalf("reading the DLQ: %v", err)
+	}
+	var deadValues []string
+	for _, r := range dead {
+		deadValues = append(deadValues, string(r.Value))
+		if !slices.ContainsFunc(r.Headers, func(h kgo.RecordHeader) bool { return h.Key == kafka.HeaderReason && len(h.Value) > 0 }) {
+			t.Errorf("DLQ record %s has no %s header", r.Value, kafka.HeaderReason)
+		}
+	}
+	slices.Sort(deadValues)
+	if !slices.Equal(deadValues, invalid) {
+		t.Fatalf("DLQ holds %q, want %q", deadValues, invalid)
+	}
+}
+
+func TestNewConsumerValidates(t *testing.T) {
+	client, _ := flusherRedis(t)
+	cases := []struct {
+		name string
+		cfg  segments.ConsumerConfig
+	}{
+		{"no input topic", segments.ConsumerConfig{OutputTopic: "o", Redis: client}},
+		{"no output topic", segments.ConsumerConfig{InputTopic: "i", Redis: client}},
+		{"no redis", segments.ConsumerConfig{InputTopic: "i", OutputTopic: "o"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := segments.NewConsumer(tc.cfg); err == nil {
+				t.Fatal("NewConsumer accepted an incomplete config")
+			}
+		})
+	}
+	_, err := segments.NewFactory(segments.FactoryConfig{Redis: client, Flusher: segments.FlusherConfig{Topic: "o", Producer: newProducer(nil)}, BatchSize: -1})
+	if err == nil || errors.Is(err, context.Canceled) {
+		t.Fatalf("NewFactory with BatchSize -1 = %v, want an error", err)
+	}
+}
