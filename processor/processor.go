@@ -220,7 +220,7 @@ func New[T any](consumer Consumer[T], factory Factory[T], cfg Config[T]) (*Strea
 // factory down, in that order, and returns nil. On failure it terminates the strategy
 // without committing, closes the consumer, shuts the factory down and returns the
 // error.
-func (p *StreamProcessor[T]) Run(ctx context.Context) (err error) {
+func (p *StreamProcessor[T]) Run(ctx context.Context) error {
 	if !p.started.CompareAndSwap(false, true) {
 		return errors.New("creek: StreamProcessor.Run called twice; build a new processor")
 	}
