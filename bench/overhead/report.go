@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"time"
@@ -41,8 +42,11 @@ type contenderResult struct {
 }
 
 type report struct {
-	Date    string `json:"date"`
-	Go      string `json:"go"`
+	Date string `json:"date"`
+	Go   string `json:"go"`
+	// Commit is the creek revision measured, when the binary was built with VCS
+	// stamping (go run -buildvcs=true).
+	Commit  string `json:"commit,omitempty"`
 	Machine struct {
 		OS         string `json:"os"`
 		Arch       string `json:"arch"`
@@ -73,6 +77,7 @@ func newReport(cfg config, results []contenderResult) report {
 	var r report
 	r.Date = time.Now().UTC().Format(time.RFC3339)
 	r.Go = runtime.Version()
+	r.Commit = revision()
 	r.Machine.OS, r.Machine.Arch = runtime.GOOS, runtime.GOARCH
 	r.Machine.CPU = cpuModel()
 	r.Machine.NumCPU, r.Machine.GOMAXPROCS = runtime.NumCPU(), runtime.GOMAXPROCS(0)
@@ -123,6 +128,9 @@ func median(runs []runResult, f func(runResult) float64) float64 {
 func (r report) writeMarkdown(w io.Writer) error {
 	bw := bufio.NewWriter(w)
 	fmt.Fprintf(bw, "machine: %s/%s, %s, %d CPUs, GOMAXPROCS %d, %s\n", r.Machine.OS, r.Machine.Arch, orUnknown(r.Machine.CPU), r.Machine.NumCPU, r.Machine.GOMAXPROCS, r.Go)
+	if r.Commit != "" {
+		fmt.Fprintf(bw, "creek: %s\n", r.Commit)
+	}
 	fmt.Fprintf(bw, "broker: %s %v\n", r.Broker.Name, r.Broker.Addrs)
 	fmt.Fprintf(bw, "topic: %d messages of %d bytes over %d partitions; sarama %s, fetch %d bytes, channel buffer %d; median of %d interleaved rounds\n\n",
 		r.Topic.Messages, r.Topic.MessageBytes, r.Topic.Partitions, r.Sarama.Version, r.Sarama.FetchDefaultBytes, r.Sarama.ChannelBufferSize, r.Rounds)
@@ -158,6 +166,34 @@ func (r report) writeJSON(path string) error {
 		return fmt.Errorf("results: %w", err)
 	}
 	return nil
+}
+
+// revision returns the VCS revision the binary was built from, noting
+// uncommitted changes, or "" when it was built without VCS stamping.
+func revision() string {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return ""
+	}
+	var rev, modified string
+	for _, s := range info.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			modified = s.Value
+		}
+	}
+	if rev == "" {
+		return ""
+	}
+	if len(rev) > 12 {
+		rev = rev[:12]
+	}
+	if modified == "true" {
+		rev += " (with uncommitted changes in the tree)"
+	}
+	return rev
 }
 
 // cpuModel returns the processor's model name on Linux, or "".
