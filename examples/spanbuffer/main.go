@@ -1,0 +1,276 @@
+// Command spanbuffer runs the span buffer: spans in, whole segments out.
+//
+// With no flags it needs nothing installed: it starts an in-process Kafka broker and
+// an in-process Redis, generates a stream of spans (many traces with nested segments,
+// shuffled so that children often arrive before their parents, and a few invalid
+// spans), runs the ready-made span buffer consumer on it, prints progress once a
+// second, and finally checks that every valid span came out in the segment the
+// generator expects and every invalid one reached the dead-letter topic. It exits
+// with status 1 if not.
+//
+//	go run ./examples/spanbuffer
+//	go run ./examples/spanbuffer -brokers 127.0.0.1:9092 -redis 127.0.0.1:6379 -traces 20000 -rate 20000
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/zap"
+
+	"github.com/creekstream/creek/kafka/kafkatest"
+	"github.com/creekstream/creek/metrics"
+	"github.com/creekstream/creek/processor"
+	"github.com/creekstream/creek/segments"
+)
+
+func main() {
+	var o options
+	flag.StringVar(&o.brokers, "brokers", "", "Kafka bootstrap broker host:port; empty starts an in-process broker")
+	flag.StringVar(&o.redis, "redis", "", "Redis host:port; empty starts an in-process Redis")
+	flag.IntVar(&o.traces, "traces", 2000, "number of traces to generate")
+	flag.IntVar(&o.rate, "rate", 5000, "spans produced per second")
+	flag.IntVar(&o.invalid, "invalid", 10, "number of invalid spans mixed in")
+	flag.IntVar(&o.workers, "workers", 0, "flusher workers (0: one per partition)")
+	flag.IntVar(&o.partitions, "partitions", 4, "partitions of the input topic")
+	flag.DurationVar(&o.rootTimeout, "root-timeout", time.Second, "quiet time before a segment with its root is flushed")
+	flag.DurationVar(&o.timeout, "segment-timeout", 3*time.Second, "quiet time before a segment without its root is flushed")
+	flag.DurationVar(&o.deadline, "deadline", 90*time.Second, "give up if not every span is out by then")
+	flag.Parse()
+
+	logger, err := zap.NewDevelopment(zap.IncreaseLevel(zap.WarnLevel))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "spanbuffer:", err)
+		os.Exit(1)
+	}
+	ctx, stop := processor.SignalContext(context.Background())
+	err = run(ctx, o, os.Stdout, logger)
+	stop()
+	_ = logger.Sync()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "spanbuffer:", err)
+		os.Exit(1)
+	}
+}
+
+type options struct {
+	brokers, redis        string
+	traces, rate, invalid int
+	workers, partitions   int
+	rootTimeout, timeout  time.Duration
+	deadline              time.Duration
+}
+
+const (
+	inputTopic  = "spans"
+	outputTopic = "segments"
+	dlqTopic    = "spans-dlq"
+)
+
+// run generates the stream, runs the consumer until every span is accounted for
+// (or ctx or the deadline ends), and checks the output.
+func run(ctx context.Context, o options, out io.Writer, log *zap.Logger) error {
+	if o.traces < 1 || o.rate < 1 || o.partitions < 1 || o.invalid < 0 {
+		return errors.New("-traces, -rate and -partitions must be at least 1, -invalid at least 0")
+	}
+	ctx, cancel := context.WithTimeout(ctx, o.deadline)
+	defer cancel()
+
+	brokers := []string{o.brokers}
+	if o.brokers == "" {
+		cluster, err := kafkatest.Start(kafkatest.WithPartitions(int32(o.partitions)), kafkatest.WithTopics(inputTopic, outputTopic, dlqTopic))
+		if err != nil {
+			return err
+		}
+		defer cluster.Close()
+		brokers = cluster.Addrs()
+		fmt.Fprintf(out, "started in-process Kafka at %v\n", brokers)
+	}
+	redisAddr := o.redis
+	if redisAddr == "" {
+		mini, err := miniredis.Run()
+		if err != nil {
+			return fmt.Errorf("start in-process Redis: %w", err)
+		}
+		defer mini.Close()
+		redisAddr = mini.Addr()
+		fmt.Fprintf(out, "started in-process Redis at %s\n", redisAddr)
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: redisAddr})
+	defer func() { _ = rdb.Close() }()
+
+	admin, err := kafkatest.NewClient(brokers)
+	if err != nil {
+		return err
+	}
+	defer admin.Close()
+	// Topics get fresh names on a real broker so that earlier runs do not count.
+	suffix := ""
+	if o.brokers != "" {
+		suffix = fmt.Sprintf("-%d", time.Now().UnixNano())
+		for _, t := range []string{inputTopic, outputTopic, dlqTopic} {
+			n := int32(1)
+			if t == inputTopic {
+				n = int32(o.partitions)
+			}
+			if err := admin.CreateTopic(ctx, t+suffix, n); err != nil {
+				return err
+			}
+		}
+	}
+	in, segTopic, dlq := inputTopic+suffix, outputTopic+suffix, dlqTopic+suffix
+
+	gen := generate(o.traces, o.invalid, o.partitions)
+	fmt.Fprintf(out, "generated %d traces: %d valid spans in %d segments, %d invalid spans\n",
+		o.traces, len(gen.expected), gen.segments, len(gen.invalid))
+
+	ingested := new(spanCounter)
+	consumer, err := segments.NewConsumer(segments.ConsumerConfig{
+		Brokers: brokers, Group: "spanbuffer" + suffix,
+		InputTopic: in, OutputTopic: segTopic, DLQTopic: dlq,
+		Redis:     rdb,
+		Buffer:    segments.Config{RootTimeout: o.rootTimeout, Timeout: o.timeout},
+		Flusher:   segments.FlusherConfig{Workers: o.workers, IdleInterval: 100 * time.Millisecond},
+		BatchTime: 50 * time.Millisecond,
+		Logger:    log,
+		Metrics:   ingested,
+	})
+	if err != nil {
+		return err
+	}
+	runCtx, stopRun := context.WithCancel(ctx)
+	defer stopRun()
+	runErr := make(chan error, 1)
+	go func() { runErr <- consumer.Run(runCtx) }()
+
+	reader, err := newReader(brokers, segTopic, dlq)
+	if err != nil {
+		stopRun()
+		return errors.Join(err, <-runErr)
+	}
+	defer reader.close()
+
+	produced := new(atomic.Int64)
+	prodErr := make(chan error, 1)
+	go func() { prodErr <- produce(runCtx, admin, in, gen.records, o.rate, produced) }()
+
+	start := time.Now()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	var failure error
+	for !reader.complete(gen) && failure == nil {
+		select {
+		case <-tick.C:
+			s := reader.stats()
+			el := time.Since(start).Seconds()
+			fmt.Fprintf(out, "%5.1fs  spans produced %6d  ingested %6d  segments out %6d (%6d spans, %.0f spans/s)  DLQ %d\n",
+				el, produced.Load(), ingested.Load(), s.segments, s.spans, float64(s.spans)/el, s.dlq)
+		case err := <-prodErr:
+			if err != nil {
+				failure = fmt.Errorf("producing spans: %w", err)
+			}
+			prodErr = nil
+		case err := <-runErr:
+			failure = fmt.Errorf("consumer stopped: %w", err)
+			runErr = nil
+		case <-ctx.Done():
+			failure = fmt.Errorf("not every span came out within %v: %w", o.deadline, ctx.Err())
+		case <-reader.changed:
+		}
+	}
+	elapsed := time.Since(start)
+	stopRun()
+	if runErr != nil {
+		if err := <-runErr; err != nil && failure == nil {
+			failure = fmt.Errorf("consumer: %w", err)
+		}
+	}
+	return errors.Join(failure, report(out, gen, reader, elapsed))
+}
+
+// spanCounter is the metrics backend of the demo: it counts ingested spans and
+// discards the rest.
+type spanCounter struct{ atomic.Int64 }
+
+func (c *spanCounter) Increment(name string, v int64, _ ...metrics.Tag) {
+	if name == "spans.buffer.process_spans.count" {
+		c.Add(v)
+	}
+}
+func (*spanCounter) Gauge(string, float64, ...metrics.Tag)        {}
+func (*spanCounter) Timing(string, time.Duration, ...metrics.Tag) {}
+
+// produce writes records at rate per second, in slices of a tenth of a second.
+func produce(ctx context.Context, c *kafkatest.Client, topic string, records []*kgo.Record, rate int, produced *atomic.Int64) error {
+	step := max(rate/10, 1)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for i := 0; i < len(records); i += step {
+		batch := records[i:min(i+step, len(records))]
+		for _, r := range batch {
+			r.Topic = topic
+			r.Timestamp = time.Now()
+		}
+		if err := c.Produce(ctx, batch...); err != nil {
+			return err
+		}
+		produced.Add(int64(len(batch)))
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// report prints the summary and returns an error if a span is missing, misplaced or
+// not dead-lettered.
+func report(out io.Writer, gen generated, r *reader, elapsed time.Duration) error {
+	s := r.stats()
+	missing, wrong, dupes := r.check(gen)
+	deadMissing := 0
+	for v := range gen.invalid {
+		if !r.deadLettered(v) {
+			deadMissing++
+		}
+	}
+	fmt.Fprintf(out, "summary: %d valid spans generated, %d came out in %d segment messages in %s (%.0f spans/s); duplicates %d; DLQ %d of %d invalid\n",
+		len(gen.expected), s.spans, s.segments, elapsed.Round(time.Millisecond), float64(s.spans)/elapsed.Seconds(), dupes, len(gen.invalid)-deadMissing, len(gen.invalid))
+	if missing == 0 && wrong == 0 && deadMissing == 0 {
+		fmt.Fprintln(out, "check: OK, every valid span came out in its expected segment and every invalid span reached the DLQ")
+		return nil
+	}
+	fmt.Fprintf(out, "check: FAILED: %d spans missing, %d in the wrong segment, %d invalid spans not in the DLQ\n", missing, wrong, deadMissing)
+	return errors.New("output check failed")
+}
+
+// decodeSegment returns each span id of a segment message with its segment id.
+func decodeSegment(v []byte) (map[string]string, error) {
+	var msg struct {
+		Spans []struct {
+			SpanID     string `json:"span_id"`
+			Attributes map[string]struct {
+				Value string `json:"value"`
+			} `json:"attributes"`
+		} `json:"spans"`
+	}
+	if err := json.Unmarshal(v, &msg); err != nil {
+		return nil, err
+	}
+	out := make(map[string]string, len(msg.Spans))
+	for _, s := range msg.Spans {
+		out[s.SpanID] = s.Attributes["sentry.segment.id"].Value
+	}
+	return out, nil
+}
