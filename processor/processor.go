@@ -42,10 +42,9 @@ type Config[T any] struct {
 	// Logger receives the processor's logs (default: discard).
 	Logger *zap.Logger
 	// Metrics is the backend the processor's figures go to (default: discard). The
-	// processor buffers them and flushes at most once a second.
+	// processor buffers them and flushes at most once a second. Names carry no prefix:
+	// the backend adds one (metrics.DefaultPrefix unless configured).
 	Metrics metrics.Metrics
-	// MetricsPrefix is put before every metric name (default "creek.").
-	MetricsPrefix string
 	// Stuck configures the watchdog that reports a loop which stopped coming round.
 	Stuck StuckConfig
 
@@ -73,7 +72,6 @@ const (
 	defaultPollTimeout       = time.Second
 	defaultPausedPollTimeout = 100 * time.Millisecond
 	defaultStuckTimeout      = time.Minute
-	defaultMetricsPrefix     = "creek."
 )
 
 func (c Config[T]) withDefaults() (Config[T], error) {
@@ -130,9 +128,6 @@ func (c Config[T]) withDefaults() (Config[T], error) {
 	}
 	if c.Metrics == nil {
 		c.Metrics = metrics.Noop{}
-	}
-	if c.MetricsPrefix == "" {
-		c.MetricsPrefix = defaultMetricsPrefix
 	}
 	if c.exit == nil {
 		c.exit = os.Exit
@@ -313,7 +308,7 @@ func (p *StreamProcessor[T]) startObservers() (stop func()) {
 		// The zero BufferConfig is valid; an error here is a bug in package metrics.
 		panic(fmt.Sprintf("creek: metrics.NewBuffer with the zero config: %v", err))
 	}
-	p.metrics = prefixed{next: buf, prefix: p.cfg.MetricsPrefix}
+	p.metrics = buf
 	p.m.lastFlush = time.Now()
 	wd := stuckdetector.Start(p.beat, p.stuckConfig())
 	return func() {
@@ -339,22 +334,4 @@ func (p *StreamProcessor[T]) stuckConfig() stuckdetector.Config {
 		}
 	}
 	return c
-}
-
-// prefixed puts a prefix before every metric name.
-type prefixed struct {
-	next   metrics.Metrics
-	prefix string
-}
-
-func (m prefixed) Increment(name string, v int64, tags ...metrics.Tag) {
-	m.next.Increment(m.prefix+name, v, tags...)
-}
-
-func (m prefixed) Gauge(name string, v float64, tags ...metrics.Tag) {
-	m.next.Gauge(m.prefix+name, v, tags...)
-}
-
-func (m prefixed) Timing(name string, d time.Duration, tags ...metrics.Tag) {
-	m.next.Timing(m.prefix+name, d, tags...)
 }

@@ -66,7 +66,7 @@ func TestNewValidatesConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	if p.cfg.JoinTimeout != 25*time.Second || p.cfg.BackpressurePauseAfter != 5*time.Second ||
-		p.cfg.PollTimeout != time.Second || p.cfg.CommitPolicy != DefaultCommitPolicy() || p.cfg.MetricsPrefix != "creek." {
+		p.cfg.PollTimeout != time.Second || p.cfg.CommitPolicy != DefaultCommitPolicy() {
 		t.Errorf("defaults not applied: %+v", p.cfg)
 	}
 }
@@ -286,9 +286,9 @@ func TestRunTwiceFails(t *testing.T) {
 	}
 }
 
-func TestMetricsGoThroughTheBufferWithPrefix(t *testing.T) {
+func TestMetricsGoThroughTheBuffer(t *testing.T) {
 	rec := metrics.NewRecorder()
-	h := newHarness(t, Config[string]{Metrics: rec, MetricsPrefix: "x.", CommitPolicy: ImmediateCommit()}, nil)
+	h := newHarness(t, Config[string]{Metrics: rec, CommitPolicy: ImmediateCommit()}, nil)
 	h.consumer.produce(p0, 0, 3)
 	h.start()
 	h.consumer.assign(p0)
@@ -297,21 +297,21 @@ func TestMetricsGoThroughTheBufferWithPrefix(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, want := range map[string]int64{
-		"x.consumer.partitions_assigned.count": 1,
-		"x.consumer.run.create_strategy":       1,
-		"x.consumer.run.close_strategy":        1,
+		"consumer.partitions_assigned.count": 1,
+		"consumer.run.create_strategy":       1,
+		"consumer.run.close_strategy":        1,
 	} {
 		if got := rec.Counter(name); got != want {
 			t.Errorf("%s = %d, want %d", name, got, want)
 		}
 	}
-	if got := rec.Counter("x.consumer.commit_status", metrics.Tag{Key: "status", Value: "ok"}); got < 1 {
-		t.Errorf("x.consumer.commit_status{status:ok} = %d, want >= 1", got)
+	if got := rec.Counter("consumer.commit_status", metrics.Tag{Key: "status", Value: "ok"}); got < 1 {
+		t.Errorf("consumer.commit_status{status:ok} = %d, want >= 1", got)
 	}
-	if got := rec.Counter("x.consumer.run.count"); got < 4 {
-		t.Errorf("x.consumer.run.count = %d, want >= 4", got)
+	if got := rec.Counter("consumer.run.count"); got < 4 {
+		t.Errorf("consumer.run.count = %d, want >= 4", got)
 	}
-	if len(rec.Timings("x.consumer.poll.time")) == 0 {
+	if len(rec.Timings("consumer.poll.time")) == 0 {
 		t.Error("no x.consumer.poll.time recorded")
 	}
 }
