@@ -94,10 +94,10 @@ func TestInvalidMessagesReachTheDLQWithOriginalBytesAndHeaders(t *testing.T) {
 				t.Fatalf("Run: %v", err)
 			}
 			committedEqualsEnds(t, env, topic, group)
-			if got := rec.Counter("creek.consumer.invalid_message.count"); got != 10 {
+			if got := rec.Counter("consumer.invalid_message.count"); got != 10 {
 				t.Errorf("invalid_message.count = %d, want 10", got)
 			}
-			if got := rec.Counter("creek.consumer.dlq.refetched"); (got > 0) != tc.refetched {
+			if got := rec.Counter("consumer.dlq.refetched"); (got > 0) != tc.refetched {
 				t.Errorf("dlq.refetched = %d, want refetches: %v", got, tc.refetched)
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), waitFor)
@@ -149,7 +149,7 @@ func TestDLQLimitStopsProductionNotConsumption(t *testing.T) {
 		t.Fatalf("Run: %v", err)
 	}
 	committedEqualsEnds(t, env, topic, group)
-	if got := rec.Counter("creek.consumer.dlq.dropped_messages"); got != 3 {
+	if got := rec.Counter("consumer.dlq.dropped_messages"); got != 3 {
 		t.Errorf("dlq.dropped_messages = %d, want 3", got)
 	}
 	if got := sumEnds(t, env, dlqTopic); got != 2 {
@@ -199,7 +199,7 @@ func TestDLQBrokerErrorDoesNotStopTheConsumer(t *testing.T) {
 		t.Fatalf("Run = %v; a DLQ failure must not stop the consumer", err)
 	}
 	committedEqualsEnds(t, env, topic, group)
-	if got := rec.Counter("creek.consumer.dlq.dropped_messages"); got != 1 {
+	if got := rec.Counter("consumer.dlq.dropped_messages"); got != 1 {
 		t.Errorf("dlq.dropped_messages = %d, want 1", got)
 	}
 }

@@ -74,7 +74,7 @@ func TestBackpressurePausesAndResumesWithNothingLostOrDoubled(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
-	if err := rec.Wait(ctx, func() bool { return rec.Counter("creek.consumer.pause") >= 1 }); err != nil {
+	if err := rec.Wait(ctx, func() bool { return rec.Counter("consumer.pause") >= 1 }); err != nil {
 		t.Fatalf("waiting for the consumer to pause: %v", err)
 	}
 	a.gate.set(false)
@@ -85,7 +85,7 @@ func TestBackpressurePausesAndResumesWithNothingLostOrDoubled(t *testing.T) {
 	if d := s.dups(); d != 0 {
 		t.Errorf("%d messages processed more than once", d)
 	}
-	if rec.Counter("creek.consumer.resume") < 1 {
+	if rec.Counter("consumer.resume") < 1 {
 		t.Error("the consumer was never resumed")
 	}
 	committedEqualsEnds(t, env, topic, group)

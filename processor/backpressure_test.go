@@ -69,10 +69,10 @@ func TestBackpressureCarriesPausesAndResumes(t *testing.T) {
 			if got := s.payloads(); !slices.Equal(got, want) {
 				t.Fatalf("accepted %v, want each message once in order: %v", got, want)
 			}
-			if rec.Counter("creek.consumer.pause") != 1 || rec.Counter("creek.consumer.resume") != 1 {
-				t.Errorf("pause/resume counted %d/%d, want 1/1", rec.Counter("creek.consumer.pause"), rec.Counter("creek.consumer.resume"))
+			if rec.Counter("consumer.pause") != 1 || rec.Counter("consumer.resume") != 1 {
+				t.Errorf("pause/resume counted %d/%d, want 1/1", rec.Counter("consumer.pause"), rec.Counter("consumer.resume"))
 			}
-			if len(rec.Timings("creek.consumer.backpressure.time")) == 0 {
+			if len(rec.Timings("consumer.backpressure.time")) == 0 {
 				t.Error("no consumer.backpressure.time recorded")
 			}
 		})

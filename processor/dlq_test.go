@@ -105,7 +105,7 @@ func TestInvalidMessagesGoToTheDLQ(t *testing.T) {
 	if r := dlq.reasons[1]; r.Partition != p0 || r.Offset != 5 || r.Reason != "late" {
 		t.Errorf("second DLQ reason = %+v", r)
 	}
-	if got := rec.Counter("creek.consumer.invalid_message.count"); got != 2 {
+	if got := rec.Counter("consumer.invalid_message.count"); got != 2 {
 		t.Errorf("invalid_message.count = %d, want 2", got)
 	}
 	if n := h.proc.dlq.buffered(); n != 0 {
@@ -143,7 +143,7 @@ func TestDLQLimitsDropWithoutStopping(t *testing.T) {
 			if got := dlq.payloads(); !slices.Equal(got, tc.want) {
 				t.Errorf("dead-lettered %v, want %v", got, tc.want)
 			}
-			if got := rec.Counter("creek.consumer.dlq.dropped_messages"); got != tc.dropped {
+			if got := rec.Counter("consumer.dlq.dropped_messages"); got != tc.dropped {
 				t.Errorf("dlq.dropped_messages = %d, want %d", got, tc.dropped)
 			}
 		})
@@ -160,7 +160,7 @@ func TestWithoutDLQInvalidMessagesAreSkipped(t *testing.T) {
 	if err := h.stop(); err != nil {
 		t.Fatal(err)
 	}
-	if got := rec.Counter("creek.consumer.invalid_message.count"); got != 1 {
+	if got := rec.Counter("consumer.invalid_message.count"); got != 1 {
 		t.Errorf("invalid_message.count = %d, want 1", got)
 	}
 }
@@ -216,10 +216,10 @@ func TestDLQRefetchesEvictedMessages(t *testing.T) {
 			if got := dlq.payloads(); !slices.Equal(got, tc.want) {
 				t.Errorf("dead-lettered %v, want %v", got, tc.want)
 			}
-			if got := rec.Counter("creek.consumer.dlq.dropped_messages"); got != tc.dropped {
+			if got := rec.Counter("consumer.dlq.dropped_messages"); got != tc.dropped {
 				t.Errorf("dlq.dropped_messages = %d, want %d", got, tc.dropped)
 			}
-			if got := rec.Counter("creek.consumer.dlq_buffer.exceeded"); got != 3 {
+			if got := rec.Counter("consumer.dlq_buffer.exceeded"); got != 3 {
 				t.Errorf("dlq_buffer.exceeded = %d, want 3 evictions", got)
 			}
 			if h.consumer.fetches != tc.wantFetch {
@@ -241,7 +241,7 @@ func TestDLQProduceFailureIsCountedAndConsumptionGoesOn(t *testing.T) {
 	if err := h.stop(); err != nil {
 		t.Fatalf("Run = %v; a DLQ failure must not stop the consumer", err)
 	}
-	if got := rec.Counter("creek.consumer.dlq.dropped_messages"); got != 1 {
+	if got := rec.Counter("consumer.dlq.dropped_messages"); got != 1 {
 		t.Errorf("dlq.dropped_messages = %d, want 1", got)
 	}
 }

@@ -32,8 +32,8 @@ func TestWatchdogReportsAStrategyBlockedInSubmit(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	submit := metrics.Tag{Key: "phase", Value: phaseSubmit}
-	if err := rec.Wait(ctx, func() bool { return rec.Counter("creek.consumer.stuck", submit) >= 1 }); err != nil {
-		t.Fatalf("waiting for creek.consumer.stuck{phase:submit}: %v", err)
+	if err := rec.Wait(ctx, func() bool { return rec.Counter("consumer.stuck", submit) >= 1 }); err != nil {
+		t.Fatalf("waiting for consumer.stuck{phase:submit}: %v", err)
 	}
 	close(unblock)
 	if err := h.stop(); err != nil {

@@ -169,8 +169,8 @@ func TestCooperativeRevokeGivesUpAfterJoinTimeout(t *testing.T) {
 	if err := h.stop(); err != nil {
 		t.Fatal(err)
 	}
-	if got := rec.Counter("creek.consumer.revoke.timeout"); got != 1 {
-		t.Errorf("creek.consumer.revoke.timeout = %d, want 1", got)
+	if got := rec.Counter("consumer.revoke.timeout"); got != 1 {
+		t.Errorf("consumer.revoke.timeout = %d, want 1", got)
 	}
 	if got := h.consumer.committedOffset(p1); got != 0 {
 		t.Errorf("unfinished work of the revoked partition committed to %d", got)
