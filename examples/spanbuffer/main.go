@@ -210,13 +210,19 @@ func (c *spanCounter) Increment(name string, v int64, _ ...metrics.Tag) {
 func (*spanCounter) Gauge(string, float64, ...metrics.Tag)        {}
 func (*spanCounter) Timing(string, time.Duration, ...metrics.Tag) {}
 
-// produce writes records at rate per second, in slices of a tenth of a second.
+// produce writes records at about rate per second, in slices of a tenth of a second.
 func produce(ctx context.Context, c *kafkatest.Client, topic string, records []*kgo.Record, rate int, produced *atomic.Int64) error {
 	step := max(rate/10, 1)
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
-	for i := 0; i < len(records); i += step {
-		batch := records[i:min(i+step, len(records))]
+	for i := 0; i < len(records); {
+		// A trace is never split over two slices, so its spans arrive together.
+		end := min(i+step, len(records))
+		for end < len(records) && records[end].Key != nil && string(records[end].Key) == string(records[end-1].Key) {
+			end++
+		}
+		batch := records[i:end]
+		i = end
 		for _, r := range batch {
 			r.Topic = topic
 			r.Timestamp = time.Now()

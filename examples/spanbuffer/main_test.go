@@ -13,7 +13,7 @@ import (
 func TestRunChecksEverySpan(t *testing.T) {
 	var out bytes.Buffer
 	o := options{traces: 100, rate: 5000, invalid: 4, partitions: 2,
-		rootTimeout: 200 * time.Millisecond, timeout: time.Second, deadline: 60 * time.Second}
+		rootTimeout: time.Second, timeout: 3 * time.Second, deadline: 60 * time.Second}
 	if err := run(context.Background(), o, &out, zap.NewNop()); err != nil {
 		t.Fatalf("run: %v\n%s", err, out.String())
 	}
