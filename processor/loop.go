@@ -28,6 +28,14 @@ type heartbeat interface {
 	SetPhase(phase string)
 }
 
+// bufferedConsumer is a Consumer that can tell whether its next Poll returns at once.
+// The loop times only the polls that may wait: reading the clock around a poll that
+// hands out a buffered message would cost more than the poll.
+type bufferedConsumer interface {
+	// Buffered returns how many messages Poll can hand out without waiting.
+	Buffered() int
+}
+
 // runOnce is one iteration of the loop: poll the consumer (unless a message is
 // carried), poll the strategy, submit.
 func (p *StreamProcessor[T]) runOnce(ctx context.Context) (err error) {
@@ -36,32 +44,49 @@ func (p *StreamProcessor[T]) runOnce(ctx context.Context) (err error) {
 			err = &PanicError{Value: r, Stack: debug.Stack()}
 		}
 	}()
-	// The clock is read three times per iteration: at this rate time.Now is a
-	// visible share of the loop's own cost.
-	start := time.Now()
-	p.hb.BeatAt(start)
+	// The clock is read once per iteration, twice when the poll may wait: at this
+	// rate time.Now is a visible share of the loop's own cost, so the reading is the
+	// monotonic one only (see clock).
 	p.m.runs++
+	var waited time.Duration
 	if p.bp.empty() || p.bp.paused {
-		err := p.pollConsumer(ctx)
-		now := time.Now()
-		p.m.pollTime += now.Sub(start)
-		start = now
+		if p.buffered != nil && p.buffered.Buffered() > 0 {
+			err = p.pollConsumer(ctx)
+			p.now = p.clock()
+		} else {
+			start := p.clock()
+			err = p.pollConsumer(ctx)
+			p.now = p.clock()
+			waited = p.now.Sub(start)
+			p.m.pollTime += waited
+		}
 		if err != nil {
 			return err
 		}
+	} else {
+		p.now = p.clock()
 	}
-	p.now = start
+	p.hb.BeatAt(p.now)
+	// Everything since the previous iteration's reading that was not a wait for the
+	// consumer: that iteration's strategy work and this one's buffered poll.
+	p.m.processingTime += p.now.Sub(p.lastIteration) - waited
+	p.lastIteration = p.now
 	if p.strategy != nil {
 		if err := p.process(ctx); err != nil {
 			return err
 		}
 	}
-	end := time.Now()
-	p.m.processingTime += end.Sub(start)
-	if end.Sub(p.m.lastFlush) >= time.Second {
-		p.flushMetrics(end)
+	if p.now.Sub(p.m.lastFlush) >= time.Second {
+		p.flushMetrics(p.now)
 	}
 	return nil
+}
+
+// clock returns the current time from the monotonic clock alone, which costs half
+// of time.Now. Its wall reading drifts from the system's when the system clock is
+// stepped, so it serves durations and deadlines only, never timestamps.
+func (p *StreamProcessor[T]) clock() time.Time {
+	return p.epoch.Add(time.Since(p.epoch))
 }
 
 // process polls the strategy, commits if due and submits the first carried message.

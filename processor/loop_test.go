@@ -93,6 +93,9 @@ func (c *benchConsumer) Poll(context.Context, time.Duration) (Message[string], b
 	c.next++
 	return m, true, nil
 }
+
+// Buffered says that Poll never waits, as kafka.Consumer says while it holds a batch.
+func (c *benchConsumer) Buffered() int                                     { return 1 }
 func (c *benchConsumer) Pause([]Partition)                                 {}
 func (c *benchConsumer) Resume([]Partition)                                {}
 func (c *benchConsumer) Paused() []Partition                               { return nil }

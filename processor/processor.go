@@ -154,8 +154,11 @@ type StreamProcessor[T any] struct {
 	beat  *stuckdetector.Heartbeat
 	hb    heartbeat
 	phase string
-	// now is the time the current iteration read from the clock.
-	now       time.Time
+	// epoch anchors clock; now is the time the current iteration read from it, and
+	// lastIteration the previous iteration's.
+	epoch, now, lastIteration time.Time
+	// buffered is the consumer, if it can tell when Poll will not wait.
+	buffered  bufferedConsumer
 	policy    *CommitPolicyState
 	strategy  Strategy[T]
 	assigned  map[Partition]bool
@@ -203,6 +206,7 @@ func New[T any](consumer Consumer[T], factory Factory[T], cfg Config[T]) (*Strea
 		beat:      new(stuckdetector.Heartbeat),
 	}
 	p.hb = p.beat
+	p.buffered, _ = consumer.(bufferedConsumer)
 	if cfg.DLQ != nil {
 		fetcher, _ := consumer.(Fetcher[T])
 		p.dlq = newDLQ(*cfg.DLQ, fetcher, cfg.Logger, &p.m)
@@ -309,7 +313,8 @@ func (p *StreamProcessor[T]) startObservers() (stop func()) {
 		panic(fmt.Sprintf("creek: metrics.NewBuffer with the zero config: %v", err))
 	}
 	p.metrics = buf
-	p.m.lastFlush = time.Now()
+	p.epoch = time.Now()
+	p.now, p.lastIteration, p.m.lastFlush = p.epoch, p.epoch, p.epoch
 	wd := stuckdetector.Start(p.beat, p.stuckConfig())
 	return func() {
 		wd.Stop()
