@@ -42,12 +42,7 @@ func NewDogStatsD(client StatsdClient, cfg DogStatsDConfig) (*DogStatsD, error) 
 	if client == nil {
 		return nil, errors.New("metrics: NewDogStatsD needs a client; create one with statsd.New(addr)")
 	}
-	switch {
-	case cfg.NoPrefix:
-		cfg.Prefix = ""
-	case cfg.Prefix == "":
-		cfg.Prefix = DefaultPrefix
-	}
+	cfg.Prefix = resolvePrefix(cfg.Prefix, cfg.NoPrefix)
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}

@@ -92,12 +92,7 @@ func NewPrometheus(cfg PrometheusConfig) (*Prometheus, error) {
 	if cfg.Registerer == nil {
 		return nil, errors.New("metrics: PrometheusConfig.Registerer is nil; pass prometheus.DefaultRegisterer or prometheus.NewRegistry()")
 	}
-	switch {
-	case cfg.NoPrefix:
-		cfg.Prefix = ""
-	case cfg.Prefix == "":
-		cfg.Prefix = DefaultPrefix
-	}
+	cfg.Prefix = resolvePrefix(cfg.Prefix, cfg.NoPrefix)
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
