@@ -3,9 +3,9 @@ package strategies
 import (
 	"context"
 	"errors"
-	"time"
 
 	"github.com/creekstream/creek/processor"
+	"github.com/creekstream/creek/strategies/internal/held"
 )
 
 // RunTask maps each payload through a function and hands the result to the next step.
@@ -94,36 +94,10 @@ func (s *RunTask[T, U]) Terminate() {
 	s.next.Terminate()
 }
 
-// joinRetryInterval is how long Join waits before offering held work again, so that a
-// next step draining asynchronously (a producer, a worker pool) is not spun on.
-const joinRetryInterval = time.Millisecond
-
-// drain calls flush until it stops returning ErrMessageRejected or ctx is done,
-// polling the next step between attempts and calling rejected on every rejection.
-// Work still held when ctx ends is abandoned, which is not an error.
+// drain offers held work until the next step takes it or ctx is done; see held.Drain.
 func drain(ctx context.Context, flush, poll func() error, rejected func()) error {
-	var t *time.Timer
-	for {
-		err := flush()
-		if !errors.Is(err, processor.ErrMessageRejected) {
-			return err
-		}
-		rejected()
-		if err := poll(); err != nil {
-			return err
-		}
-		if t == nil {
-			t = time.NewTimer(joinRetryInterval)
-			defer t.Stop()
-		} else {
-			t.Reset(joinRetryInterval)
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-	}
+	_, err := held.Drain(ctx, flush, poll, rejected)
+	return err
 }
 
 // ignoreRejected turns a rejection into nil: held work is retried on the next Poll.

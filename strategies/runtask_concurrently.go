@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/creekstream/creek/processor"
+	"github.com/creekstream/creek/strategies/internal/held"
 	"go.uber.org/zap"
 )
 
@@ -337,9 +338,9 @@ func (s *RunTaskConcurrently[T, U]) finish(ctx context.Context) error {
 			return err
 		}
 		if retry == nil {
-			retry = time.NewTimer(joinRetryInterval)
+			retry = time.NewTimer(held.RetryInterval)
 		} else {
-			retry.Reset(joinRetryInterval)
+			retry.Reset(held.RetryInterval)
 		}
 		select {
 		case <-retry.C:

@@ -11,6 +11,7 @@ import (
 	"github.com/creekstream/creek/metrics"
 	"github.com/creekstream/creek/processor"
 	"github.com/creekstream/creek/strategies"
+	"github.com/creekstream/creek/strategies/internal/held"
 )
 
 // Table is the part of a goka View that Lookup reads; *goka.View implements it.
@@ -188,10 +189,6 @@ func (l *Lookup[T, V, U]) flush() error {
 // Close does nothing: Lookup holds at most one result, which Join flushes.
 func (l *Lookup[T, V, U]) Close() {}
 
-// joinRetryInterval is how long Join waits before offering the held result again, so
-// that a next step draining asynchronously is not spun on.
-const joinRetryInterval = time.Millisecond
-
 // Join offers the held result until the next step takes it or ctx is done, then
 // closes and joins the next step. A result still held when ctx is done is abandoned.
 func (l *Lookup[T, V, U]) Join(ctx context.Context) error {
@@ -201,27 +198,11 @@ func (l *Lookup[T, V, U]) Join(ctx context.Context) error {
 }
 
 func (l *Lookup[T, V, U]) drain(ctx context.Context) error {
-	var t *time.Timer
-	for {
-		if err := l.flush(); !errors.Is(err, processor.ErrMessageRejected) {
-			return err
-		}
-		if err := l.next.Poll(); err != nil {
-			return err
-		}
-		if t == nil {
-			t = time.NewTimer(joinRetryInterval)
-			defer t.Stop()
-		} else {
-			t.Reset(joinRetryInterval)
-		}
-		select {
-		case <-ctx.Done():
-			l.log.Warn("join timed out with a joined message still held; it will be redelivered")
-			return nil
-		case <-t.C:
-		}
+	abandoned, err := held.Drain(ctx, l.flush, l.next.Poll, nil)
+	if abandoned {
+		l.log.Warn("join timed out with a joined message still held; it will be redelivered")
 	}
+	return err
 }
 
 // Terminate drops the held result and terminates the next step.

@@ -1,0 +1,46 @@
+// Package held holds the retry loop that strategies run in Join to pass on work the
+// next step rejected.
+package held
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/creekstream/creek/processor"
+)
+
+// RetryInterval is how long Drain waits before offering held work again, so that a
+// next step draining asynchronously (a producer, a worker pool) is not spun on.
+const RetryInterval = time.Millisecond
+
+// Drain calls offer until it stops returning processor.ErrMessageRejected or ctx is
+// done, calling poll (the next step's Poll) and rejected between attempts. It reports
+// abandoned when ctx ended with work still held, which is not an error: nothing past
+// that work is committed, so it is redelivered.
+func Drain(ctx context.Context, offer, poll func() error, rejected func()) (abandoned bool, err error) {
+	var t *time.Timer
+	for {
+		err := offer()
+		if !errors.Is(err, processor.ErrMessageRejected) {
+			return false, err
+		}
+		if rejected != nil {
+			rejected()
+		}
+		if err := poll(); err != nil {
+			return false, err
+		}
+		if t == nil {
+			t = time.NewTimer(RetryInterval)
+			defer t.Stop()
+		} else {
+			t.Reset(RetryInterval)
+		}
+		select {
+		case <-ctx.Done():
+			return true, nil
+		case <-t.C:
+		}
+	}
+}
