@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -28,9 +29,11 @@ var ErrClosed = errors.New("kafka: consumer is closed")
 // Consumer reads a consumer group through sarama and hands its messages out one
 // at a time from Poll, as processor.StreamProcessor expects.
 //
-// sarama reads every claimed partition on its own goroutine. Those goroutines put
-// messages on a bounded queue and block when it is full, so a slow processor
-// slows fetching down. Assignment changes travel on the same path as events that
+// sarama reads every claimed partition on its own goroutine. Those goroutines take
+// whatever their claim has ready, up to maxBatch messages, and put it on a bounded
+// queue as one batch; they block when it is full, so a slow processor slows
+// fetching down. Poll hands out the current batch from a plain slice: moving each
+// message through a channel of its own cost more than the whole processor loop. Assignment changes travel on the same path as events that
 // Poll turns into RebalanceCallbacks calls on the caller's goroutine; a revoked
 // partition is held by its reader until OnRevoke has run (or RevokeTimeout
 // passed), and queued messages of a revoked partition are dropped. An eager
@@ -48,8 +51,14 @@ type Consumer struct {
 	group       sarama.ConsumerGroup
 	cooperative bool
 
-	// queue carries messages from the partition readers to Poll.
-	queue chan record
+	// queue carries batches from the partition readers to Poll; free returns their
+	// slices for reuse. batchSize bounds a batch.
+	queue     chan batch
+	free      chan []*sarama.ConsumerMessage
+	batchSize int
+	// eventsPending is set while pending or failure has something for the loop, so
+	// that Poll takes the lock only then.
+	eventsPending atomic.Bool
 	// wake tells Poll that events are pending; it holds at most one signal.
 	wake chan struct{}
 	// closing is closed by Close so that readers stop waiting for Poll.
@@ -72,8 +81,9 @@ type Consumer struct {
 	subscribed bool
 	active     map[processor.Partition]uint64 // the assignment as the loop knows it
 	paused     map[processor.Partition]bool
-	held       map[processor.Partition][]record // read while paused, delivered on Resume
-	ready      []record                         // resumed messages, delivered before the queue
+	held       map[processor.Partition][]batch // read while paused, delivered on Resume
+	ready      []batch                         // resumed batches, delivered before the queue
+	cur        batch                           // the batch Poll is handing out
 
 	stop       context.CancelFunc // ends the Consume loop
 	consumeEnd chan struct{}      // closed when the Consume loop has returned
@@ -86,13 +96,22 @@ type Consumer struct {
 	fetcher sarama.Consumer
 }
 
-// record is a message read by a partition reader. epoch identifies the claim it
-// was read under, so that messages of an earlier claim of the same partition are
-// recognised after a revocation.
-type record struct {
-	msg   *sarama.ConsumerMessage
+// batch is a run of messages a partition reader took from its claim at once, all
+// of partition p. epoch identifies the claim they were read under, so that messages
+// of an earlier claim of the same partition are recognised after a revocation.
+// Poll hands them out from next on.
+type batch struct {
+	p     processor.Partition
 	epoch uint64
+	msgs  []*sarama.ConsumerMessage
+	next  int
 }
+
+func (b *batch) remaining() int { return len(b.msgs) - b.next }
+
+// maxBatch bounds a batch: large enough that the queue's cost per message is
+// small, small enough that a batch is a fraction of the default queue bound.
+const maxBatch = 256
 
 // event is an assignment change waiting for Poll: exactly one field is set.
 type event struct {
@@ -128,20 +147,26 @@ func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
 		_ = client.Close()
 		return nil, fmt.Errorf("kafka: consumer group %s: %w", cfg.GroupID, err)
 	}
+	// The queue holds at most ChannelBufferSize messages, as batches of at most
+	// batchSize.
+	batchSize := min(maxBatch, cfg.ChannelBufferSize)
+	queued := (cfg.ChannelBufferSize + batchSize - 1) / batchSize
 	return &Consumer{
 		cfg:         cfg,
 		log:         cfg.Logger.With(zap.String("group", cfg.GroupID)),
 		client:      client,
 		group:       group,
 		cooperative: cfg.Assignor == AssignorCooperativeSticky,
-		queue:       make(chan record, cfg.ChannelBufferSize),
+		queue:       make(chan batch, queued),
+		free:        make(chan []*sarama.ConsumerMessage, queued+1),
+		batchSize:   batchSize,
 		wake:        make(chan struct{}, 1),
 		closing:     make(chan struct{}),
 		announced:   make(map[processor.Partition]uint64),
 		revoking:    make(map[processor.Partition]*revocation),
 		active:      make(map[processor.Partition]uint64),
 		paused:      make(map[processor.Partition]bool),
-		held:        make(map[processor.Partition][]record),
+		held:        make(map[processor.Partition][]batch),
 	}, nil
 }
 
@@ -216,6 +241,7 @@ func (c *Consumer) fail(err error) {
 	if c.failure == nil {
 		c.failure = err
 	}
+	c.eventsPending.Store(true)
 	c.mu.Unlock()
 	c.signal()
 }
@@ -243,6 +269,14 @@ func (c *Consumer) Poll(ctx context.Context, timeout time.Duration) (processor.M
 	if !c.subscribed {
 		return none, false, ErrNotSubscribed
 	}
+	if c.eventsPending.Load() {
+		if err := c.runEvents(); err != nil {
+			return none, false, err
+		}
+	}
+	if m, ok := c.next(); ok {
+		return toMessage(c.cur.p, m), true, nil
+	}
 	var timer *time.Timer
 	defer func() {
 		if timer != nil {
@@ -253,19 +287,12 @@ func (c *Consumer) Poll(ctx context.Context, timeout time.Duration) (processor.M
 		if err := c.runEvents(); err != nil {
 			return none, false, err
 		}
-		for len(c.ready) > 0 {
-			r := c.ready[0]
-			c.ready[0] = record{}
-			c.ready = c.ready[1:]
-			if msg, ok := c.admit(r); ok {
-				return msg, true, nil
-			}
+		if m, ok := c.next(); ok {
+			return toMessage(c.cur.p, m), true, nil
 		}
 		select {
-		case r := <-c.queue:
-			if msg, ok := c.admit(r); ok {
-				return msg, true, nil
-			}
+		case b := <-c.queue:
+			c.take(b)
 			continue
 		default:
 		}
@@ -273,10 +300,8 @@ func (c *Consumer) Poll(ctx context.Context, timeout time.Duration) (processor.M
 			timer = time.NewTimer(timeout)
 		}
 		select {
-		case r := <-c.queue:
-			if msg, ok := c.admit(r); ok {
-				return msg, true, nil
-			}
+		case b := <-c.queue:
+			c.take(b)
 		case <-c.wake:
 		case <-timer.C:
 			return none, false, c.runEvents()
@@ -288,28 +313,70 @@ func (c *Consumer) Poll(ctx context.Context, timeout time.Duration) (processor.M
 	}
 }
 
-// admit decides whether r may be delivered now. Messages of partitions the loop
-// no longer owns are dropped; those of paused partitions are held until Resume.
-func (c *Consumer) admit(r record) (processor.Message[processor.KafkaPayload], bool) {
-	p := processor.Partition{Topic: r.msg.Topic, Index: r.msg.Partition}
-	if epoch, ok := c.active[p]; !ok || epoch != r.epoch {
-		// A reader announces its partition before it sends anything, so the
-		// announcement may still be pending; a revocation can be pending too.
-		if err := c.runEvents(); err != nil {
-			return processor.Message[processor.KafkaPayload]{}, false
+// Buffered returns how many messages Poll can hand out without waiting, unless a
+// rebalance intervenes. The processor skips timing such polls.
+func (c *Consumer) Buffered() int { return c.cur.remaining() }
+
+// next returns the next message held locally, from the current batch, then from
+// batches resumed after a pause, without touching a channel.
+func (c *Consumer) next() (*sarama.ConsumerMessage, bool) {
+	for {
+		if c.cur.next < len(c.cur.msgs) {
+			m := c.cur.msgs[c.cur.next]
+			c.cur.msgs[c.cur.next] = nil
+			c.cur.next++
+			return m, true
 		}
-		if epoch, ok := c.active[p]; !ok || epoch != r.epoch {
-			return processor.Message[processor.KafkaPayload]{}, false
+		c.dropCur()
+		if len(c.ready) == 0 {
+			return nil, false
 		}
+		b := c.ready[0]
+		c.ready[0] = batch{}
+		c.ready = c.ready[1:]
+		c.take(b)
 	}
-	if c.paused[p] {
-		c.held[p] = append(c.held[p], r)
-		return processor.Message[processor.KafkaPayload]{}, false
-	}
-	return toMessage(r.msg), true
 }
 
-func toMessage(m *sarama.ConsumerMessage) processor.Message[processor.KafkaPayload] {
+// take makes b the current batch, which must be used up, if its partition may be
+// delivered now. Batches of partitions the loop no longer owns are dropped; those
+// of paused partitions are held until Resume.
+func (c *Consumer) take(b batch) {
+	if epoch, ok := c.active[b.p]; !ok || epoch != b.epoch {
+		// A reader announces its partition before it sends anything, so the
+		// announcement may still be pending; a revocation can be pending too. An
+		// error stays pending and Poll returns it.
+		_ = c.runEvents()
+		if epoch, ok := c.active[b.p]; !ok || epoch != b.epoch {
+			c.recycle(b.msgs)
+			return
+		}
+	}
+	if c.paused[b.p] {
+		c.held[b.p] = append(c.held[b.p], b)
+		return
+	}
+	c.cur = b
+}
+
+// dropCur gives up what is left of the current batch and reuses its slice.
+func (c *Consumer) dropCur() {
+	if c.cur.msgs != nil {
+		c.recycle(c.cur.msgs)
+	}
+	c.cur = batch{}
+}
+
+// recycle hands a batch's slice back to the readers once nothing refers to it.
+func (c *Consumer) recycle(msgs []*sarama.ConsumerMessage) {
+	clear(msgs)
+	select {
+	case c.free <- msgs[:0]:
+	default:
+	}
+}
+
+func toMessage(p processor.Partition, m *sarama.ConsumerMessage) processor.Message[processor.KafkaPayload] {
 	payload := processor.KafkaPayload{Key: m.Key, Value: m.Value}
 	if len(m.Headers) > 0 {
 		payload.Headers = make([]processor.Header, len(m.Headers))
@@ -317,7 +384,6 @@ func toMessage(m *sarama.ConsumerMessage) processor.Message[processor.KafkaPaylo
 			payload.Headers[i] = processor.Header{Key: string(h.Key), Value: h.Value}
 		}
 	}
-	p := processor.Partition{Topic: m.Topic, Index: m.Partition}
 	return processor.NewBrokerMessage(payload, p, m.Offset, m.Timestamp)
 }
 
@@ -328,6 +394,7 @@ func (c *Consumer) runEvents() error {
 	events := c.pending
 	c.pending = nil
 	failure := c.failure
+	c.eventsPending.Store(failure != nil)
 	c.mu.Unlock()
 	for _, ev := range events {
 		if ev.assign != nil {
@@ -347,6 +414,9 @@ func (c *Consumer) runEvents() error {
 		}
 		c.mu.Lock()
 		for _, p := range rv.partitions {
+			if c.cur.p == p {
+				c.dropCur()
+			}
 			delete(c.active, p)
 			delete(c.paused, p)
 			delete(c.held, p)
@@ -366,6 +436,10 @@ func (c *Consumer) Pause(partitions []processor.Partition) {
 	byTopic := make(map[string][]int32)
 	for _, p := range partitions {
 		if _, ok := c.active[p]; ok && !c.paused[p] {
+			if c.cur.p == p && c.cur.remaining() > 0 {
+				c.held[p] = append(c.held[p], c.cur)
+				c.cur = batch{}
+			}
 			c.paused[p] = true
 			byTopic[p.Topic] = append(byTopic[p.Topic], p.Index)
 		}
@@ -488,12 +562,17 @@ func (h handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Con
 				c.release(p, !c.cooperative)
 				return nil
 			}
+			b, open := c.fill(m, msgs)
 			select {
-			case c.queue <- record{msg: m, epoch: epoch}:
+			case c.queue <- batch{p: p, epoch: epoch, msgs: b}:
 			case <-done:
 				c.release(p, true)
 				return nil
 			case <-c.closing:
+				return nil
+			}
+			if !open {
+				c.release(p, !c.cooperative)
 				return nil
 			}
 		case <-done:
@@ -503,6 +582,29 @@ func (h handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Con
 			return nil
 		}
 	}
+}
+
+// fill returns first and whatever else msgs has ready, up to batchSize messages,
+// without waiting. open is false if msgs was found closed.
+func (c *Consumer) fill(first *sarama.ConsumerMessage, msgs <-chan *sarama.ConsumerMessage) (b []*sarama.ConsumerMessage, open bool) {
+	select {
+	case b = <-c.free:
+	default:
+		b = make([]*sarama.ConsumerMessage, 0, c.batchSize)
+	}
+	b = append(b, first)
+	for len(b) < c.batchSize {
+		select {
+		case m, ok := <-msgs:
+			if !ok {
+				return b, false
+			}
+			b = append(b, m)
+		default:
+			return b, true
+		}
+	}
+	return b, true
 }
 
 // announce queues an assignment event for every partition of the session not yet
@@ -533,6 +635,7 @@ func (c *Consumer) announce(sess sarama.ConsumerGroupSession, p processor.Partit
 		}
 	}
 	c.pending = append(c.pending, event{assign: added})
+	c.eventsPending.Store(true)
 	c.signal()
 	return c.announced[p]
 }
@@ -563,6 +666,7 @@ func (c *Consumer) release(p processor.Partition, all bool) {
 				delete(c.announced, q)
 				c.revoking[q] = rv
 			}
+			c.eventsPending.Store(true)
 			c.signal()
 		}
 	}

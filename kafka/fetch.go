@@ -45,7 +45,7 @@ func (c *Consumer) Fetch(ctx context.Context, pos processor.Position) (processor
 		if m.Offset != pos.Offset {
 			return none, fmt.Errorf("kafka: fetch %s offset %d (next is %d): %w", pos.Partition, pos.Offset, m.Offset, ErrOffsetGone)
 		}
-		return toMessage(m), nil
+		return toMessage(pos.Partition, m), nil
 	case cerr := <-pc.Errors():
 		return none, fmt.Errorf("kafka: fetch %s offset %d: %w", pos.Partition, pos.Offset, cerr)
 	case <-ctx.Done():
