@@ -30,23 +30,28 @@ func (p *StreamProcessor[T]) stage(c Committable, force bool) error {
 }
 
 func (p *StreamProcessor[T]) stageOne(part Partition, next int64) {
+	h := p.hotOut(part)
 	// A partition no longer assigned belongs to another member: committing for it
 	// could move that member's offsets back.
-	if !p.assigned[part] {
+	if !h.assigned {
 		return
 	}
-	if done, ok := p.committed[part]; ok && next <= done {
+	if h.hasCommitted && next <= h.committed {
 		return
 	}
-	if cur, ok := p.staged[part]; !ok || next > cur {
-		p.staged[part] = next
+	if !h.dirty || next > h.offset {
+		h.offset, h.dirty = next, true
 	}
 }
 
 // commitIfDue commits the staged offsets when the commit policy says so.
 func (p *StreamProcessor[T]) commitIfDue() error {
-	if len(p.staged) == 0 {
+	if len(p.staged) == 0 && !p.out.dirty {
 		return nil
+	}
+	if p.cfg.CommitPolicy.MinMessages > 0 {
+		// Only a policy counting messages reads the staged offsets.
+		p.flushOut()
 	}
 	// The iteration's time: a commit decided up to one iteration late is still due.
 	now := p.now
@@ -60,6 +65,7 @@ func (p *StreamProcessor[T]) commitIfDue() error {
 // commit keeps them staged; it is an error only when forced, since then the caller
 // (a Join) needs the offsets committed before it returns.
 func (p *StreamProcessor[T]) commit(force bool) error {
+	p.flushOut()
 	if len(p.staged) == 0 {
 		return nil
 	}
@@ -87,6 +93,7 @@ func (p *StreamProcessor[T]) commit(force bool) error {
 	p.retryCommitAt = time.Time{}
 	p.policy.DidCommit(now, offsets)
 	maps.Copy(p.committed, offsets)
+	p.flushHot()
 	if p.dlq != nil {
 		p.dlq.committed(offsets)
 	}

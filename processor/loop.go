@@ -135,7 +135,7 @@ func (p *StreamProcessor[T]) pollConsumer(ctx context.Context) error {
 	if p.strategy == nil {
 		return fmt.Errorf("creek: state error: a message (committable %s) arrived while no strategy runs (nothing assigned)", msg.Committable)
 	}
-	if hasPos && !p.assigned[pos.Partition] {
+	if hasPos && !p.hotIn(pos.Partition).assigned {
 		// Fetched before a cooperative revocation; the partition's new owner reads it.
 		return nil
 	}
@@ -157,7 +157,7 @@ func (p *StreamProcessor[T]) submit(ctx context.Context) error {
 	switch {
 	case err == nil:
 		p.bp.pop()
-		msg.Committable.MergeInto(p.submitted)
+		p.markSubmitted(msg.Committable)
 		p.accepted()
 		return nil
 	case errors.Is(err, ErrMessageRejected):

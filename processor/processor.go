@@ -167,6 +167,8 @@ type StreamProcessor[T any] struct {
 	// submitted is the next offset after the last message accepted per partition, to
 	// know when a cooperative revocation has committed everything it was given.
 	submitted map[Partition]int64
+	// in and out cache the maps' entries of the partitions in use (hot.go).
+	in, out hotPartition
 	// retryCommitAt holds back commits after a failed one.
 	retryCommitAt time.Time
 	bp            backpressure[T]

@@ -46,6 +46,7 @@ func (p *StreamProcessor[T]) callback(f func() error) {
 
 func (p *StreamProcessor[T]) assign(added []Partition) error {
 	p.m.assigned += int64(len(added))
+	p.flushHot()
 	for _, part := range added {
 		p.assigned[part] = true
 	}
@@ -73,6 +74,7 @@ func (p *StreamProcessor[T]) assign(added []Partition) error {
 // JoinTimeout, for the revoked partitions' offsets to reach what was submitted.
 func (p *StreamProcessor[T]) revoke(revoked []Partition) error {
 	p.m.revoked += int64(len(revoked))
+	p.flushHot()
 	gone := make(map[Partition]bool, len(revoked))
 	for _, part := range revoked {
 		if p.assigned[part] {
@@ -99,6 +101,7 @@ func (p *StreamProcessor[T]) revoke(revoked []Partition) error {
 		p.dlq.forget(parts)
 	}
 	p.policy.Forget(parts)
+	p.flushHot()
 	for _, part := range parts {
 		delete(p.assigned, part)
 		delete(p.staged, part)
@@ -147,6 +150,7 @@ func (p *StreamProcessor[T]) drainRevoked(gone map[Partition]bool) error {
 // commitRevoked commits at once whatever is staged for revoked partitions instead of
 // at the commit policy's pace: the partitions are about to go.
 func (p *StreamProcessor[T]) commitRevoked(gone map[Partition]bool) error {
+	p.flushOut()
 	for part := range gone {
 		if _, ok := p.staged[part]; ok {
 			return p.commit(true)
@@ -158,6 +162,7 @@ func (p *StreamProcessor[T]) commitRevoked(gone map[Partition]bool) error {
 // uncommitted returns the revoked partitions whose committed offset is behind what
 // was submitted for them.
 func (p *StreamProcessor[T]) uncommitted(gone map[Partition]bool) []Partition {
+	p.flushIn()
 	var out []Partition
 	for part := range gone {
 		if sub, ok := p.submitted[part]; ok && p.committed[part] < sub {
