@@ -1,6 +1,7 @@
 package stuckdetector
 
 import (
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,9 +24,10 @@ type Heartbeat struct {
 	phase  atomic.Pointer[string]
 
 	// phases interns phase names so that SetPhase stores a pointer it already has
-	// instead of allocating one. It is replaced, never modified; internMu serialises
-	// additions.
-	phases   atomic.Pointer[map[string]*string]
+	// instead of allocating one. A loop has a handful of phases, which a scan finds
+	// faster than a map lookup hashes the name. It is replaced, never modified;
+	// internMu serialises additions.
+	phases   atomic.Pointer[[]*string]
 	internMu sync.Mutex
 }
 
@@ -55,10 +57,12 @@ func (h *Heartbeat) SetPhase(name string) {
 	if p := h.phase.Load(); p != nil && *p == name {
 		return
 	}
-	if m := h.phases.Load(); m != nil {
-		if p, ok := (*m)[name]; ok {
-			h.phase.Store(p)
-			return
+	if ps := h.phases.Load(); ps != nil {
+		for _, p := range *ps {
+			if *p == name {
+				h.phase.Store(p)
+				return
+			}
 		}
 	}
 	h.phase.Store(h.intern(name))
@@ -67,19 +71,17 @@ func (h *Heartbeat) SetPhase(name string) {
 func (h *Heartbeat) intern(name string) *string {
 	h.internMu.Lock()
 	defer h.internMu.Unlock()
-	var old map[string]*string
-	if m := h.phases.Load(); m != nil {
-		old = *m
+	var old []*string
+	if ps := h.phases.Load(); ps != nil {
+		old = *ps
 	}
-	if p, ok := old[name]; ok {
-		return p
-	}
-	next := make(map[string]*string, len(old)+1)
-	for k, v := range old {
-		next[k] = v
+	for _, p := range old {
+		if *p == name {
+			return p
+		}
 	}
 	p := &name
-	next[name] = p
+	next := append(slices.Clip(old), p)
 	h.phases.Store(&next)
 	return p
 }
