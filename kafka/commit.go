@@ -82,12 +82,12 @@ func (c *Consumer) sendCommit(ctx context.Context, req *sarama.OffsetCommitReque
 	var err error
 	for attempt := range commitAttempts {
 		if attempt > 0 {
-			if err := c.client.RefreshCoordinator(c.cfg.GroupID); err != nil {
+			if err := c.commits.RefreshCoordinator(c.cfg.GroupID); err != nil {
 				return fmt.Errorf("kafka: commit: find coordinator of %s: %w", c.cfg.GroupID, err)
 			}
 		}
 		var coordinator *sarama.Broker
-		coordinator, err = c.client.Coordinator(c.cfg.GroupID)
+		coordinator, err = c.commits.Coordinator(c.cfg.GroupID)
 		if err != nil {
 			return fmt.Errorf("kafka: commit: find coordinator of %s: %w", c.cfg.GroupID, err)
 		}

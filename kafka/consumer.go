@@ -45,10 +45,15 @@ var ErrClosed = errors.New("kafka: consumer is closed")
 // goroutine, the processor's loop; Commit and Fetch may also be called from
 // others.
 type Consumer struct {
-	cfg         ConsumerConfig
-	log         *zap.Logger
-	client      sarama.Client
-	group       sarama.ConsumerGroup
+	cfg    ConsumerConfig
+	log    *zap.Logger
+	client sarama.Client
+	group  sarama.ConsumerGroup
+	// commits is a client of its own for Commit: a broker answers the requests of
+	// one connection in order, so on the readers' connection a commit waits behind
+	// a fetch that is waiting for data (up to Consumer.MaxWaitTime, 500 ms), as the
+	// final commit of every shutdown did.
+	commits     sarama.Client
 	cooperative bool
 
 	// queue carries batches from the partition readers to Poll; free returns their
@@ -147,6 +152,12 @@ func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
 		_ = client.Close()
 		return nil, fmt.Errorf("kafka: consumer group %s: %w", cfg.GroupID, err)
 	}
+	commits, err := sarama.NewClient(cfg.Brokers, sc)
+	if err != nil {
+		_ = group.Close()
+		_ = client.Close()
+		return nil, fmt.Errorf("kafka: connect to %v for commits: %w", cfg.Brokers, err)
+	}
 	// The queue holds at most ChannelBufferSize messages, as batches of at most
 	// batchSize.
 	batchSize := min(maxBatch, cfg.ChannelBufferSize)
@@ -155,6 +166,7 @@ func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
 		cfg:         cfg,
 		log:         cfg.Logger.With(zap.String("group", cfg.GroupID)),
 		client:      client,
+		commits:     commits,
 		group:       group,
 		cooperative: cfg.Assignor == AssignorCooperativeSticky,
 		queue:       make(chan batch, queued),
@@ -504,6 +516,9 @@ func (c *Consumer) Close() error {
 			if err := c.fetcher.Close(); err != nil {
 				errs = append(errs, fmt.Errorf("kafka: close fetcher: %w", err))
 			}
+		}
+		if err := c.commits.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("kafka: close commit client: %w", err))
 		}
 		if err := c.client.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("kafka: close client: %w", err))
