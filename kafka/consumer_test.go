@@ -308,3 +308,42 @@ func TestConsumerFetch(t *testing.T) {
 		t.Errorf("Fetch past the end = %v, want context.DeadlineExceeded", err)
 	}
 }
+
+func TestConsumerBatchesKeepOrderAndBound(t *testing.T) {
+	for _, size := range []int{1, 4, 0} {
+		t.Run(fmt.Sprintf("ChannelBufferSize=%d", size), func(t *testing.T) {
+			env := kafkatest.New(t)
+			topic := env.Topic(2)
+			produce(t, env, topic, []int32{0, 1}, 300)
+			c, err := NewConsumer(ConsumerConfig{Brokers: env.Brokers, GroupID: env.Group(), Sarama: testSarama(), ChannelBufferSize: size})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if err := c.Subscribe([]string{topic}, processor.RebalanceCallbacks{}); err != nil {
+				t.Fatal(err)
+			}
+			var msgs []processor.Message[processor.KafkaPayload]
+			prev := 0
+			for len(msgs) < 600 {
+				got := pollN(t, c, 1, fmt.Sprintf("message %d of 600", len(msgs)+1))
+				msgs = append(msgs, got...)
+				// A message Buffered promised comes from the batch at hand, one per
+				// Poll, and a batch never exceeds the queue's bound.
+				b := c.Buffered()
+				if prev > 0 && b != prev-1 {
+					t.Fatalf("Buffered() = %d after a Poll with %d buffered, want %d", b, prev, prev-1)
+				}
+				if b >= c.batchSize {
+					t.Fatalf("Buffered() = %d, want less than the batch bound %d", b, c.batchSize)
+				}
+				prev = b
+			}
+			for p, offs := range offsetsByPartition(t, msgs) {
+				if len(offs) != 300 || !slices.IsSorted(offs) || offs[0] != 0 || offs[299] != 299 {
+					t.Errorf("%s: offsets %v..., want 0 to 299 in order", p, offs[:min(len(offs), 5)])
+				}
+			}
+		})
+	}
+}

@@ -315,3 +315,26 @@ func TestMetricsGoThroughTheBuffer(t *testing.T) {
 		t.Error("no x.consumer.poll.time recorded")
 	}
 }
+
+func TestCommitsOffsetsOfInterleavedPartitions(t *testing.T) {
+	// Runs of messages alternate between partitions, so the loop's cache of the
+	// partition in use (hot.go) changes hands; a policy counting messages sees the
+	// staged offsets of both.
+	h := newHarness(t, Config[string]{CommitPolicy: CommitPolicy{MinMessages: 4}}, nil)
+	h.consumer.produce(p0, 0, 2)
+	h.consumer.produce(p1, 0, 2)
+	h.consumer.produce(p0, 2, 2)
+	h.start()
+	h.consumer.assign(p0, p1)
+	h.waitUntil("6 messages submitted", func() bool {
+		return h.factory.count() == 1 && len(h.factory.strategy(t, 0).payloads()) == 6
+	})
+	if err := h.stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	// The fourth message commits both partitions; the last two go with the final join.
+	want := []map[Partition]int64{{p0: 2, p1: 2}, {p0: 4}}
+	if got := h.consumer.commitList(); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("commits = %v, want %v", got, want)
+	}
+}
