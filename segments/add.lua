@@ -5,17 +5,19 @@
 -- KEYS[1]     span-buf:ssr:{P:T}, the trace's redirect map (span id -> segment root)
 -- KEYS[2..]   queues to update here; given only when they live on the same node
 --             (single Redis), else the caller updates them from the result
--- ARGV[1..11] P:T, top parent span id, has root (1|0), salt, span count, byte count,
---             TTL seconds, max segment bytes, now ms, root timeout ms, timeout ms
--- ARGV[12..]  the span ids of the subsegment
+-- ARGV[1..10] P:T, top parent span id, has root (1|0), salt, span count n, byte count,
+--             TTL seconds, max segment bytes, root timeout ms, timeout ms
+-- ARGV[11..10+n]  the span ids of the subsegment
+-- ARGV[11+n..]    for each queue in KEYS[2..], its shard's Kafka time now, ms: every
+--                 partition has a clock of its own
 --
 -- Returns {segment key, has root (1|0), detached (1|0), merged child segment keys...}.
 local ssr = KEYS[1]
 local pt, top, has_root, salt = ARGV[1], ARGV[2], ARGV[3] == "1", ARGV[4]
 local nspans, nbytes = tonumber(ARGV[5]), tonumber(ARGV[6])
 local ttl, max_bytes = tonumber(ARGV[7]), tonumber(ARGV[8])
-local now, root_timeout, timeout = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11])
-local first_span = 12
+local root_timeout, timeout = tonumber(ARGV[9]), tonumber(ARGV[10])
+local first_span, last_span = 11, 10 + nspans
 
 local function seg(id) return "span-buf:s:{" .. pt .. "}:" .. id end
 local function mk(id) return "span-buf:mk:{" .. pt .. "}:" .. id end
@@ -48,7 +50,7 @@ if not seen then
 	local children, child_bytes = {}, 0
 	local locked = redis.call("EXISTS", "span-buf:fl:" .. key) == 1
 	if not locked then
-		for i = first_span, #ARGV do
+		for i = first_span, last_span do
 			local id = ARGV[i]
 			if id ~= root and redis.call("EXISTS", mk(id)) == 1
 				and redis.call("EXISTS", "span-buf:fl:" .. seg(id)) == 0 then
@@ -69,7 +71,7 @@ if not seen then
 	end
 
 	local pairs_ = {}
-	for i = first_span, #ARGV do
+	for i = first_span, last_span do
 		pairs_[#pairs_ + 1] = ARGV[i]
 		pairs_[#pairs_ + 1] = root
 		-- unpack() is bounded by Lua's stack; write in slices.
@@ -101,12 +103,12 @@ if not seen then
 end
 
 local root_flag = redis.call("EXISTS", "span-buf:hrs:" .. key)
-local deadline = now + timeout
+local quiet = timeout
 if root_flag == 1 then
-	deadline = now + root_timeout
+	quiet = root_timeout
 end
 for i = 2, #KEYS do
-	redis.call("ZADD", KEYS[i], deadline, key)
+	redis.call("ZADD", KEYS[i], tonumber(ARGV[last_span + i - 1]) + quiet, key)
 	for _, m in ipairs(merged) do
 		redis.call("ZREM", KEYS[i], m)
 	end

@@ -206,6 +206,23 @@ func saltOf(spans []*Span) string {
 // the script per subsegment, then the queues), so that a payload set always exists
 // before its segment points at it.
 func (b *Buffer) ProcessSpans(ctx context.Context, spans []Span, now time.Time) error {
+	return b.processSpans(ctx, spans, func(int32) time.Time { return now })
+}
+
+// ProcessSpansAt is ProcessSpans with a Kafka time per shard (partition): a span's
+// segment gets its deadline from the time of the partition the span was read from,
+// since partitions are consumed at different rates. Every span's partition must be
+// in now.
+func (b *Buffer) ProcessSpansAt(ctx context.Context, spans []Span, now map[int32]time.Time) error {
+	for i := range spans {
+		if _, ok := now[spans[i].Partition]; !ok {
+			return fmt.Errorf("segments: ProcessSpansAt has no time for shard %d of span %s; give one for every partition in the batch", spans[i].Partition, spans[i].SpanID)
+		}
+	}
+	return b.processSpans(ctx, spans, func(shard int32) time.Time { return now[shard] })
+}
+
+func (b *Buffer) processSpans(ctx context.Context, spans []Span, now func(shard int32) time.Time) error {
 	if len(spans) == 0 {
 		return nil
 	}
@@ -288,7 +305,7 @@ func (b *Buffer) preparePayloads(subs []*subsegment) {
 	}
 }
 
-func (b *Buffer) addScriptCmd(ctx context.Context, p redis.Pipeliner, sub *subsegment, now time.Time) *redis.Cmd {
+func (b *Buffer) addScriptCmd(ctx context.Context, p redis.Pipeliner, sub *subsegment, now func(int32) time.Time) *redis.Cmd {
 	keys := []string{redirectKey(sub.pt)}
 	if !b.cluster {
 		for _, shard := range sub.shards {
@@ -299,12 +316,17 @@ func (b *Buffer) addScriptCmd(ctx context.Context, p redis.Pipeliner, sub *subse
 	if sub.hasRoot {
 		hasRoot = "1"
 	}
-	args := make([]any, 0, 11+len(sub.spans))
+	args := make([]any, 0, 10+len(sub.spans)+len(keys)-1)
 	args = append(args, sub.pt, sub.top, hasRoot, sub.salt, len(sub.spans), sub.bytes,
 		int64(b.cfg.TTL/time.Second), b.cfg.MaxSegmentBytes,
-		now.UnixMilli(), b.cfg.RootTimeout.Milliseconds(), b.cfg.Timeout.Milliseconds())
+		b.cfg.RootTimeout.Milliseconds(), b.cfg.Timeout.Milliseconds())
 	for _, s := range sub.spans {
 		args = append(args, s.SpanID)
+	}
+	if !b.cluster {
+		for _, shard := range sub.shards {
+			args = append(args, now(shard).UnixMilli())
+		}
 	}
 	return p.EvalSha(ctx, b.add.Hash(), keys, args...)
 }
@@ -341,15 +363,16 @@ func parseAddResult(cmd *redis.Cmd) (addResult, error) {
 
 // updateQueues does on a Cluster what the add script does on a single Redis: move
 // each segment's deadline and drop the children it absorbed.
-func (b *Buffer) updateQueues(ctx context.Context, p redis.Pipeliner, subs []*subsegment, results []addResult, now time.Time) {
+func (b *Buffer) updateQueues(ctx context.Context, p redis.Pipeliner, subs []*subsegment, results []addResult, now func(int32) time.Time) {
 	for i, sub := range subs {
 		r := results[i]
-		deadline := now.Add(b.cfg.Timeout)
+		quiet := b.cfg.Timeout
 		if r.hasRoot {
-			deadline = now.Add(b.cfg.RootTimeout)
+			quiet = b.cfg.RootTimeout
 		}
 		for _, shard := range sub.shards {
 			q := b.queueKey(shard)
+			deadline := now(shard).Add(quiet)
 			p.ZAdd(ctx, q, redis.Z{Score: float64(deadline.UnixMilli()), Member: r.segment})
 			if len(r.merged) > 0 {
 				merged := make([]any, len(r.merged))

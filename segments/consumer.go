@@ -37,7 +37,7 @@ type ConsumerConfig struct {
 	// Kafka configures the consumer; Brokers, GroupID and Logger are filled in.
 	Kafka kafka.ConsumerConfig
 	// Processor configures the StreamProcessor; Topics, DLQ.Producer, Logger and
-	// Metrics are filled in.
+	// Metrics are filled in, and PollTimeout defaults to BatchTime.
 	Processor processor.Config[processor.KafkaPayload]
 	// Logger receives the logs. Default zap.NewNop().
 	Logger *zap.Logger
@@ -107,6 +107,11 @@ func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
 
 	pc := cfg.Processor
 	pc.Topics = []string{cfg.InputTopic}
+	if pc.PollTimeout == 0 {
+		// A batch is handed to ingest only when the loop comes round, so a longer
+		// poll would keep the last spans of a burst waiting past BatchTime.
+		pc.PollTimeout = c.factory.cfg.BatchTime
+	}
 	if pc.Logger == nil {
 		pc.Logger = cfg.Logger.Named("processor")
 	}

@@ -32,5 +32,7 @@
 // # Time
 //
 // Deadlines are computed from the time passed in, the Kafka time of the batch, never
-// from the wall clock; key expiry is Redis's own wall clock.
+// from the wall clock; key expiry is Redis's own wall clock. Each partition has a
+// Kafka time of its own (ProcessSpansAt, FlushShardsAt): partitions are consumed at
+// different rates, and a lagging one must not be flushed at a leading one's time.
 package segments

@@ -48,7 +48,9 @@ const (
 //	decode -> Batch -> ingest (ProcessSpans) -> Flusher -> CommitOffsets
 //
 // A message that does not decode is reported with processor.Invalid, so it goes to
-// the dead-letter queue. The partition a span was read from is its shard. Factory
+// the dead-letter queue. The partition a span was read from is its shard, and each
+// partition has a Kafka clock of its own that the flusher flushes its shard at (see
+// Flusher.Now). Factory
 // implements processor.AssignmentWatcher (the running flusher is told of new
 // partitions) and processor.Shutdowner.
 type Factory struct {
@@ -128,7 +130,7 @@ func (f *Factory) Create(commit processor.CommitFunc, partitions []processor.Par
 	if err != nil {
 		return nil, err
 	}
-	decode := strategies.NewRunTask(decodeMessage, processor.Strategy[Span](batch), opts...)
+	decode := strategies.NewRunTask(decodeFunc(fl.clock), processor.Strategy[Span](batch), opts...)
 
 	if err := fl.Start(context.Background(), shardsOf(partitions)); err != nil {
 		return nil, err
@@ -165,42 +167,67 @@ func (f *Factory) Shutdown() {
 	}
 }
 
-// decodeMessage turns a Kafka message into a Span; one that does not decode is
-// invalid and goes to the dead-letter queue.
-func decodeMessage(msg processor.Message[processor.KafkaPayload]) (Span, error) {
-	pos, ok := msg.Origin()
-	if !ok {
-		return Span{}, fmt.Errorf("segments: decode needs messages read from Kafka, got one without an origin (committable %s)", msg.Committable)
+// decodeFunc returns the step that turns a Kafka message into a Span; one that does
+// not decode is invalid and goes to the dead-letter queue. Each span is held in its
+// partition's clock until it is ingested, so that its segment is not flushed without
+// it meanwhile. RunTask runs the step exactly once per message.
+func decodeFunc(clock *kafkaClock) func(processor.Message[processor.KafkaPayload]) (Span, error) {
+	return func(msg processor.Message[processor.KafkaPayload]) (Span, error) {
+		pos, ok := msg.Origin()
+		if !ok {
+			return Span{}, fmt.Errorf("segments: decode needs messages read from Kafka, got one without an origin (committable %s)", msg.Committable)
+		}
+		s, err := Decode(msg.Payload.Value, pos.Partition.Index)
+		if err != nil {
+			return Span{}, processor.Invalid(msg, err)
+		}
+		clock.hold(s.Partition, msg.Timestamp)
+		return s, nil
 	}
-	s, err := Decode(msg.Payload.Value, pos.Partition.Index)
-	if err != nil {
-		return Span{}, processor.Invalid(msg, err)
-	}
-	return s, nil
 }
 
-// ingestFunc returns the step that writes a batch to Redis at the batch's smallest
-// Kafka time and moves the flusher's clock to it. A Redis failure rejects the batch,
-// which is offered again later: ingest is idempotent.
+// partitionTime is what one batch holds of one partition.
+type partitionTime struct {
+	spans int
+	// oldest is the smallest Kafka timestamp among them: the partition's time.
+	oldest time.Time
+}
+
+// ingestFunc returns the step that writes a batch to Redis and moves the clock of
+// each partition in it to that partition's smallest Kafka time in the batch. Each
+// partition keeps its own time since partitions are consumed at different rates. A
+// Redis failure rejects the batch, which is offered again later: ingest is
+// idempotent.
 func (f *Factory) ingestFunc(fl *Flusher[int]) func(processor.Message[[]processor.Message[Span]]) (int, error) {
 	return func(msg processor.Message[[]processor.Message[Span]]) (int, error) {
 		batch := msg.Payload
 		spans := make([]Span, len(batch))
-		var now time.Time
+		parts := make(map[int32]partitionTime, 4)
 		for i, m := range batch {
 			spans[i] = m.Payload
-			if now.IsZero() || m.Timestamp.Before(now) {
-				now = m.Timestamp
+			p := parts[m.Payload.Partition]
+			if p.spans == 0 || m.Timestamp.Before(p.oldest) {
+				p.oldest = m.Timestamp
 			}
+			p.spans++
+			parts[m.Payload.Partition] = p
+		}
+		now := make(map[int32]time.Time, len(parts))
+		for shard, p := range parts {
+			now[shard] = p.oldest
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), f.cfg.Flusher.RedisTimeout)
 		defer cancel()
-		if err := f.buf.ProcessSpans(ctx, spans, now); err != nil {
+		if err := f.buf.ProcessSpansAt(ctx, spans, now); err != nil {
 			f.m.Increment("spans.buffer.process_spans.errors", 1)
 			f.log.Warn("ingesting spans failed; retrying the batch", zap.Int("spans", len(spans)), zap.Error(err))
 			return 0, errors.Join(processor.ErrMessageRejected, err)
 		}
-		fl.SetKafkaTime(now)
+		wall := time.Now()
+		for shard, p := range parts {
+			fl.clock.ingested(shard, p.spans, p.oldest, wall)
+			fl.gauge("spans.buffer.flusher.drift", p.oldest.Sub(wall).Seconds(), shardTag(shard))
+		}
 		return len(spans), nil
 	}
 }

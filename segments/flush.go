@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -83,6 +84,27 @@ func (b *Buffer) FlushSegments(ctx context.Context, now time.Time) (map[string]F
 // With FlushLockTTL set, a segment locked by another flusher is skipped and counted.
 // Queue entries without data are removed and counted as expired.
 func (b *Buffer) FlushShards(ctx context.Context, now time.Time, shards []int32) (map[string]FlushedSegment, FlushStats, error) {
+	return b.flushShards(ctx, shards, func(int32) time.Time { return now }, nil)
+}
+
+// FlushShardsAt is FlushShards with a time per shard: it flushes every shard in now,
+// in ascending order, taking the segments due at that shard's own Kafka time, so that
+// a partition that lags behind the others is not flushed ahead of its data.
+func (b *Buffer) FlushShardsAt(ctx context.Context, now map[int32]time.Time) (map[string]FlushedSegment, FlushStats, error) {
+	shards := make([]int32, 0, len(now))
+	for s := range now {
+		shards = append(shards, s)
+	}
+	slices.Sort(shards)
+	return b.flushShards(ctx, shards, func(shard int32) time.Time { return now[shard] }, nil)
+}
+
+// flushShards flushes shards, each at its time now. confirm, when not nil, reads the
+// clocks again once the queues have been read: a segment whose deadline is past the
+// time read first but not past the one read then is left for a later flush. Clocks
+// move backwards while spans read from Kafka wait for ingest (see kafkaClock), and
+// such spans may have been ingested between the two reads.
+func (b *Buffer) flushShards(ctx context.Context, shards []int32, now func(int32) time.Time, confirm func() []time.Time) (map[string]FlushedSegment, FlushStats, error) {
 	start := time.Now()
 	stats := FlushStats{Shards: make([]ShardStats, len(shards))}
 	if len(shards) == 0 {
@@ -98,12 +120,16 @@ func (b *Buffer) FlushShards(ctx context.Context, now time.Time, shards []int32)
 		for i, shard := range shards {
 			q := b.queueKey(shard)
 			due[i] = p.ZRangeByScoreWithScores(ctx, q, &redis.ZRangeBy{
-				Min: "-inf", Max: strconv.FormatInt(now.UnixMilli(), 10), Count: int64(limit),
+				Min: "-inf", Max: strconv.FormatInt(now(shard).UnixMilli(), 10), Count: int64(limit),
 			})
 			sizes[i] = p.ZCard(ctx, q)
 		}
 	}); err != nil {
 		return nil, stats, fmt.Errorf("segments: reading flush queues: %w", err)
+	}
+	var confirmed []time.Time
+	if confirm != nil {
+		confirmed = confirm()
 	}
 	segs := make(map[string]*FlushedSegment)
 	var order []*FlushedSegment
@@ -112,6 +138,9 @@ func (b *Buffer) FlushShards(ctx context.Context, now time.Time, shards []int32)
 		entries := due[i].Val()
 		stats.Shards[i] = ShardStats{Shard: shard, QueueSize: sizes[i].Val(), Due: len(entries), AtLimit: len(entries) >= limit}
 		for _, z := range entries {
+			if confirmed != nil && z.Score > float64(confirmed[i].UnixMilli()) {
+				continue
+			}
 			key, _ := z.Member.(string)
 			seg, ok := segs[key]
 			if !ok {

@@ -188,9 +188,8 @@ type flusher struct {
 	log *zap.Logger
 	m   metrics.Metrics
 
-	// drift is Kafka time minus wall time in nanoseconds: the flusher's clock is
-	// the wall clock plus drift.
-	drift atomic.Int64
+	// clock is the Kafka time of each shard, which the workers flush at.
+	clock *kafkaClock
 	// memRatio holds the float64 bits of Redis's last measured memory ratio.
 	memRatio atomic.Uint64
 	// fatal is the error that failed the flusher; Poll returns it.
@@ -230,7 +229,7 @@ func NewFlusher[T any](buf *Buffer, next processor.Strategy[T], cfg FlusherConfi
 		return nil, err
 	}
 	return &Flusher[T]{
-		flusher: &flusher{buf: buf, cfg: cfg, log: cfg.Logger, m: cfg.Metrics, busy: make(map[int32]bool)},
+		flusher: &flusher{buf: buf, cfg: cfg, log: cfg.Logger, m: cfg.Metrics, clock: newKafkaClock(), busy: make(map[int32]bool)},
 		next:    next,
 	}, nil
 }
@@ -328,23 +327,38 @@ func (f *flusher) setShardsLocked(shards []int32) {
 	f.log.Info("span flusher shards dealt", zap.Int("workers", n), zap.Any("shards", assign))
 }
 
-// SetDrift sets the flusher's clock to the wall clock plus d. Tests move time with it.
+// SetDrift sets the clock of every shard to the wall clock plus d. Tests move time
+// with it.
 func (f *Flusher[T]) SetDrift(d time.Duration) {
-	f.drift.Store(int64(d))
+	f.clock.setDrift(d)
 	f.gauge("spans.buffer.flusher.drift", d.Seconds())
 }
 
-// SetKafkaTime tells the flusher the Kafka time of the batch just ingested: it then
-// runs at that time, moving on with the wall clock.
+// SetKafkaTime sets the clock of every shard to t, moving on with the wall clock. A
+// chain that knows each message's partition should let the Factory keep a clock per
+// partition instead (see Factory), so that a lagging partition is not flushed at a
+// leading one's time.
 func (f *Flusher[T]) SetKafkaTime(t time.Time) { f.SetDrift(time.Until(t)) }
 
-// Now returns the flusher's clock: wall time plus drift.
-func (f *Flusher[T]) Now() time.Time { return f.now() }
+// Now returns the time shard is flushed at: the Kafka time of its last ingested
+// batch, moved on with the wall clock, but held at the oldest of its spans that were
+// read and are not in Redis yet.
+func (f *Flusher[T]) Now(shard int32) time.Time {
+	return f.clock.now([]int32{shard}, time.Now())[0]
+}
 
 // Submit forwards msg to the next step, unless a worker has been at its limit for
 // longer than BackpressureAfter or Redis's memory is above MaxMemoryRatio: then it
 // rejects msg.
 func (f *Flusher[T]) Submit(msg processor.Message[T]) error {
+	err := f.submit(msg)
+	// Spans held upstream while Submit rejects wait for the flusher itself: holding
+	// the clocks at their time could keep it from ever flushing enough to accept.
+	f.clock.setUncapped(errors.Is(err, processor.ErrMessageRejected))
+	return err
+}
+
+func (f *Flusher[T]) submit(msg processor.Message[T]) error {
 	if ratio := math.Float64frombits(f.memRatio.Load()); ratio > f.cfg.MaxMemoryRatio {
 		f.count("spans.buffer.flusher.hard_backpressure", 1)
 		return processor.ErrMessageRejected

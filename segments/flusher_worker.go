@@ -137,8 +137,10 @@ func (w *worker) cycle() (more bool, err error) {
 		return false, nil
 	}
 
+	times := f.clock.now(shards, time.Now())
+	confirm := func() []time.Time { return f.clock.now(shards, time.Now()) }
 	ctx, cancel := context.WithTimeout(w.ctx, f.cfg.RedisTimeout)
-	segs, stats, err := f.buf.FlushShards(ctx, f.now(), shards)
+	segs, stats, err := f.buf.flushShards(ctx, shards, func(s int32) time.Time { return times[slices.Index(shards, s)] }, confirm)
 	cancel()
 	if err != nil {
 		f.count("spans.buffer.flusher.errors", 1, metrics.Tag{Key: "step", Value: "flush"})
@@ -258,8 +260,6 @@ func (f *flusher) release(shards []int32) {
 		delete(f.busy, s)
 	}
 }
-
-func (f *flusher) now() time.Time { return time.Now().Add(time.Duration(f.drift.Load())) }
 
 // count, gauge and timing record a metric. A backend that panics loses that one
 // figure, never the worker: a metrics failure for one shard must not stop the

@@ -1,0 +1,148 @@
+package segments
+
+import (
+	"sync"
+	"time"
+)
+
+// kafkaClock is the flusher's time, kept per shard (Kafka partition). Partitions are
+// consumed at different rates, so one clock for all of them would flush a lagging
+// partition's segments at a leading partition's time, before the lagging one's late
+// spans are read.
+//
+// A shard's clock is the Kafka time of its last ingested batch, moving on with the
+// wall clock from then (so that segments flush when traffic stops), but never past
+// the oldest span of that shard that has been read but not yet ingested: while the
+// consumer holds such a span (in a batch that waits for its size or time limit, say),
+// a segment it belongs to must not be flushed without it.
+//
+// The processor's loop goroutine calls hold and ingested; flusher workers call now.
+// mu guards everything.
+type kafkaClock struct {
+	mu sync.Mutex
+	// base is the drift of a shard not ingested yet when no shard has been: Kafka
+	// time minus wall time. SetDrift sets it.
+	base   time.Duration
+	shards map[int32]*shardTime
+	// uncapped lifts the hold of pending spans: set while the flusher rejects
+	// messages, since the pending spans then wait for the flusher itself.
+	uncapped bool
+}
+
+type shardTime struct {
+	// drift is the shard's Kafka time minus wall time at its last ingest.
+	drift time.Duration
+	known bool
+	// pending holds the Kafka timestamps of the spans read and not yet ingested, in
+	// the order they were read; oldest is their minimum (timestamps set by
+	// producers need not grow with offsets).
+	pending []time.Time
+	oldest  time.Time
+}
+
+func newKafkaClock() *kafkaClock {
+	return &kafkaClock{shards: make(map[int32]*shardTime)}
+}
+
+func (c *kafkaClock) shard(s int32) *shardTime {
+	st, ok := c.shards[s]
+	if !ok {
+		st = &shardTime{}
+		c.shards[s] = st
+	}
+	return st
+}
+
+// hold records a span of shard read at Kafka time ts that is on its way to ingest.
+func (c *kafkaClock) hold(shard int32, ts time.Time) {
+	c.mu.Lock()
+	st := c.shard(shard)
+	if len(st.pending) == 0 || ts.Before(st.oldest) {
+		st.oldest = ts
+	}
+	st.pending = append(st.pending, ts)
+	c.mu.Unlock()
+}
+
+// ingested records that the n spans of shard read first are in Redis now, and that
+// the shard's Kafka time is at (the smallest timestamp among them).
+func (c *kafkaClock) ingested(shard int32, n int, at time.Time, wall time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := c.shard(shard)
+	st.drift, st.known = at.Sub(wall), true
+	n = min(n, len(st.pending))
+	if n == 0 {
+		return
+	}
+	st.pending = st.pending[n:]
+	if len(st.pending) == 0 {
+		// Start over at the front of the array instead of growing it for ever.
+		st.pending = st.pending[:0:0]
+		return
+	}
+	st.oldest = st.pending[0]
+	for _, ts := range st.pending[1:] {
+		if ts.Before(st.oldest) {
+			st.oldest = ts
+		}
+	}
+}
+
+// setDrift moves every shard's clock, and that of shards not seen yet, to wall + d.
+func (c *kafkaClock) setDrift(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.base = d
+	for _, st := range c.shards {
+		if st.known {
+			st.drift = d
+		}
+	}
+}
+
+// setUncapped says whether pending spans hold the clocks back.
+func (c *kafkaClock) setUncapped(v bool) {
+	c.mu.Lock()
+	c.uncapped = v
+	c.mu.Unlock()
+}
+
+// now returns the time of each of shards at wall. A shard that no batch has been
+// ingested for yet (just assigned, or quiet) runs at the slowest known shard's time,
+// the one least likely to flush ahead of data; with none known, at wall + base.
+func (c *kafkaClock) now(shards []int32, wall time.Time) []time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	fallback := wall.Add(c.base)
+	first := true
+	for _, st := range c.shards {
+		if !st.known {
+			continue
+		}
+		if t := c.timeOf(st, wall); first || t.Before(fallback) {
+			fallback, first = t, false
+		}
+	}
+	out := make([]time.Time, len(shards))
+	for i, s := range shards {
+		st, ok := c.shards[s]
+		switch {
+		case ok && st.known:
+			out[i] = c.timeOf(st, wall)
+		case ok && len(st.pending) > 0 && !c.uncapped && st.oldest.Before(fallback):
+			out[i] = st.oldest
+		default:
+			out[i] = fallback
+		}
+	}
+	return out
+}
+
+func (c *kafkaClock) timeOf(st *shardTime, wall time.Time) time.Time {
+	t := wall.Add(st.drift)
+	if len(st.pending) > 0 && !c.uncapped && st.oldest.Before(t) {
+		return st.oldest
+	}
+	return t
+}

@@ -1,0 +1,148 @@
+package segments_test
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/creekstream/creek/processor"
+	"github.com/creekstream/creek/segments"
+)
+
+// chain is a span buffer chain built by a Factory on partitions 0 and 1 of topic
+// "spans", fed by hand.
+type chain struct {
+	s       processor.Strategy[processor.KafkaPayload]
+	prod    *producer
+	f       *segments.Factory
+	offsets map[int32]int64
+}
+
+func newChain(t *testing.T, rootTimeout time.Duration, batchSize int, batchTime time.Duration) *chain {
+	t.Helper()
+	client, _ := flusherRedis(t)
+	prod := newProducer(nil)
+	f, err := segments.NewFactory(segments.FactoryConfig{
+		Redis:     client,
+		Buffer:    segments.Config{RootTimeout: rootTimeout, Timeout: 2 * time.Second},
+		Flusher:   fastConfig(prod),
+		BatchSize: batchSize, BatchTime: batchTime,
+	})
+	if err != nil {
+		t.Fatalf("NewFactory: %v", err)
+	}
+	commit := func(processor.Committable, bool) error { return nil }
+	s, err := f.Create(commit, []processor.Partition{{Topic: "spans", Index: 0}, {Topic: "spans", Index: 1}})
+	if err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	t.Cleanup(func() {
+		s.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := s.Join(ctx); err != nil {
+			t.Errorf("Join: %v", err)
+		}
+		f.Shutdown()
+	})
+	return &chain{s: s, prod: prod, f: f, offsets: make(map[int32]int64)}
+}
+
+// submit offers one span read from partition at Kafka time ts, and polls.
+func (c *chain) submit(t *testing.T, partition int32, ts time.Time, trace, span, parent string) {
+	t.Helper()
+	p := processor.Partition{Topic: "spans", Index: partition}
+	msg := processor.NewBrokerMessage(processor.KafkaPayload{Value: spanJSON(trace, span, parent)}, p, c.offsets[partition], ts)
+	c.offsets[partition]++
+	if err := c.s.Submit(msg); err != nil {
+		t.Fatalf("Submit span %s: %v", span, err)
+	}
+	if err := c.s.Poll(); err != nil {
+		t.Fatalf("Poll: %v", err)
+	}
+}
+
+// segmentsUntil reads flushed segments, as lists of span ids, until every one of
+// spans has come out.
+func (c *chain) segmentsUntil(t *testing.T, spans ...string) [][]string {
+	t.Helper()
+	var out [][]string
+	missing := slices.Clone(spans)
+	for len(missing) > 0 {
+		v := c.prod.wait(t, "segments holding spans "+spanList(missing), waitLong)
+		var msg struct {
+			Spans []struct {
+				SpanID string `json:"span_id"`
+			} `json:"spans"`
+		}
+		if err := json.Unmarshal(v, &msg); err != nil {
+			t.Fatalf("segment message %s: %v", v, err)
+		}
+		var ids []string
+		for _, s := range msg.Spans {
+			ids = append(ids, s.SpanID)
+			missing = slices.DeleteFunc(missing, func(m string) bool { return m == s.SpanID })
+		}
+		slices.Sort(ids)
+		out = append(out, ids)
+	}
+	return out
+}
+
+func spanList(ids []string) string {
+	b, _ := json.Marshal(ids)
+	return string(b)
+}
+
+// A partition whose consumer lags an hour behind another must not have its segments
+// flushed at the other's time: its late spans are still to be read.
+func TestFactoryFlushesEachPartitionAtItsOwnTime(t *testing.T) {
+	c := newChain(t, time.Second, 1, time.Hour)
+	lagging, leading := time.Now().Add(-time.Hour), time.Now()
+	x, y := hexID(1, 32), hexID(2, 32)
+	a, b, child := hexID(0xa, 16), hexID(0xb, 16), hexID(0xc, 16)
+
+	c.submit(t, 0, lagging, x, a, "")
+	c.submit(t, 1, leading, y, b, "")
+	// Every worker completes a cycle with partition 1's time an hour ahead; one
+	// clock for both would flush partition 0's segment now.
+	ingested := time.Now()
+	waitFor(t, "every flusher worker to complete a cycle", waitLong, func() bool {
+		for _, w := range segments.CurrentFlusher(c.f).Workers() {
+			if !w.HealthySince.After(ingested) {
+				return false
+			}
+		}
+		return true
+	})
+	c.submit(t, 0, lagging.Add(50*time.Millisecond), x, child, a)
+	got := c.segmentsUntil(t, a, child, b)
+	if want := []string{a, child}; !slices.ContainsFunc(got, func(s []string) bool { return slices.Equal(s, want) }) {
+		t.Fatalf("segments %v, want one segment %v: partition 0's was flushed at partition 1's time, before its late child arrived", got, want)
+	}
+}
+
+// A span read but still waiting in a batch holds its partition's clock, so its
+// segment is not flushed without it, however long the batch waits.
+func TestFactoryHoldsASegmentWhileItsSpanWaitsInABatch(t *testing.T) {
+	c := newChain(t, 200*time.Millisecond, 2, time.Hour)
+	now := time.Now()
+	x, f, g := hexID(1, 32), hexID(2, 32), hexID(3, 32)
+	a, child, fr, gr := hexID(0xa, 16), hexID(0xc, 16), hexID(0xf, 16), hexID(0x9, 16)
+
+	c.submit(t, 0, now, x, a, "")
+	c.submit(t, 1, now, f, fr, "") // the batch of two is ingested
+	c.submit(t, 0, now, x, child, a)
+	// The child waits in the next batch. Partition 1's segment, due at the same time
+	// as partition 0's, comes out meanwhile.
+	if got := c.segmentsUntil(t, fr); !slices.Equal(got[0], []string{fr}) {
+		t.Fatalf("first segments out %v, want [%s] alone: partition 0's segment was flushed while its child waited in a batch", got, fr)
+	}
+	c.submit(t, 1, now, g, gr, "") // completes the batch
+	got := c.segmentsUntil(t, a, child)
+	if want := []string{a, child}; !slices.ContainsFunc(got, func(s []string) bool { return slices.Equal(s, want) }) {
+		t.Fatalf("segments %v, want one segment %v", got, want)
+	}
+}
