@@ -35,8 +35,21 @@ const (
 	MaxChannelBufferSize     = 1 << 20
 )
 
-// defaultVersion is the protocol version assumed when no sarama.Config is given.
-var defaultVersion = sarama.V2_8_0_0
+// saramaConfig returns a copy of given, or sarama's defaults at protocol version 2.8
+// when given is nil, after checking the version; owner names the field for errors.
+func saramaConfig(given *sarama.Config, owner string) (sarama.Config, error) {
+	var sc sarama.Config
+	if given != nil {
+		sc = *given
+	} else {
+		sc = *sarama.NewConfig()
+		sc.Version = sarama.V2_8_0_0
+	}
+	if !sc.Version.IsAtLeast(sarama.V0_11_0_0) {
+		return sc, fmt.Errorf("kafka: %s.Sarama.Version is %s; set it to at least 0.11 (2.8 or later recommended)", owner, sc.Version)
+	}
+	return sc, nil
+}
 
 // ConsumerConfig configures NewConsumer. Brokers and GroupID are required; every
 // other field has a default.
@@ -76,15 +89,9 @@ func (cfg ConsumerConfig) build() (ConsumerConfig, *sarama.Config, error) {
 	if cfg.GroupID == "" {
 		return cfg, nil, errors.New("kafka: ConsumerConfig.GroupID is empty; name the consumer group to join")
 	}
-	var sc sarama.Config
-	if cfg.Sarama != nil {
-		sc = *cfg.Sarama
-	} else {
-		sc = *sarama.NewConfig()
-		sc.Version = defaultVersion
-	}
-	if !sc.Version.IsAtLeast(sarama.V0_11_0_0) {
-		return cfg, nil, fmt.Errorf("kafka: ConsumerConfig.Sarama.Version is %s; set it to at least 0.11 (2.8 or later recommended)", sc.Version)
+	sc, err := saramaConfig(cfg.Sarama, "ConsumerConfig")
+	if err != nil {
+		return cfg, nil, err
 	}
 	if cfg.Assignor == "" {
 		cfg.Assignor = AssignorRange

@@ -36,15 +36,9 @@ func (cfg ProducerConfig) build() (ProducerConfig, *sarama.Config, error) {
 	if len(cfg.Brokers) == 0 {
 		return cfg, nil, errors.New("kafka: ProducerConfig.Brokers is empty; give at least one host:port")
 	}
-	var sc sarama.Config
-	if cfg.Sarama != nil {
-		sc = *cfg.Sarama
-	} else {
-		sc = *sarama.NewConfig()
-		sc.Version = defaultVersion
-	}
-	if !sc.Version.IsAtLeast(sarama.V0_11_0_0) {
-		return cfg, nil, fmt.Errorf("kafka: ProducerConfig.Sarama.Version is %s; set it to at least 0.11 (2.8 or later recommended)", sc.Version)
+	sc, err := saramaConfig(cfg.Sarama, "ProducerConfig")
+	if err != nil {
+		return cfg, nil, err
 	}
 	sc.Producer.Return.Successes = true
 	sc.Producer.Return.Errors = true
