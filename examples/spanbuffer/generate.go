@@ -14,6 +14,8 @@ type generated struct {
 	records []*kgo.Record
 	// expected maps every valid span id to the id of the segment root it belongs to.
 	expected map[string]string
+	// record maps every valid span id to its input record, for failure reports.
+	record   map[string]*kgo.Record
 	segments int
 	// invalid holds the values of the invalid spans.
 	invalid map[string]bool
@@ -25,7 +27,7 @@ type generated struct {
 // stays on one partition. The seed is fixed: every run checks the same stream.
 func generate(traces, invalid, partitions int) generated {
 	rng := rand.New(rand.NewPCG(1, 2))
-	g := generated{expected: make(map[string]string), invalid: make(map[string]bool)}
+	g := generated{expected: make(map[string]string), record: make(map[string]*kgo.Record), invalid: make(map[string]bool)}
 	next := uint64(0)
 	newID := func() string {
 		next++
@@ -35,10 +37,12 @@ func generate(traces, invalid, partitions int) generated {
 	for t := range traces {
 		traceID := fmt.Sprintf("%032x", uint64(t+1)*0x2545f4914f6cdd1d)
 		project = 1 + t%7
-		var spans [][]byte
+		var spans []*kgo.Record
 		add := func(id, parent, root string, isSegment bool) {
 			g.expected[id] = root
-			spans = append(spans, spanValue(project, traceID, id, parent, isSegment))
+			r := &kgo.Record{Key: []byte(traceID), Value: spanValue(project, traceID, id, parent, isSegment)}
+			g.record[id] = r
+			spans = append(spans, r)
 		}
 		root := newID()
 		add(root, "", root, true)
@@ -61,8 +65,9 @@ func generate(traces, invalid, partitions int) generated {
 		}
 		rng.Shuffle(len(spans), func(i, j int) { spans[i], spans[j] = spans[j], spans[i] })
 		p := partitionOf(traceID, partitions)
-		for _, v := range spans {
-			g.records = append(g.records, &kgo.Record{Partition: p, Key: []byte(traceID), Value: v})
+		for _, r := range spans {
+			r.Partition = p
+			g.records = append(g.records, r)
 		}
 	}
 	for i := range invalid {

@@ -240,24 +240,44 @@ func produce(ctx context.Context, c *kafkatest.Client, topic string, records []*
 	return nil
 }
 
-// report prints the summary and returns an error if a span is missing, misplaced or
-// not dead-lettered.
+// report prints the summary and returns an error if a span is missing, came out in
+// a segment other than its own (even once) or an invalid span was not dead-lettered.
+// A misplaced span is listed with its partition, its Kafka time and when each
+// segment it came out in was produced, which is what tells a flush that came too
+// early from a span that arrived too late.
 func report(out io.Writer, gen generated, r *reader, elapsed time.Duration) error {
 	s := r.stats()
-	missing, wrong, dupes := r.check(gen)
+	missing, wrong, dupes, bad := r.check(gen)
 	deadMissing := 0
 	for v := range gen.invalid {
 		if !r.deadLettered(v) {
 			deadMissing++
 		}
 	}
-	fmt.Fprintf(out, "summary: %d valid spans generated, %d came out in %d segment messages in %s (%.0f spans/s); duplicates %d; DLQ %d of %d invalid\n",
-		len(gen.expected), s.spans, s.segments, elapsed.Round(time.Millisecond), float64(s.spans)/elapsed.Seconds(), dupes, len(gen.invalid)-deadMissing, len(gen.invalid))
-	if missing == 0 && wrong == 0 && deadMissing == 0 {
-		fmt.Fprintln(out, "check: OK, every valid span came out in its expected segment and every invalid span reached the DLQ")
+	fmt.Fprintf(out, "summary: %d valid spans generated in %d segments; %d spans came out in %d segment messages in %s (%.0f spans/s); duplicates %d; DLQ %d of %d invalid\n",
+		len(gen.expected), gen.segments, s.spans, s.segments, elapsed.Round(time.Millisecond), float64(s.spans)/elapsed.Seconds(), dupes, len(gen.invalid)-deadMissing, len(gen.invalid))
+	if len(missing) == 0 && len(wrong) == 0 && bad == 0 && deadMissing == 0 {
+		fmt.Fprintf(out, "check: OK: every one of the %d valid spans was delivered in its own segment, and all %d invalid spans reached the DLQ\n",
+			len(gen.expected), len(gen.invalid))
 		return nil
 	}
-	fmt.Fprintf(out, "check: FAILED: %d spans missing, %d in the wrong segment, %d invalid spans not in the DLQ\n", missing, wrong, deadMissing)
+	const show = 10
+	for _, m := range wrong[:min(len(wrong), show)] {
+		rec := gen.record[m.span]
+		fmt.Fprintf(out, "  span %s (partition %d, Kafka time %s) belongs to segment %s but came out in:",
+			m.span, rec.Partition, rec.Timestamp.Format("15:04:05.000"), m.want)
+		for _, e := range m.got {
+			fmt.Fprintf(out, " %s (produced %s)", e.segment, e.at.Format("15:04:05.000"))
+		}
+		fmt.Fprintln(out)
+	}
+	for _, id := range missing[:min(len(missing), show)] {
+		rec := gen.record[id]
+		fmt.Fprintf(out, "  span %s (partition %d, Kafka time %s) of segment %s never came out\n",
+			id, rec.Partition, rec.Timestamp.Format("15:04:05.000"), gen.expected[id])
+	}
+	fmt.Fprintf(out, "check: FAILED: %d spans missing, %d in a wrong segment, %d output messages not segments, %d invalid spans not in the DLQ\n",
+		len(missing), len(wrong), bad, deadMissing)
 	return errors.New("output check failed")
 }
 

@@ -3,7 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -19,8 +22,9 @@ type reader struct {
 	changed  chan struct{}
 
 	mu sync.Mutex
-	// seen maps a span id to the segment ids it came out under, once per emission.
-	seen      map[string][]string
+	// seen maps a span id to its emissions: the segment id it came out under and
+	// when that segment was produced.
+	seen      map[string][]emission
 	dead      map[string]bool
 	segments  int
 	spans     int
@@ -28,6 +32,18 @@ type reader struct {
 }
 
 type readerStats struct{ segments, spans, dlq int }
+
+// emission is one output of a span.
+type emission struct {
+	segment string
+	at      time.Time
+}
+
+// misplaced is an expected span that came out under another segment id.
+type misplaced struct {
+	span, want string
+	got        []emission
+}
 
 func newReader(brokers []string, segTopic, dlqTopic string) (*reader, error) {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(segTopic, dlqTopic),
@@ -37,7 +53,7 @@ func newReader(brokers []string, segTopic, dlqTopic string) (*reader, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &reader{cl: cl, segTopic: segTopic, cancel: cancel, done: make(chan struct{}), changed: make(chan struct{}, 1),
-		seen: make(map[string][]string), dead: make(map[string]bool)}
+		seen: make(map[string][]emission), dead: make(map[string]bool)}
 	go r.loop(ctx)
 	return r, nil
 }
@@ -63,7 +79,7 @@ func (r *reader) loop(ctx context.Context) {
 			r.segments++
 			r.spans += len(spans)
 			for id, seg := range spans {
-				r.seen[id] = append(r.seen[id], seg)
+				r.seen[id] = append(r.seen[id], emission{seg, rec.Timestamp})
 			}
 		})
 		r.mu.Unlock()
@@ -101,26 +117,30 @@ func (r *reader) complete(g generated) bool {
 	return true
 }
 
-// check counts expected spans that never came out, that came out under another
-// segment id, and extra emissions of spans (duplicates, which at-least-once allows).
-func (r *reader) check(g generated) (missing, wrong, dupes int) {
+// check returns the expected spans that never came out, those that came out under
+// another segment id (even once, beside the right one), the number of extra
+// emissions (duplicates, which at-least-once allows) and of output messages that
+// were not segments.
+func (r *reader) check(g generated) (missing []string, wrong []misplaced, dupes, bad int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for id, want := range g.expected {
 		got := r.seen[id]
 		if len(got) == 0 {
-			missing++
+			missing = append(missing, id)
 			continue
 		}
 		dupes += len(got) - 1
-		for _, seg := range got {
-			if seg != want {
-				wrong++
+		for _, e := range got {
+			if e.segment != want {
+				wrong = append(wrong, misplaced{span: id, want: want, got: got})
 				break
 			}
 		}
 	}
-	return missing, wrong + r.badOutput, dupes
+	slices.Sort(missing)
+	slices.SortFunc(wrong, func(a, b misplaced) int { return strings.Compare(a.span, b.span) })
+	return missing, wrong, dupes, r.badOutput
 }
 
 func (r *reader) deadLettered(v string) bool {
