@@ -27,7 +27,7 @@ func rejectBad(m processor.Message[payload]) (payload, error) {
 // newDLQ returns a DLQ producer writing to topic, closed when the test ends.
 func newDLQ(t *testing.T, env *kafkatest.Env, topic string) *kafka.DLQProducer {
 	t.Helper()
-	p, err := kafka.NewProducer(kafka.ProducerConfig{Brokers: env.Brokers, Sarama: testSarama()})
+	p, err := kafka.NewProducer(kafka.ProducerConfig{Brokers: env.Brokers, Sarama: kafkatest.SaramaConfig()})
 	if err != nil {
 		t.Fatalf("NewProducer: %v", err)
 	}
@@ -176,7 +176,7 @@ func TestDLQBrokerErrorDoesNotStopTheConsumer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sc := testSarama()
+	sc := kafkatest.SaramaConfig()
 	sc.Producer.Retry.Max = 1
 	sc.Metadata.Retry.Max = 1
 	prod, err := kafka.NewProducer(kafka.ProducerConfig{Brokers: dead.Addrs(), Sarama: sc})

@@ -8,11 +8,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/IBM/sarama"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/goleak"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/creekstream/creek/internal/await"
 	"github.com/creekstream/creek/kafka"
 	"github.com/creekstream/creek/kafka/kafkatest"
 	"github.com/creekstream/creek/processor"
@@ -30,59 +30,13 @@ func TestMain(m *testing.M) {
 
 type payload = processor.KafkaPayload
 
-// testSarama makes group changes show within tenths of a second.
-func testSarama() *sarama.Config {
-	sc := sarama.NewConfig()
-	sc.Version = sarama.V2_8_0_0
-	sc.Consumer.Group.Heartbeat.Interval = 100 * time.Millisecond
-	sc.Consumer.Group.Session.Timeout = 6 * time.Second
-	sc.Consumer.Group.Rebalance.Timeout = 10 * time.Second
-	sc.Consumer.MaxWaitTime = 100 * time.Millisecond
-	sc.Metadata.Retry.Backoff = 50 * time.Millisecond
-	return sc
-}
-
-// notifier wakes waiters whenever something they watch changed.
-type notifier struct {
-	mu sync.Mutex
-	ch chan struct{}
-}
-
-func (n *notifier) notify() {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.ch != nil {
-		close(n.ch)
-	}
-	n.ch = make(chan struct{})
-}
-
-func (n *notifier) changed() <-chan struct{} {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.ch == nil {
-		n.ch = make(chan struct{})
-	}
-	return n.ch
-}
+type notifier = await.Notifier
 
 // waitUntil re-checks cond after every change n reports and fails the test, naming
 // what it waited for, if cond does not hold within waitFor.
 func waitUntil(t *testing.T, n *notifier, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.NewTimer(waitFor)
-	defer deadline.Stop()
-	for {
-		ch := n.changed()
-		if cond() {
-			return
-		}
-		select {
-		case <-ch:
-		case <-deadline.C:
-			t.Fatalf("timed out after %v waiting for %s", waitFor, what)
-		}
-	}
+	await.Until(t, n, waitFor, what, cond)
 }
 
 // seen counts how often each broker position was processed.
@@ -98,7 +52,7 @@ func (s *seen) add(pos processor.Position) {
 	s.mu.Lock()
 	s.counts[pos]++
 	s.mu.Unlock()
-	s.n.notify()
+	s.n.Notify()
 }
 
 // distinct returns how many positions were seen; dups how many extra times.
@@ -161,7 +115,7 @@ func (a *app) Create(commit processor.CommitFunc, ps []processor.Partition) (pro
 	a.created++
 	a.setAssignment(ps)
 	a.mu.Unlock()
-	a.n.notify()
+	a.n.Notify()
 	return &tracked[payload]{Strategy: task, a: a}, nil
 }
 
@@ -169,7 +123,7 @@ func (a *app) PartitionsChanged(ps []processor.Partition) {
 	a.mu.Lock()
 	a.setAssignment(ps)
 	a.mu.Unlock()
-	a.n.notify()
+	a.n.Notify()
 }
 
 func (a *app) setAssignment(ps []processor.Partition) {
@@ -201,7 +155,7 @@ func (s *tracked[T]) Close() {
 	s.a.closed++
 	s.a.assignment = nil
 	s.a.mu.Unlock()
-	s.a.n.notify()
+	s.a.n.Notify()
 	s.Strategy.Close()
 }
 
@@ -256,7 +210,7 @@ func startMember(t *testing.T, env *kafkatest.Env, topic, group, assignor string
 	t.Helper()
 	c, err := kafka.NewConsumer(kafka.ConsumerConfig{
 		Brokers: env.Brokers, GroupID: group, Assignor: assignor,
-		Sarama: testSarama(), Logger: zaptest.NewLogger(t),
+		Sarama: kafkatest.SaramaConfig(), Logger: zaptest.NewLogger(t),
 	})
 	if err != nil {
 		t.Fatalf("NewConsumer: %v", err)

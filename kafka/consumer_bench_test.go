@@ -28,7 +28,7 @@ func BenchmarkConsumerPoll(b *testing.B) {
 			recs = recs[:0]
 		}
 	}
-	c, err := NewConsumer(ConsumerConfig{Brokers: env.Brokers, GroupID: env.Group(), Sarama: testSarama()})
+	c, err := NewConsumer(ConsumerConfig{Brokers: env.Brokers, GroupID: env.Group(), Sarama: kafkatest.SaramaConfig()})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -315,7 +315,7 @@ func TestConsumerBatchesKeepOrderAndBound(t *testing.T) {
 			env := kafkatest.New(t)
 			topic := env.Topic(2)
 			produce(t, env, topic, []int32{0, 1}, 300)
-			c, err := NewConsumer(ConsumerConfig{Brokers: env.Brokers, GroupID: env.Group(), Sarama: testSarama(), ChannelBufferSize: size})
+			c, err := NewConsumer(ConsumerConfig{Brokers: env.Brokers, GroupID: env.Group(), Sarama: kafkatest.SaramaConfig(), ChannelBufferSize: size})
 			if err != nil {
 				t.Fatal(err)
 			}

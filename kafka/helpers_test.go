@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/IBM/sarama"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/goleak"
 	"go.uber.org/zap/zaptest"
@@ -26,26 +25,13 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("github.com/rcrowley/go-metrics.(*meterArbiter).tick"))
 }
 
-// testSarama returns client settings that make group changes show within
-// tenths of a second instead of seconds.
-func testSarama() *sarama.Config {
-	sc := sarama.NewConfig()
-	sc.Version = sarama.V2_8_0_0
-	sc.Consumer.Group.Heartbeat.Interval = 100 * time.Millisecond
-	sc.Consumer.Group.Session.Timeout = 6 * time.Second
-	sc.Consumer.Group.Rebalance.Timeout = 10 * time.Second
-	sc.Consumer.MaxWaitTime = 100 * time.Millisecond
-	sc.Metadata.Retry.Backoff = 50 * time.Millisecond
-	return sc
-}
-
 func newTestConsumer(t *testing.T, env *kafkatest.Env, group, assignor string) *Consumer {
 	t.Helper()
 	c, err := NewConsumer(ConsumerConfig{
 		Brokers:  env.Brokers,
 		GroupID:  group,
 		Assignor: assignor,
-		Sarama:   testSarama(),
+		Sarama:   kafkatest.SaramaConfig(),
 		Logger:   zaptest.NewLogger(t),
 	})
 	if err != nil {

@@ -16,7 +16,7 @@ import (
 
 func newTestProducer(t *testing.T, env *kafkatest.Env) *Producer {
 	t.Helper()
-	p, err := NewProducer(ProducerConfig{Brokers: env.Brokers, Sarama: testSarama(), Logger: zaptest.NewLogger(t)})
+	p, err := NewProducer(ProducerConfig{Brokers: env.Brokers, Sarama: kafkatest.SaramaConfig(), Logger: zaptest.NewLogger(t)})
 	if err != nil {
 		t.Fatalf("NewProducer: %v", err)
 	}

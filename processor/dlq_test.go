@@ -36,7 +36,7 @@ func (f *fakeDLQ) Produce(ctx context.Context, m Message[string], inv *InvalidMe
 	}
 	f.mu.Unlock()
 	if f.n != nil {
-		f.n.notify()
+		f.n.Notify()
 	}
 	return d
 }

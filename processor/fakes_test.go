@@ -8,49 +8,17 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/creekstream/creek/internal/await"
 )
 
-// notifier wakes every waiter when something observable changed.
-type notifier struct {
-	mu sync.Mutex
-	ch chan struct{}
-}
-
-func (n *notifier) notify() {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.ch != nil {
-		close(n.ch)
-	}
-	n.ch = make(chan struct{})
-}
-
-func (n *notifier) changed() <-chan struct{} {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.ch == nil {
-		n.ch = make(chan struct{})
-	}
-	return n.ch
-}
+type notifier = await.Notifier
 
 // waitUntil waits, re-checking cond after every change n reports, until cond holds;
 // it fails the test naming what it waited for after 10 s.
 func waitUntil(t *testing.T, n *notifier, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.NewTimer(10 * time.Second)
-	defer deadline.Stop()
-	for {
-		ch := n.changed()
-		if cond() {
-			return
-		}
-		select {
-		case <-ch:
-		case <-deadline.C:
-			t.Fatalf("timed out after 10s waiting for %s", what)
-		}
-	}
+	await.Until(t, n, 10*time.Second, what, cond)
 }
 
 // events records, in order, what happened across the fakes.
@@ -64,7 +32,7 @@ func (e *events) add(format string, args ...any) {
 	e.mu.Lock()
 	e.list = append(e.list, fmt.Sprintf(format, args...))
 	e.mu.Unlock()
-	e.n.notify()
+	e.n.Notify()
 }
 
 func (e *events) all() []string {
@@ -350,7 +318,7 @@ func (s *fakeStrategy) Submit(m Message[string]) error {
 		s.accept(m)
 		err = s.commit(m.Committable, false)
 	}
-	s.ev.n.notify()
+	s.ev.n.Notify()
 	return err
 }
 
@@ -622,7 +590,7 @@ func (r *recHB) SetPhase(phase string) {
 	r.phase = phase
 	r.mu.Unlock()
 	if changed {
-		r.n.notify()
+		r.n.Notify()
 	}
 }
 
