@@ -134,7 +134,7 @@ func TestMessages(t *testing.T) {
 }
 
 // redisNotUsed is a client for tests that never reach Redis; nothing listens on it.
-func redisNotUsed() *redis.Client { return redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"}) }
+func redisNotUsed() *redis.Client { return redis.NewClient(&redis.Options{Addr: UnreachableRedis}) }
 
 func TestSliceQueueKey(t *testing.T) {
 	eachStore(t, func(t *testing.T, s store) {

@@ -94,7 +94,7 @@ func TestFlusherStartFails(t *testing.T) {
 	})
 	t.Run("a worker that never reports", func(t *testing.T) {
 		// A Redis that does not answer: every cycle fails, none reports.
-		client := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1, DialTimeout: 50 * time.Millisecond})
+		client := redis.NewClient(&redis.Options{Addr: segments.UnreachableRedis, MaxRetries: -1, DialTimeout: 50 * time.Millisecond})
 		t.Cleanup(func() { _ = client.Close() })
 		cfg := fastConfig(newProducer(nil))
 		cfg.StartupTimeout = 100 * time.Millisecond
