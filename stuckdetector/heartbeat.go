@@ -12,10 +12,17 @@ import (
 var epoch = time.Now()
 
 // Heartbeat is what a loop updates on every iteration and a Watchdog reads. The zero
-// value is ready to use. Beat, BeatAt and SetPhase may be called from one goroutine
-// (the loop's) while any number of goroutines read; none of them allocates once a
-// phase name has been seen.
+// value is ready to use. Tick, Beat, BeatAt and SetPhase may be called from one
+// goroutine (the loop's) while any number of goroutines read; none of them allocates
+// once a phase name has been seen.
+//
+// A loop either ticks or beats. Tick is an atomic add and reads no clock, for loops
+// that come round millions of times a second; the watchdog then times stalls with
+// its own clock, to within its check interval. Beat and BeatAt record the time, so
+// that stalls are timed exactly.
 type Heartbeat struct {
+	// ticks counts Tick calls; the watchdog notes when it sees the count change.
+	ticks atomic.Uint64
 	// last is the time of the latest beat, in nanoseconds since epoch; 0 = never.
 	last atomic.Int64
 	// maxGap is the longest time between two beats since the watchdog last read it;
@@ -30,6 +37,9 @@ type Heartbeat struct {
 	phases   atomic.Pointer[[]*string]
 	internMu sync.Mutex
 }
+
+// Tick records that the loop came round, without reading the clock.
+func (h *Heartbeat) Tick() { h.ticks.Add(1) }
 
 // Beat records that the loop came round now.
 func (h *Heartbeat) Beat() { h.BeatAt(time.Now()) }

@@ -139,6 +139,11 @@ type detector struct {
 	cfg Config
 	// start stands in for the last beat until the loop beats for the first time.
 	start time.Duration
+	// ticks is the heartbeat's tick count as last read, and ticked when this
+	// watchdog first saw that count, on its own clock: for a loop that ticks, the
+	// time of its last beat to within a check interval.
+	ticks  uint64
+	ticked time.Duration
 
 	stuck      bool
 	stuckAfter time.Duration // the beat the current stall followed
@@ -159,13 +164,20 @@ func (d *detector) check(now time.Time) {
 		d.hb.takeMaxGap()
 	}
 	last, ok := d.hb.lastBeat()
+	if t := d.hb.ticks.Load(); t != d.ticks {
+		d.ticks, d.ticked = t, n
+	}
+	if d.ticks != 0 && (!ok || d.ticked > last) {
+		last, ok = d.ticked, true
+	}
 	if !ok {
 		last = d.start
 	}
 	if d.stuck && last != d.stuckAfter {
 		stall := d.hb.takeMaxGap()
 		if stall == 0 {
-			// The loop had never beaten before the stall, so no gap was recorded.
+			// The loop ticks, or had never beaten before the stall: no gap was
+			// recorded, so the stall is timed from this watchdog's own readings.
 			stall = last - d.stuckAfter
 		}
 		d.cfg.Logger.Info("loop recovered from a stall",

@@ -97,6 +97,71 @@ func TestDetectorReportsOncePerTimeoutAndRecovery(t *testing.T) {
 	}
 }
 
+func TestDetectorTimesTicksWithItsOwnClock(t *testing.T) {
+	const timeout = 10 * time.Second
+	logger, logs, _ := observed()
+	rec := metrics.NewRecorder()
+	hb := &Heartbeat{}
+	hb.SetPhase("submit")
+	d := newDetector(hb, Config{Timeout: timeout, Logger: logger, Metrics: rec, Now: func() time.Time { return base }}.withDefaults())
+
+	steps := []struct {
+		name      string
+		tick      bool // tick before the check
+		check     time.Duration
+		wantStuck int
+		wantRecov int
+	}{
+		{name: "first tick seen", tick: true, check: time.Second},
+		{name: "ticking", tick: true, check: 2 * time.Second},
+		{name: "a timeout after the tick was seen", check: 2*time.Second + timeout},
+		{name: "just past it", check: 2*time.Second + timeout + time.Millisecond, wantStuck: 1},
+		{name: "less than a timeout later", check: 2*time.Second + timeout + timeout/2, wantStuck: 1},
+		{name: "a timeout after the report", check: 2*time.Second + 2*timeout + time.Millisecond, wantStuck: 2},
+		{name: "ticks again", tick: true, check: 3 * timeout, wantStuck: 2, wantRecov: 1},
+		{name: "healthy again", tick: true, check: 3*timeout + time.Second, wantStuck: 2, wantRecov: 1},
+	}
+	for _, s := range steps {
+		if s.tick {
+			hb.Tick()
+		}
+		d.check(base.Add(s.check))
+		if got := logs.FilterMessage("loop is stuck").Len(); got != s.wantStuck {
+			t.Fatalf("%s: %d stuck reports, want %d", s.name, got, s.wantStuck)
+		}
+		if got := logs.FilterMessage("loop recovered from a stall").Len(); got != s.wantRecov {
+			t.Fatalf("%s: %d recovery logs, want %d", s.name, got, s.wantRecov)
+		}
+	}
+	if got := rec.Counter("consumer.stuck", metrics.Tag{Key: "phase", Value: "submit"}); got != 2 {
+		t.Errorf("consumer.stuck{phase=submit} = %d, want 2", got)
+	}
+	stuck := logs.FilterMessage("loop is stuck").All()[0].ContextMap()
+	if stuck["stall"] != timeout+time.Millisecond {
+		t.Errorf("stuck report has stall %v, want %v", stuck["stall"], timeout+time.Millisecond)
+	}
+	// From the check that last saw the count move to the check that saw it move again.
+	recovered := logs.FilterMessage("loop recovered from a stall").All()[0].ContextMap()
+	if want := 3*timeout - 2*time.Second; recovered["stall"] != want {
+		t.Errorf("recovery log says the stall lasted %v, want %v", recovered["stall"], want)
+	}
+}
+
+func TestWatchdogWatchesATickingLoop(t *testing.T) {
+	logger, logs, written := observed()
+	hb := &Heartbeat{}
+	hb.SetPhase("poll")
+	hb.Tick()
+	w := Start(hb, Config{Timeout: 5 * time.Millisecond, Logger: logger})
+	defer w.Stop()
+	waitLog(t, written, "loop is stuck")
+	hb.Tick()
+	waitLog(t, written, "loop recovered from a stall")
+	if r := logs.FilterMessage("loop is stuck").All()[0].ContextMap(); r["phase"] != "poll" {
+		t.Errorf("stuck report names phase %v, want poll", r["phase"])
+	}
+}
+
 // stuckInTestHelper blocks until release is closed; the stack dump must name it.
 func stuckInTestHelper(blocked chan<- struct{}, release <-chan struct{}) {
 	close(blocked)
