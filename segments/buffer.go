@@ -125,32 +125,36 @@ func group(spans []Span) []*subsegment {
 		project uint64
 		trace   string
 	}
-	byTrace := make(map[traceKey]map[string]*Span)
-	var traces []traceKey
+	// trace holds one trace's spans of the batch: by id, and in batch order with
+	// repeated ids left out.
+	type trace struct {
+		key   traceKey
+		ids   map[string]*Span
+		order []*Span
+	}
+	byTrace := make(map[traceKey]*trace)
+	var traces []*trace
 	for i := range spans {
 		s := &spans[i]
 		k := traceKey{s.ProjectID, s.TraceID}
-		ids, ok := byTrace[k]
+		tr, ok := byTrace[k]
 		if !ok {
-			ids = make(map[string]*Span)
-			byTrace[k] = ids
-			traces = append(traces, k)
+			tr = &trace{key: k, ids: make(map[string]*Span)}
+			byTrace[k] = tr
+			traces = append(traces, tr)
 		}
-		if _, dup := ids[s.SpanID]; !dup {
-			ids[s.SpanID] = s
+		if _, dup := tr.ids[s.SpanID]; !dup {
+			tr.ids[s.SpanID] = s
+			tr.order = append(tr.order, s)
 		}
 	}
 
 	var out []*subsegment
-	for _, tk := range traces {
-		ids := byTrace[tk]
-		pt := traceTag(tk.project, tk.trace)
+	for _, tr := range traces {
+		ids := tr.ids
+		pt := traceTag(tr.key.project, tr.key.trace)
 		bySub := make(map[string]*subsegment)
-		for i := range spans {
-			s := &spans[i]
-			if s.ProjectID != tk.project || s.TraceID != tk.trace || ids[s.SpanID] != s {
-				continue
-			}
+		for _, s := range tr.order {
 			top, hasRoot := s.effectiveParent(), s.IsRoot()
 			// A cycle of parents within the batch ends after len(ids) hops.
 			for hops := 0; !hasRoot && hops < len(ids); hops++ {
