@@ -1,7 +1,14 @@
-// Package spanbuffere2e measures the span buffer end to end on a real Kafka broker
-// and a real redis-server: spans/s from the input topic to flushed segments, the CPU
-// each side spends per span, and the flush delay (segment deadline to the segment's
-// produce timestamp).
+// Package spanbuffere2e measures the span buffer's maximum throughput end to end on a
+// real Kafka broker and a real redis-server.
+//
+// It first produces a backlog of b.N spans (traces of five, over eight partitions) to
+// the input topic, then starts the ready-made consumer and times it until every span
+// has been flushed in its segment and acknowledged by Kafka. While it runs nothing
+// else runs in the process, so the process's CPU time (getrusage) is the consumer's;
+// Redis's is the INFO cpu delta, and the machine's busy time (/proc/stat) shows what
+// the broker and everything else took. The output topic is read only afterwards, for the
+// flush delay: how far past its segment's deadline, on its partition's own Kafka
+// clock, each segment was produced.
 //
 //	source scripts/.run/kafka.env; source scripts/.run/redis.env
 //	go test -run '^$' -bench . -benchtime 200000x ./bench/spanbuffer-e2e/
@@ -25,19 +32,17 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/creekstream/creek/kafka/kafkatest"
+	"github.com/creekstream/creek/metrics"
 	"github.com/creekstream/creek/segments"
 )
 
 const (
-	partitions   = 8
-	spansPerTrac = 5
-	rootTimeout  = time.Second
-	produceRate  = 40000 // spans/s offered; the figure measured is what comes out
+	partitions    = 8
+	spansPerTrace = 5
+	rootTimeout   = 200 * time.Millisecond
 )
 
-// BenchmarkSpanBufferEndToEnd produces b.N spans (traces of five) at produceRate and
-// runs the ready-made consumer until every span is out.
-func BenchmarkSpanBufferEndToEnd(b *testing.B) {
+func BenchmarkSpanBufferBacklog(b *testing.B) {
 	brokers, redisAddr := os.Getenv(kafkatest.EnvBrokers), os.Getenv("CREEK_REDIS_ADDR")
 	if brokers == "" || redisAddr == "" {
 		b.Skip("needs CREEK_KAFKA_BROKERS and CREEK_REDIS_ADDR: run scripts/kafka-start and scripts/redis-start, source scripts/.run/*.env")
@@ -52,117 +57,219 @@ func BenchmarkSpanBufferEndToEnd(b *testing.B) {
 		b.Fatal(err)
 	}
 
-	traces := max(b.N/spansPerTrac, 1)
-	total := traces * spansPerTrac
+	traces := max(b.N/spansPerTrace, 1)
+	total := traces * spansPerTrace
+	deadline, err := produceBacklog(ctx, env.Client, in, traces)
+	if err != nil {
+		b.Fatal(err)
+	}
+
+	m := newProgress(total)
 	c, err := segments.NewConsumer(segments.ConsumerConfig{
 		Brokers: env.Brokers, Group: env.Group(), InputTopic: in, OutputTopic: out,
 		Redis:     rdb,
 		Buffer:    segments.Config{RootTimeout: rootTimeout, Timeout: 5 * time.Second},
-		Flusher:   segments.FlusherConfig{IdleInterval: 100 * time.Millisecond},
+		Flusher:   segments.FlusherConfig{IdleInterval: 50 * time.Millisecond},
 		BatchSize: 1000, BatchTime: 50 * time.Millisecond,
+		Metrics: m,
 	})
 	if err != nil {
 		b.Fatal(err)
 	}
+
+	redisBefore := redisCPU(b, rdb)
+	cpuBefore := processCPU()
+	busyBefore := machineBusy(b)
+	b.ResetTimer()
+	start := time.Now()
 	runCtx, stop := context.WithCancel(ctx)
 	runErr := make(chan error, 1)
 	go func() { runErr <- c.Run(runCtx) }()
-	defer func() {
-		stop()
-		if err := <-runErr; err != nil {
-			b.Error(err)
-		}
-	}()
-
-	redisBefore := redisCPU(b, rdb)
-	goBefore := processCPU()
-	b.ResetTimer()
-	start := time.Now()
-
-	// lastSpan holds each trace's latest input timestamp: its segment's deadline is
-	// that plus rootTimeout.
-	var mu sync.Mutex
-	lastSpan := make(map[string]time.Time, traces)
-	prodErr := make(chan error, 1)
-	go func() { prodErr <- produce(runCtx, env.Client, in, traces, &mu, lastSpan) }()
-
-	cl, err := kgo.NewClient(kgo.SeedBrokers(env.Brokers...), kgo.ConsumeTopics(out), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer cl.Close()
-	var delays []time.Duration
-	seen := 0
-	for seen < total {
-		fs := cl.PollFetches(ctx)
-		if err := ctx.Err(); err != nil {
-			b.Fatalf("only %d of %d spans out: %v", seen, total, err)
-		}
-		fs.EachRecord(func(r *kgo.Record) {
-			n := strings.Count(string(r.Value), `"span_id"`)
-			seen += n
-			trace := traceOf(r.Value)
-			mu.Lock()
-			last := lastSpan[trace]
-			mu.Unlock()
-			delays = append(delays, r.Timestamp.Sub(last.Add(rootTimeout)))
-		})
+	select {
+	case <-m.done:
+	case err := <-runErr:
+		b.Fatalf("consumer stopped with %d of %d spans acknowledged: %v", m.acked(), total, err)
+	case <-ctx.Done():
+		b.Fatalf("only %d of %d spans acknowledged within the benchmark's deadline", m.acked(), total)
 	}
 	elapsed := time.Since(start)
 	b.StopTimer()
-	if err := <-prodErr; err != nil {
-		b.Fatal(err)
-	}
+	consumerCPU := processCPU() - cpuBefore
 	redisUsed := redisCPU(b, rdb) - redisBefore
-	goUsed := processCPU() - goBefore
+	busy := machineBusy(b) - busyBefore
+	stop()
+	if err := <-runErr; err != nil {
+		b.Error(err)
+	}
 
+	delays, spans := flushDelays(ctx, b, env.Client, out, deadline, m)
+	if spans < total {
+		b.Fatalf("the output topic holds %d spans, want %d", spans, total)
+	}
 	slices.Sort(delays)
 	pct := func(p float64) time.Duration { return delays[int(p*float64(len(delays)-1))] }
 	b.ReportMetric(float64(total)/elapsed.Seconds(), "spans/s")
+	b.ReportMetric(float64(total)/m.ingestedAt().Sub(start).Seconds(), "ingest-spans/s")
 	b.ReportMetric(float64(redisUsed.Microseconds())/float64(total), "redis-cpu-us/span")
-	b.ReportMetric(float64(goUsed.Microseconds())/float64(total), "go-cpu-us/span")
+	b.ReportMetric(float64(consumerCPU.Microseconds())/float64(total), "go-cpu-us/span")
 	b.ReportMetric(redisUsed.Seconds()/elapsed.Seconds(), "redis-cores")
-	b.ReportMetric(goUsed.Seconds()/elapsed.Seconds(), "go-cores")
+	b.ReportMetric(consumerCPU.Seconds()/elapsed.Seconds(), "go-cores")
+	b.ReportMetric(busy.Seconds()/elapsed.Seconds(), "machine-busy-cores")
 	b.ReportMetric(float64(pct(0.5).Milliseconds()), "flush-delay-p50-ms")
 	b.ReportMetric(float64(pct(0.99).Milliseconds()), "flush-delay-p99-ms")
 	b.ReportMetric(0, "ns/op")
 }
 
-func produce(ctx context.Context, c *kafkatest.Client, topic string, traces int, mu *sync.Mutex, last map[string]time.Time) error {
-	const tick = 50 * time.Millisecond
-	per := max(produceRate*int(tick/time.Millisecond)/1000/spansPerTrac, 1) // traces per tick
-	t := time.NewTicker(tick)
-	defer t.Stop()
-	for tr := 0; tr < traces; tr += per {
+// produceBacklog writes traces of spansPerTrace spans, each trace in one partition,
+// and returns each trace's segment deadline in Kafka time: its spans' timestamp plus
+// rootTimeout.
+func produceBacklog(ctx context.Context, c *kafkatest.Client, topic string, traces int) (map[string]time.Time, error) {
+	deadline := make(map[string]time.Time, traces)
+	const chunk = 2000 // traces per produce call
+	for tr := 0; tr < traces; tr += chunk {
 		var recs []*kgo.Record
 		now := time.Now()
-		for i := tr; i < min(tr+per, traces); i++ {
+		for i := tr; i < min(tr+chunk, traces); i++ {
 			trace := fmt.Sprintf("%032x", i+1)
 			root := fmt.Sprintf("%016x", i*8+1)
 			p := partitionOf(trace)
-			for s := range spansPerTrac {
+			for s := range spansPerTrace {
 				parent := `"` + root + `"`
-				id := fmt.Sprintf("%016x", i*8+1+s)
 				if s == 0 {
 					parent = "null"
 				}
-				v := fmt.Sprintf(`{"project_id":1,"trace_id":"%s","span_id":"%s","parent_span_id":%s,"start_timestamp":1700000000.0,"end_timestamp":1700000001.0,"description":"GET /api/items"}`, trace, id, parent)
+				v := fmt.Sprintf(`{"project_id":1,"trace_id":"%s","span_id":"%016x","parent_span_id":%s,"start_timestamp":1700000000.0,"end_timestamp":1700000001.0,"description":"GET /api/items"}`,
+					trace, i*8+1+s, parent)
 				recs = append(recs, &kgo.Record{Topic: topic, Partition: p, Value: []byte(v), Timestamp: now})
 			}
-			mu.Lock()
-			last[trace] = now
-			mu.Unlock()
+			deadline[trace] = now.Add(rootTimeout)
 		}
 		if err := c.Produce(ctx, recs...); err != nil {
-			return err
-		}
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			return ctx.Err()
+			return nil, err
 		}
 	}
-	return nil
+	return deadline, nil
+}
+
+// flushDelays reads every segment message and returns, per segment, how far past its
+// deadline its partition's clock was when the segment was produced, and the number
+// of spans read. The clock at wall time w is w plus the drift the ingest step last
+// reported for the partition before w.
+func flushDelays(ctx context.Context, b *testing.B, c *kafkatest.Client, topic string, deadline map[string]time.Time, m *progress) ([]time.Duration, int) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Brokers()...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cl.Close()
+	segments := m.segments()
+	var delays []time.Duration
+	spans := 0
+	for len(delays) < segments {
+		fs := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			b.Fatalf("read %d of %d segments back: %v", len(delays), segments, err)
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			spans += strings.Count(string(r.Value), `"span_id"`)
+			trace := traceOf(r.Value)
+			clock := r.Timestamp.Add(m.driftAt(partitionOf(trace), r.Timestamp))
+			delays = append(delays, clock.Sub(deadline[trace]))
+		})
+	}
+	return delays, spans
+}
+
+// progress is the consumer's metrics backend: it counts ingested and acknowledged
+// spans, closes done once every span is acknowledged, and keeps the drift each
+// partition's clock was set to, with when. mu guards it all.
+type progress struct {
+	total int64
+	done  chan struct{}
+
+	mu             sync.Mutex
+	ingested, ackd int64
+	segs           int
+	ingestedDone   time.Time
+	drifts         map[int32][]drift
+	closed         bool
+}
+
+type drift struct {
+	at time.Time
+	d  time.Duration
+}
+
+func newProgress(total int) *progress {
+	return &progress{total: int64(total), done: make(chan struct{}), drifts: make(map[int32][]drift)}
+}
+
+func (p *progress) Increment(name string, v int64, _ ...metrics.Tag) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch name {
+	case "spans.buffer.process_spans.count":
+		p.ingested += v
+		if p.ingested >= p.total && p.ingestedDone.IsZero() {
+			p.ingestedDone = time.Now()
+		}
+	case "spans.buffer.flusher.segment_spans":
+		p.ackd += v
+		p.segs++
+		if p.ackd >= p.total && !p.closed {
+			p.closed = true
+			close(p.done)
+		}
+	}
+}
+
+func (p *progress) Gauge(name string, v float64, tags ...metrics.Tag) {
+	if name != "spans.buffer.flusher.drift" {
+		return
+	}
+	for _, t := range tags {
+		if t.Key != "shard" {
+			continue
+		}
+		shard, err := strconv.Atoi(t.Value)
+		if err != nil {
+			return
+		}
+		p.mu.Lock()
+		p.drifts[int32(shard)] = append(p.drifts[int32(shard)], drift{time.Now(), time.Duration(v * float64(time.Second))})
+		p.mu.Unlock()
+	}
+}
+
+func (*progress) Timing(string, time.Duration, ...metrics.Tag) {}
+
+func (p *progress) acked() int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.ackd
+}
+
+func (p *progress) segments() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.segs
+}
+
+func (p *progress) ingestedAt() time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.ingestedDone
+}
+
+// driftAt returns the drift partition's clock had at wall time w.
+func (p *progress) driftAt(partition int32, w time.Time) time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	ds := p.drifts[partition]
+	i, _ := slices.BinarySearchFunc(ds, w, func(d drift, w time.Time) int { return d.at.Compare(w) })
+	if i == 0 {
+		return 0
+	}
+	return ds[i-1].d
 }
 
 func partitionOf(trace string) int32 {
@@ -200,8 +307,28 @@ func redisCPU(b *testing.B, rdb *redis.Client) time.Duration {
 	return time.Duration(sum * float64(time.Second))
 }
 
-// processCPU returns this process's user+system CPU time: the consumer, plus the
-// benchmark's producer and reader.
+// machineBusy returns the CPU time every core of the machine spent not idle
+// (/proc/stat): with the broker on the same machine, it shows whether the machine
+// itself is the limit.
+func machineBusy(b *testing.B) time.Duration {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		b.Fatalf("reading /proc/stat: %v", err)
+	}
+	line, _, _ := strings.Cut(string(data), "\n")
+	fields := strings.Fields(line)[1:] // user nice system idle iowait irq softirq steal ...
+	var busy int64
+	for i, f := range fields {
+		v, _ := strconv.ParseInt(f, 10, 64)
+		if i != 3 && i != 4 && i < 8 {
+			busy += v
+		}
+	}
+	return time.Duration(busy) * time.Second / 100 // USER_HZ is 100 on Linux
+}
+
+// processCPU returns this process's user+system CPU time. While the consumer runs,
+// nothing else in the process does.
 func processCPU() time.Duration {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
