@@ -570,7 +570,7 @@ func (nopDLQ[T]) Produce(context.Context, Message[T], *InvalidMessageError) *Del
 	return d
 }
 
-// recHB records the loop's phase for tests and passes beats on to the watchdog's
+// recHB records the loop's phase for tests and passes ticks on to the watchdog's
 // heartbeat.
 type recHB struct {
 	next heartbeat
@@ -580,8 +580,7 @@ type recHB struct {
 	phase string
 }
 
-func (r *recHB) Beat()              { r.next.Beat() }
-func (r *recHB) BeatAt(t time.Time) { r.next.BeatAt(t) }
+func (r *recHB) Tick() { r.next.Tick() }
 
 func (r *recHB) SetPhase(phase string) {
 	r.next.SetPhase(phase)

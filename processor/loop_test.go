@@ -151,3 +151,55 @@ func BenchmarkLoop(b *testing.B) {
 		})
 	}
 }
+
+// commitCountingConsumer is a benchConsumer that notes how many messages it had
+// handed out at the first commit.
+type commitCountingConsumer struct {
+	benchConsumer
+	firstCommitAt int64
+}
+
+func (c *commitCountingConsumer) Commit(context.Context, map[Partition]int64) error {
+	if c.firstCommitAt == 0 {
+		c.firstCommitAt = c.next
+	}
+	return nil
+}
+
+// slowStrategy is a countingStrategy whose every message takes delay.
+type slowStrategy struct {
+	countingStrategy
+	delay time.Duration
+}
+
+func (s *slowStrategy) Submit(m Message[string]) error {
+	time.Sleep(s.delay) // the work of a message, not a synchronisation
+	return s.countingStrategy.Submit(m)
+}
+
+// The loop reads the clock only every clockStride iterations of a consumer with
+// buffered messages, and when clockPeriod has passed: with slow messages a
+// time-based commit must come after its interval, not after clockStride messages.
+func TestIntervalCommitDoesNotWaitForTheClockStride(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c := &commitCountingConsumer{}
+	factory := FactoryFunc[string](func(commit CommitFunc, _ []Partition) (Strategy[string], error) {
+		return &slowStrategy{countingStrategy{commit: commit, n: clockStride, cancel: cancel}, time.Millisecond}, nil
+	})
+	p, err := New[string](c, factory, Config[string]{
+		Topics:       []string{"t"},
+		CommitPolicy: CommitPolicy{MinInterval: 20 * time.Millisecond},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// 1 ms a message: the interval passes after about 20 messages, the ticker
+	// notices within clockPeriod (10 more).
+	if c.firstCommitAt == 0 || c.firstCommitAt >= clockStride/2 {
+		t.Errorf("first commit after %d messages of 1 ms with a 20 ms interval, want it well before the %d-message clock stride", c.firstCommitAt, clockStride)
+	}
+}

@@ -154,9 +154,12 @@ type StreamProcessor[T any] struct {
 	beat  *stuckdetector.Heartbeat
 	hb    heartbeat
 	phase string
-	// epoch anchors clock; now is the time the current iteration read from it, and
-	// lastIteration the previous iteration's.
-	epoch, now, lastIteration time.Time
+	// epoch anchors clock; now is the latest reading of it, sinceClock the
+	// iterations since, and clockDue is set by a ticker when clockPeriod has passed
+	// (loop.go).
+	epoch, now time.Time
+	sinceClock int
+	clockDue   atomic.Bool
 	// buffered is the consumer, if it can tell when Poll will not wait.
 	buffered  bufferedConsumer
 	policy    *CommitPolicyState
@@ -169,10 +172,12 @@ type StreamProcessor[T any] struct {
 	submitted map[Partition]int64
 	// in and out cache the maps' entries of the partitions in use (hot.go).
 	in, out hotPartition
-	// retryCommitAt holds back commits after a failed one.
-	retryCommitAt time.Time
-	bp            backpressure[T]
-	dlq           *dlq[T]
+	// retryCommitAt holds back commits after a failed one. commitDueAt is the
+	// earliest time an interval-only policy can want a commit: the last commit plus
+	// MinInterval, or retryCommitAt.
+	retryCommitAt, commitDueAt time.Time
+	bp                         backpressure[T]
+	dlq                        *dlq[T]
 	// cbErr is an error from a rebalance callback, which has no way to return one;
 	// the loop fails with it once Poll returns.
 	cbErr error
@@ -191,21 +196,23 @@ func New[T any](consumer Consumer[T], factory Factory[T], cfg Config[T]) (*Strea
 	if err != nil {
 		return nil, err
 	}
-	policy, err := cfg.CommitPolicy.NewState(time.Now())
+	start := time.Now()
+	policy, err := cfg.CommitPolicy.NewState(start)
 	if err != nil {
 		return nil, err
 	}
 	p := &StreamProcessor[T]{
-		consumer:  consumer,
-		factory:   factory,
-		cfg:       cfg,
-		log:       cfg.Logger,
-		policy:    policy,
-		assigned:  make(map[Partition]bool),
-		staged:    make(map[Partition]int64),
-		committed: make(map[Partition]int64),
-		submitted: make(map[Partition]int64),
-		beat:      new(stuckdetector.Heartbeat),
+		consumer:    consumer,
+		factory:     factory,
+		cfg:         cfg,
+		log:         cfg.Logger,
+		policy:      policy,
+		commitDueAt: start.Add(cfg.CommitPolicy.MinInterval),
+		assigned:    make(map[Partition]bool),
+		staged:      make(map[Partition]int64),
+		committed:   make(map[Partition]int64),
+		submitted:   make(map[Partition]int64),
+		beat:        new(stuckdetector.Heartbeat),
 	}
 	p.hb = p.beat
 	p.buffered, _ = consumer.(bufferedConsumer)
@@ -306,8 +313,8 @@ func protect(f func()) (err error) {
 	return nil
 }
 
-// startObservers starts the metrics buffer and the watchdog; the returned function
-// flushes and stops them.
+// startObservers starts the metrics buffer, the watchdog and the clock's ticker; the
+// returned function flushes and stops them.
 func (p *StreamProcessor[T]) startObservers() (stop func()) {
 	buf, err := metrics.NewBuffer(p.cfg.Metrics, metrics.BufferConfig{})
 	if err != nil {
@@ -316,9 +323,16 @@ func (p *StreamProcessor[T]) startObservers() (stop func()) {
 	}
 	p.metrics = buf
 	p.epoch = time.Now()
-	p.now, p.lastIteration, p.m.lastFlush = p.epoch, p.epoch, p.epoch
+	p.now, p.m.lastFlush = p.epoch, p.epoch
 	wd := stuckdetector.Start(p.beat, p.stuckConfig())
+	stopTicker, tickerDone := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(tickerDone)
+		p.runClockTicker(stopTicker)
+	}()
 	return func() {
+		close(stopTicker)
+		<-tickerDone
 		wd.Stop()
 		p.flushMetrics(time.Now())
 		buf.Close()

@@ -135,7 +135,7 @@ func (p *StreamProcessor[T]) drainRevoked(gone map[Partition]bool) error {
 				zap.Stringers("partitions", pending), zap.Duration("waited", p.cfg.JoinTimeout))
 			return nil
 		}
-		p.hb.Beat()
+		p.hb.Tick()
 		if err := p.strategy.Poll(); err != nil {
 			inv, ok := AsInvalid(err)
 			if !ok {
