@@ -1,6 +1,7 @@
 package stuckdetector
 
 import (
+	"fmt"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -11,35 +12,50 @@ import (
 // clock step (NTP) must neither fake a stall nor hide one.
 var epoch = time.Now()
 
+// phaseBits is the part of Heartbeat.state that holds the phase.
+const (
+	phaseBits = 16
+	phaseMask = 1<<phaseBits - 1
+	// MaxPhases is how many distinct phase names a Heartbeat can tell apart.
+	MaxPhases = phaseMask
+)
+
 // Heartbeat is what a loop updates on every iteration and a Watchdog reads. The zero
-// value is ready to use. Tick, Beat, BeatAt and SetPhase may be called from one
-// goroutine (the loop's) while any number of goroutines read; none of them allocates
-// once a phase name has been seen.
+// value is ready to use. Tick, TickPhase, Beat, BeatAt and SetPhase may be called
+// from one goroutine (the loop's) while any number of goroutines read; none of them
+// allocates once a phase name has been seen.
 //
-// A loop either ticks or beats. Tick is an atomic add and reads no clock, for loops
-// that come round millions of times a second; the watchdog then times stalls with
-// its own clock, to within its check interval. Beat and BeatAt record the time, so
-// that stalls are timed exactly.
+// A loop either ticks or beats. Tick is one atomic store and reads no clock, for
+// loops that come round millions of times a second; the watchdog then times stalls
+// with its own clock, to within its check interval. Beat and BeatAt record the
+// time, so that stalls are timed exactly.
 type Heartbeat struct {
-	// ticks counts Tick calls; the watchdog notes when it sees the count change.
-	ticks atomic.Uint64
+	// state holds the tick count above phaseBits and, below, the current phase as
+	// its index in phases plus one (0 = none), so that a tick into a new phase is
+	// one store. Only the loop writes it; the watchdog notes when the count changes.
+	state atomic.Uint64
 	// last is the time of the latest beat, in nanoseconds since epoch; 0 = never.
 	last atomic.Int64
 	// maxGap is the longest time between two beats since the watchdog last read it;
 	// it lets the watchdog report how long a stall really lasted.
 	maxGap atomic.Int64
-	phase  atomic.Pointer[string]
 
-	// phases interns phase names so that SetPhase stores a pointer it already has
-	// instead of allocating one. A loop has a handful of phases, which a scan finds
-	// faster than a map lookup hashes the name. It is replaced, never modified;
-	// internMu serialises additions.
-	phases   atomic.Pointer[[]*string]
+	// phases interns phase names, so that the state holds a small index. A loop
+	// has a handful of phases, which a scan finds faster than a map lookup hashes
+	// the name. It is replaced, never modified; internMu serialises additions.
+	phases   atomic.Pointer[[]string]
 	internMu sync.Mutex
 }
 
 // Tick records that the loop came round, without reading the clock.
-func (h *Heartbeat) Tick() { h.ticks.Add(1) }
+func (h *Heartbeat) Tick() { h.state.Store(h.state.Load() + 1<<phaseBits) }
+
+// TickPhase records that the loop came round and is now in phase name: Tick and
+// SetPhase in one store.
+func (h *Heartbeat) TickPhase(name string) {
+	s := h.state.Load()
+	h.state.Store((s>>phaseBits+1)<<phaseBits | h.index(name, s))
+}
 
 // Beat records that the loop came round now.
 func (h *Heartbeat) Beat() { h.BeatAt(time.Now()) }
@@ -62,47 +78,60 @@ func (h *Heartbeat) BeatAt(t time.Time) {
 }
 
 // SetPhase records which part of its work the loop is in ("poll", "submit", ...); a
-// stall report names it.
+// stall report names it. It panics beyond MaxPhases distinct names.
 func (h *Heartbeat) SetPhase(name string) {
-	if p := h.phase.Load(); p != nil && *p == name {
-		return
+	s := h.state.Load()
+	if i := h.index(name, s); i != s&phaseMask {
+		h.state.Store(s&^phaseMask | i)
 	}
+}
+
+// index returns name's index in phases plus one, interning it if it is new; s is
+// the current state, whose phase is the likeliest answer.
+func (h *Heartbeat) index(name string, s uint64) uint64 {
 	if ps := h.phases.Load(); ps != nil {
-		for _, p := range *ps {
-			if *p == name {
-				h.phase.Store(p)
-				return
+		if cur := s & phaseMask; cur != 0 && (*ps)[cur-1] == name {
+			return cur
+		}
+		for i, p := range *ps {
+			if p == name {
+				return uint64(i + 1)
 			}
 		}
 	}
-	h.phase.Store(h.intern(name))
+	return h.intern(name)
 }
 
-func (h *Heartbeat) intern(name string) *string {
+func (h *Heartbeat) intern(name string) uint64 {
 	h.internMu.Lock()
 	defer h.internMu.Unlock()
-	var old []*string
+	var old []string
 	if ps := h.phases.Load(); ps != nil {
 		old = *ps
 	}
-	for _, p := range old {
-		if *p == name {
-			return p
-		}
+	if i := slices.Index(old, name); i >= 0 {
+		return uint64(i + 1)
 	}
-	p := &name
-	next := append(slices.Clip(old), p)
+	if len(old) == MaxPhases {
+		panic(fmt.Sprintf("stuckdetector: more than %d phase names; phase %q is one too many", MaxPhases, name))
+	}
+	next := append(slices.Clip(old), name)
 	h.phases.Store(&next)
-	return p
+	return uint64(len(next))
 }
 
 // Phase returns the phase last set, or "" if none was.
 func (h *Heartbeat) Phase() string {
-	if p := h.phase.Load(); p != nil {
-		return *p
+	i := h.state.Load() & phaseMask
+	ps := h.phases.Load()
+	if i == 0 || ps == nil {
+		return ""
 	}
-	return ""
+	return (*ps)[i-1]
 }
+
+// ticks returns the tick count.
+func (h *Heartbeat) ticks() uint64 { return h.state.Load() >> phaseBits }
 
 // lastBeat returns the time of the latest beat as an offset from epoch, and whether
 // there was one.

@@ -18,6 +18,31 @@ func TestHeartbeatPhase(t *testing.T) {
 	}
 }
 
+func TestHeartbeatTicksKeepThePhase(t *testing.T) {
+	var hb Heartbeat
+	steps := []struct {
+		do        func()
+		wantPhase string
+		wantTicks uint64
+	}{
+		{func() { hb.Tick() }, "", 1},
+		{func() { hb.TickPhase("poll") }, "poll", 2},
+		{func() { hb.SetPhase("submit") }, "submit", 2},
+		{func() { hb.Tick() }, "submit", 3},
+		{func() { hb.TickPhase("poll") }, "poll", 4},
+		{func() { hb.TickPhase("poll") }, "poll", 5},
+	}
+	for i, s := range steps {
+		s.do()
+		if got := hb.Phase(); got != s.wantPhase {
+			t.Errorf("step %d: Phase() = %q, want %q", i, got, s.wantPhase)
+		}
+		if got := hb.ticks(); got != s.wantTicks {
+			t.Errorf("step %d: %d ticks, want %d", i, got, s.wantTicks)
+		}
+	}
+}
+
 func TestHeartbeatRecordsLongestGap(t *testing.T) {
 	var hb Heartbeat
 	for _, at := range []time.Duration{0, time.Second, 5 * time.Second, 6 * time.Second} {
@@ -39,13 +64,14 @@ func TestHeartbeatDoesNotAllocate(t *testing.T) {
 		hb.SetPhase(phases[i%len(phases)])
 		hb.Beat()
 		hb.Tick()
+		hb.TickPhase(phases[(i+1)%len(phases)])
 		i++
 	}
 	for range phases {
 		loop()
 	}
 	if n := testing.AllocsPerRun(1000, loop); n != 0 {
-		t.Errorf("Beat, Tick and SetPhase allocate %v times per iteration, want 0", n)
+		t.Errorf("Beat, Tick, TickPhase and SetPhase allocate %v times per iteration, want 0", n)
 	}
 }
 

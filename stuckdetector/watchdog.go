@@ -164,7 +164,7 @@ func (d *detector) check(now time.Time) {
 		d.hb.takeMaxGap()
 	}
 	last, ok := d.hb.lastBeat()
-	if t := d.hb.ticks.Load(); t != d.ticks {
+	if t := d.hb.ticks(); t != d.ticks {
 		d.ticks, d.ticked = t, n
 	}
 	if d.ticks != 0 && (!ok || d.ticked > last) {
