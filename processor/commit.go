@@ -18,7 +18,7 @@ const commitRetryDelay = time.Second
 func (p *StreamProcessor[T]) stage(c Committable, force bool) error {
 	if part, next, ok := c.Single(); ok {
 		p.stageOne(part, next)
-	} else {
+	} else if c.Len() > 0 {
 		for part, next := range c.All() {
 			p.stageOne(part, next)
 		}

@@ -582,8 +582,17 @@ type recHB struct {
 
 func (r *recHB) Tick() { r.next.Tick() }
 
+func (r *recHB) TickPhase(phase string) {
+	r.next.TickPhase(phase)
+	r.record(phase)
+}
+
 func (r *recHB) SetPhase(phase string) {
 	r.next.SetPhase(phase)
+	r.record(phase)
+}
+
+func (r *recHB) record(phase string) {
 	r.mu.Lock()
 	changed := r.phase != phase
 	r.phase = phase

@@ -24,6 +24,7 @@ const (
 // heartbeat is what the loop tells the watchdog.
 type heartbeat interface {
 	Tick()
+	TickPhase(phase string)
 	SetPhase(phase string)
 }
 
@@ -46,23 +47,35 @@ const (
 	clockPeriod = 10 * time.Millisecond
 )
 
-// runOnce is one iteration of the loop: poll the consumer (unless a message is
-// carried), poll the strategy, submit.
-func (p *StreamProcessor[T]) runOnce(ctx context.Context) (err error) {
+// iterate runs the loop until ctx is done or an iteration fails; a panic fails it.
+// The recovery is set up once, not per iteration: a panic ends the loop anyway.
+func (p *StreamProcessor[T]) iterate(ctx context.Context) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = &PanicError{Value: r, Stack: debug.Stack()}
 		}
 	}()
+	for ctx.Err() == nil {
+		if err := p.runOnce(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// runOnce is one iteration of the loop: poll the consumer (unless a message is
+// carried), poll the strategy, submit.
+func (p *StreamProcessor[T]) runOnce(ctx context.Context) (err error) {
 	p.m.runs++
-	p.hb.Tick()
+	var msg Message[T]
+	var fresh bool
 	if p.bp.empty() || p.bp.paused {
 		if p.buffered != nil && p.buffered.Buffered() > 0 {
-			err = p.pollConsumer(ctx)
+			msg, fresh, err = p.pollConsumer(ctx)
 			p.advanceClock()
 		} else {
 			p.readClock()
-			err = p.pollConsumer(ctx)
+			msg, fresh, err = p.pollConsumer(ctx)
 			now := p.clock()
 			p.m.pollTime += now.Sub(p.now)
 			p.now = now
@@ -71,10 +84,11 @@ func (p *StreamProcessor[T]) runOnce(ctx context.Context) (err error) {
 			return err
 		}
 	} else {
+		p.hb.Tick()
 		p.advanceClock()
 	}
 	if p.strategy != nil {
-		return p.process(ctx)
+		return p.process(ctx, msg, fresh)
 	}
 	return nil
 }
@@ -122,12 +136,18 @@ func (p *StreamProcessor[T]) runClockTicker(stop <-chan struct{}) {
 	}
 }
 
-// process polls the strategy, commits if due and submits the first carried message.
-func (p *StreamProcessor[T]) process(ctx context.Context) error {
+// process polls the strategy, commits if due and submits the message just polled,
+// if fresh, or else the first carried one. A fresh message is carried only if it
+// is not submitted now: most messages are taken at once, and carrying each would
+// copy it twice more.
+func (p *StreamProcessor[T]) process(ctx context.Context, msg Message[T], fresh bool) error {
 	p.setPhase(phaseStrategyPoll)
 	if err := p.strategy.Poll(); err != nil {
 		if inv, ok := AsInvalid(err); ok {
 			p.handleInvalid(inv)
+			if fresh {
+				p.bp.push(msg)
+			}
 			return nil
 		}
 		return fmt.Errorf("creek: strategy poll: %w", err)
@@ -135,70 +155,87 @@ func (p *StreamProcessor[T]) process(ctx context.Context) error {
 	if err := p.commitIfDue(); err != nil {
 		return err
 	}
+	if fresh {
+		return p.submit(ctx, msg, true)
+	}
 	if p.bp.empty() {
 		return nil
 	}
-	return p.submit(ctx)
+	return p.submit(ctx, p.bp.peek(), false)
 }
 
 // maxHeldWhilePaused bounds the messages a consumer may still hand out after Pause
 // (those it had fetched already). More means it ignores Pause: a state error.
 const maxHeldWhilePaused = 10000
 
-func (p *StreamProcessor[T]) pollConsumer(ctx context.Context) error {
-	p.setPhase(phasePoll)
+// pollConsumer polls the consumer. It returns a message to submit now (fresh), or
+// carries it behind the messages already carried.
+func (p *StreamProcessor[T]) pollConsumer(ctx context.Context) (msg Message[T], fresh bool, err error) {
+	// The iteration's tick and its first phase, in one store.
+	p.phase = phasePoll
+	p.hb.TickPhase(phasePoll)
 	timeout := p.cfg.PollTimeout
 	if p.bp.paused {
 		timeout = p.cfg.PausedPollTimeout
 	}
 	msg, ok, err := p.consumer.Poll(ctx, timeout)
 	if p.cbErr != nil {
-		return p.cbErr
+		return msg, false, p.cbErr
 	}
 	if err != nil {
 		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
-			return nil
+			return msg, false, nil
 		}
-		return fmt.Errorf("creek: poll consumer: %w", err)
+		return msg, false, fmt.Errorf("creek: poll consumer: %w", err)
 	}
 	if !ok {
-		return nil
+		return msg, false, nil
 	}
 	pos, hasPos := msg.Origin()
 	if p.strategy == nil {
-		return fmt.Errorf("creek: state error: a message (committable %s) arrived while no strategy runs (nothing assigned)", msg.Committable)
+		return msg, false, fmt.Errorf("creek: state error: a message (committable %s) arrived while no strategy runs (nothing assigned)", msg.Committable)
 	}
 	if hasPos && !p.hotIn(pos.Partition).assigned {
 		// Fetched before a cooperative revocation; the partition's new owner reads it.
-		return nil
+		return msg, false, nil
 	}
 	if p.bp.paused && p.bp.len() >= maxHeldWhilePaused {
-		return fmt.Errorf("creek: state error: the consumer handed out %d messages after Pause; it must stop fetching paused partitions", p.bp.len())
+		return msg, false, fmt.Errorf("creek: state error: the consumer handed out %d messages after Pause; it must stop fetching paused partitions", p.bp.len())
 	}
 	if p.dlq != nil && hasPos {
 		p.dlq.record(pos, msg)
 	}
-	p.bp.push(msg)
-	return nil
+	if !p.bp.empty() {
+		p.bp.push(msg)
+		return msg, false, nil
+	}
+	return msg, true, nil
 }
 
-// submit offers the first carried message to the strategy.
-func (p *StreamProcessor[T]) submit(ctx context.Context) error {
-	msg := p.bp.peek()
+// submit offers msg to the strategy: the fresh message, or else the first carried.
+// A rejected fresh message is carried.
+func (p *StreamProcessor[T]) submit(ctx context.Context, msg Message[T], fresh bool) error {
 	p.setPhase(phaseSubmit)
 	err := p.strategy.Submit(msg)
 	switch {
 	case err == nil:
-		p.bp.pop()
+		if !fresh {
+			p.bp.pop()
+		}
 		p.markSubmitted(msg.Committable)
 		p.accepted()
 		return nil
 	case errors.Is(err, ErrMessageRejected):
+		if fresh {
+			p.bp.push(msg)
+		}
 		p.rejected(ctx)
 		return nil
 	}
 	if inv, ok := AsInvalid(err); ok {
-		p.bp.pop()
+		if !fresh {
+			p.bp.pop()
+		}
 		p.handleInvalid(inv)
 		p.accepted()
 		return nil

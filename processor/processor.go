@@ -239,10 +239,8 @@ func (p *StreamProcessor[T]) Run(ctx context.Context) error {
 	if err := p.consumer.Subscribe(p.cfg.Topics, cb); err != nil {
 		return p.fail(fmt.Errorf("creek: subscribe to %v: %w", p.cfg.Topics, err))
 	}
-	for ctx.Err() == nil {
-		if err := p.runOnce(ctx); err != nil {
-			return p.fail(err)
-		}
+	if err := p.iterate(ctx); err != nil {
+		return p.fail(err)
 	}
 	return p.shutdown()
 }

@@ -1,0 +1,92 @@
+package processor_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/creekstream/creek/processor"
+	"github.com/creekstream/creek/strategies"
+)
+
+type kafkaMessage = processor.Message[processor.KafkaPayload]
+
+// runConsumer hands out an endless stream of Kafka messages of 100 bytes, in runs of
+// 256 per partition over 4 partitions as kafka.Consumer hands out its batches, as
+// fast as it is asked.
+type runConsumer struct {
+	cb       processor.RebalanceCallbacks
+	parts    []processor.Partition
+	payload  processor.KafkaPayload
+	ts       time.Time
+	next     [4]int64
+	n        int
+	assigned bool
+}
+
+func newRunConsumer() *runConsumer {
+	parts := make([]processor.Partition, 4)
+	for i := range parts {
+		parts[i] = processor.Partition{Topic: "bench", Index: int32(i)}
+	}
+	return &runConsumer{parts: parts, payload: processor.KafkaPayload{Value: make([]byte, 100)}, ts: time.Now()}
+}
+
+func (c *runConsumer) Subscribe(_ []string, cb processor.RebalanceCallbacks) error {
+	c.cb = cb
+	return nil
+}
+
+func (c *runConsumer) Poll(context.Context, time.Duration) (kafkaMessage, bool, error) {
+	if !c.assigned {
+		c.assigned = true
+		c.cb.OnAssign(c.parts)
+		return kafkaMessage{}, false, nil
+	}
+	i := (c.n / 256) % 4
+	c.n++
+	off := c.next[i]
+	c.next[i]++
+	return processor.NewBrokerMessage(c.payload, c.parts[i], off, c.ts), true, nil
+}
+
+func (c *runConsumer) Buffered() int                                               { return 1 }
+func (c *runConsumer) Pause([]processor.Partition)                                 {}
+func (c *runConsumer) Resume([]processor.Partition)                                {}
+func (c *runConsumer) Paused() []processor.Partition                               { return nil }
+func (c *runConsumer) Assignment() []processor.Partition                           { return c.parts }
+func (c *runConsumer) Commit(context.Context, map[processor.Partition]int64) error { return nil }
+func (c *runConsumer) Close() error                                                { return nil }
+
+// BenchmarkLoopChain measures the loop with the chain bench/overhead runs,
+// RunTask(identity) -> CommitOffsets with the default commit policy, on Kafka
+// messages: the processor's serial cost per message in that comparison, without
+// the broker.
+func BenchmarkLoopChain(b *testing.B) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	n := 0
+	identity := func(m kafkaMessage) (processor.KafkaPayload, error) {
+		if n++; n == b.N {
+			cancel()
+		}
+		return m.Payload, nil
+	}
+	factory := processor.FactoryFunc[processor.KafkaPayload](func(commit processor.CommitFunc, _ []processor.Partition) (processor.Strategy[processor.KafkaPayload], error) {
+		return strategies.NewRunTask(identity, processor.Strategy[processor.KafkaPayload](strategies.NewCommitOffsets[processor.KafkaPayload](commit))), nil
+	})
+	p, err := processor.New(processor.Consumer[processor.KafkaPayload](newRunConsumer()), factory, processor.Config[processor.KafkaPayload]{Topics: []string{"bench"}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	if err := p.Run(ctx); err != nil {
+		b.Fatal(err)
+	}
+	b.StopTimer()
+	if n < b.N {
+		b.Fatalf("processed %d messages, want %d", n, b.N)
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+}
