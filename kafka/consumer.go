@@ -59,7 +59,7 @@ type Consumer struct {
 	// queue carries batches from the partition readers to Poll; free returns their
 	// slices for reuse. batchSize bounds a batch.
 	queue     chan batch
-	free      chan []kafkaMessage
+	free      chan []*sarama.ConsumerMessage
 	batchSize int
 	// eventsPending is set while pending or failure has something for the loop, so
 	// that Poll takes the lock only then.
@@ -101,19 +101,14 @@ type Consumer struct {
 	fetcher sarama.Consumer
 }
 
-// kafkaMessage is a message as Poll hands it out.
-type kafkaMessage = processor.Message[processor.KafkaPayload]
-
 // batch is a run of messages a partition reader took from its claim at once, all
 // of partition p. epoch identifies the claim they were read under, so that messages
 // of an earlier claim of the same partition are recognised after a revocation.
-// Poll hands them out from next on. The reader converts them, so that the loop,
-// the consumer's one serial stage, neither converts nor follows a pointer per
-// message.
+// Poll hands them out from next on.
 type batch struct {
 	p     processor.Partition
 	epoch uint64
-	msgs  []kafkaMessage
+	msgs  []*sarama.ConsumerMessage
 	next  int
 }
 
@@ -175,7 +170,7 @@ func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
 		group:       group,
 		cooperative: cfg.Assignor == AssignorCooperativeSticky,
 		queue:       make(chan batch, queued),
-		free:        make(chan []kafkaMessage, queued+1),
+		free:        make(chan []*sarama.ConsumerMessage, queued+1),
 		batchSize:   batchSize,
 		wake:        make(chan struct{}, 1),
 		closing:     make(chan struct{}),
@@ -292,7 +287,7 @@ func (c *Consumer) Poll(ctx context.Context, timeout time.Duration) (processor.M
 		}
 	}
 	if m, ok := c.next(); ok {
-		return m, true, nil
+		return toMessage(c.cur.p, m), true, nil
 	}
 	var timer *time.Timer
 	defer func() {
@@ -305,7 +300,7 @@ func (c *Consumer) Poll(ctx context.Context, timeout time.Duration) (processor.M
 			return none, false, err
 		}
 		if m, ok := c.next(); ok {
-			return m, true, nil
+			return toMessage(c.cur.p, m), true, nil
 		}
 		select {
 		case b := <-c.queue:
@@ -336,16 +331,17 @@ func (c *Consumer) Buffered() int { return c.cur.remaining() }
 
 // next returns the next message held locally, from the current batch, then from
 // batches resumed after a pause, without touching a channel.
-func (c *Consumer) next() (kafkaMessage, bool) {
+func (c *Consumer) next() (*sarama.ConsumerMessage, bool) {
 	for {
 		if c.cur.next < len(c.cur.msgs) {
 			m := c.cur.msgs[c.cur.next]
+			c.cur.msgs[c.cur.next] = nil
 			c.cur.next++
 			return m, true
 		}
 		c.dropCur()
 		if len(c.ready) == 0 {
-			return kafkaMessage{}, false
+			return nil, false
 		}
 		b := c.ready[0]
 		c.ready[0] = batch{}
@@ -384,8 +380,7 @@ func (c *Consumer) dropCur() {
 }
 
 // recycle hands a batch's slice back to the readers once nothing refers to it.
-// Clearing it lets the collector free the payloads handed out.
-func (c *Consumer) recycle(msgs []kafkaMessage) {
+func (c *Consumer) recycle(msgs []*sarama.ConsumerMessage) {
 	clear(msgs)
 	select {
 	case c.free <- msgs[:0]:
@@ -393,7 +388,7 @@ func (c *Consumer) recycle(msgs []kafkaMessage) {
 	}
 }
 
-func toMessage(p processor.Partition, m *sarama.ConsumerMessage) kafkaMessage {
+func toMessage(p processor.Partition, m *sarama.ConsumerMessage) processor.Message[processor.KafkaPayload] {
 	payload := processor.KafkaPayload{Key: m.Key, Value: m.Value}
 	if len(m.Headers) > 0 {
 		payload.Headers = make([]processor.Header, len(m.Headers))
@@ -582,7 +577,7 @@ func (h handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Con
 				c.release(p, !c.cooperative)
 				return nil
 			}
-			b, open := c.fill(p, m, msgs)
+			b, open := c.fill(m, msgs)
 			select {
 			case c.queue <- batch{p: p, epoch: epoch, msgs: b}:
 			case <-done:
@@ -605,22 +600,21 @@ func (h handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Con
 }
 
 // fill returns first and whatever else msgs has ready, up to batchSize messages,
-// without waiting, converted for partition p. open is false if msgs was found
-// closed.
-func (c *Consumer) fill(p processor.Partition, first *sarama.ConsumerMessage, msgs <-chan *sarama.ConsumerMessage) (b []kafkaMessage, open bool) {
+// without waiting. open is false if msgs was found closed.
+func (c *Consumer) fill(first *sarama.ConsumerMessage, msgs <-chan *sarama.ConsumerMessage) (b []*sarama.ConsumerMessage, open bool) {
 	select {
 	case b = <-c.free:
 	default:
-		b = make([]kafkaMessage, 0, c.batchSize)
+		b = make([]*sarama.ConsumerMessage, 0, c.batchSize)
 	}
-	b = append(b, toMessage(p, first))
+	b = append(b, first)
 	for len(b) < c.batchSize {
 		select {
 		case m, ok := <-msgs:
 			if !ok {
 				return b, false
 			}
-			b = append(b, toMessage(p, m))
+			b = append(b, m)
 		default:
 			return b, true
 		}
