@@ -71,11 +71,11 @@ func (p *StreamProcessor[T]) runOnce(ctx context.Context) (err error) {
 	var fresh bool
 	if p.bp.empty() || p.bp.paused {
 		if p.buffered != nil && p.buffered.Buffered() > 0 {
-			msg, fresh, err = p.pollConsumer(ctx)
+			msg, fresh, err = p.pollConsumer(ctx, false)
 			p.advanceClock()
 		} else {
 			p.readClock()
-			msg, fresh, err = p.pollConsumer(ctx)
+			msg, fresh, err = p.pollConsumer(ctx, true)
 			now := p.clock()
 			p.m.pollTime += now.Sub(p.now)
 			p.now = now
@@ -84,7 +84,6 @@ func (p *StreamProcessor[T]) runOnce(ctx context.Context) (err error) {
 			return err
 		}
 	} else {
-		p.hb.Tick()
 		p.advanceClock()
 	}
 	if p.strategy != nil {
@@ -141,7 +140,9 @@ func (p *StreamProcessor[T]) runClockTicker(stop <-chan struct{}) {
 // is not submitted now: most messages are taken at once, and carrying each would
 // copy it twice more.
 func (p *StreamProcessor[T]) process(ctx context.Context, msg Message[T], fresh bool) error {
-	p.setPhase(phaseStrategyPoll)
+	// The iteration's tick and its phase in one store.
+	p.phase = phaseStrategyPoll
+	p.hb.TickPhase(phaseStrategyPoll)
 	if err := p.strategy.Poll(); err != nil {
 		if inv, ok := AsInvalid(err); ok {
 			p.handleInvalid(inv)
@@ -169,11 +170,15 @@ func (p *StreamProcessor[T]) process(ctx context.Context, msg Message[T], fresh 
 const maxHeldWhilePaused = 10000
 
 // pollConsumer polls the consumer. It returns a message to submit now (fresh), or
-// carries it behind the messages already carried.
-func (p *StreamProcessor[T]) pollConsumer(ctx context.Context) (msg Message[T], fresh bool, err error) {
-	// The iteration's tick and its first phase, in one store.
-	p.phase = phasePoll
-	p.hb.TickPhase(phasePoll)
+// carries it behind the messages already carried. Only a poll that may wait is a
+// phase of its own (and a tick, for a loop with nothing assigned that only polls):
+// one that hands out a message the consumer holds cannot stall, and a heartbeat
+// store is a tenth of the loop's cost.
+func (p *StreamProcessor[T]) pollConsumer(ctx context.Context, mayWait bool) (msg Message[T], fresh bool, err error) {
+	if mayWait {
+		p.phase = phasePoll
+		p.hb.TickPhase(phasePoll)
+	}
 	timeout := p.cfg.PollTimeout
 	if p.bp.paused {
 		timeout = p.cfg.PausedPollTimeout

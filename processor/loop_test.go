@@ -8,6 +8,7 @@ import (
 
 	"github.com/creekstream/creek/metrics"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 )
 
@@ -201,5 +202,79 @@ func TestIntervalCommitDoesNotWaitForTheClockStride(t *testing.T) {
 	// notices within clockPeriod (10 more).
 	if c.firstCommitAt == 0 || c.firstCommitAt >= clockStride/2 {
 		t.Errorf("first commit after %d messages of 1 ms with a 20 ms interval, want it well before the %d-message clock stride", c.firstCommitAt, clockStride)
+	}
+}
+
+// blockingStrategy blocks in Poll or Submit, as block says, once the first
+// message has been taken, until release is closed.
+type blockingStrategy struct {
+	inSubmit bool
+	release  chan struct{}
+	took     bool
+}
+
+func (s *blockingStrategy) Submit(Message[string]) error {
+	if s.took && s.inSubmit {
+		<-s.release
+	}
+	s.took = true
+	return nil
+}
+
+func (s *blockingStrategy) Poll() error {
+	if s.took && !s.inSubmit {
+		<-s.release
+	}
+	return nil
+}
+func (s *blockingStrategy) Close()                     {}
+func (s *blockingStrategy) Join(context.Context) error { return nil }
+func (s *blockingStrategy) Terminate()                 {}
+
+// A consumer with messages at hand polls without a phase of its own: the phases
+// of a stall in the strategy must still be right.
+func TestWatchdogNamesTheStrategyPhaseWithABufferedConsumer(t *testing.T) {
+	for _, tt := range []struct {
+		inSubmit bool
+		want     string
+	}{{false, phaseStrategyPoll}, {true, phaseSubmit}} {
+		t.Run(tt.want, func(t *testing.T) {
+			core, logs := observer.New(zap.WarnLevel)
+			warned := make(chan struct{}, 1)
+			logger := zap.New(zapcore.RegisterHooks(core, func(zapcore.Entry) error {
+				select {
+				case warned <- struct{}{}:
+				default:
+				}
+				return nil
+			}))
+			s := &blockingStrategy{inSubmit: tt.inSubmit, release: make(chan struct{})}
+			factory := FactoryFunc[string](func(CommitFunc, []Partition) (Strategy[string], error) { return s, nil })
+			p, err := New[string](&benchConsumer{}, factory, Config[string]{
+				Topics: []string{"t"},
+				Logger: logger,
+				Stuck:  StuckConfig{Timeout: 20 * time.Millisecond},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			ended := make(chan error, 1)
+			go func() { ended <- p.Run(ctx) }()
+			select {
+			case <-warned:
+				stuck := logs.FilterMessage("loop is stuck").All()
+				if len(stuck) == 0 || stuck[0].ContextMap()["phase"] != tt.want {
+					t.Errorf("stuck reports %v, want one naming phase %q", stuck, tt.want)
+				}
+			case <-time.After(10 * time.Second):
+				t.Errorf("timed out after 10s waiting for a stuck report naming phase %q", tt.want)
+			}
+			cancel()
+			close(s.release)
+			if err := <-ended; err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }
