@@ -129,18 +129,7 @@ func runCreek(ctx context.Context, e runEnv) error {
 		_ = consumer.Close()
 		return err
 	}
-	runCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	ended := make(chan error, 1)
-	go func() { ended <- p.Run(runCtx) }()
-	select {
-	case <-e.count.done:
-		stop()
-		return <-ended
-	case err := <-ended:
-		// Ended early: the caller reports how far it got.
-		return err
-	}
+	return runUntilCounted(ctx, e, p.Run)
 }
 
 // runSarama is the bare consumer-group loop: mark every message and let sarama's
@@ -226,10 +215,17 @@ func runGoka(ctx context.Context, e runEnv) error {
 	if err != nil {
 		return fmt.Errorf("goka processor: %w", err)
 	}
+	return runUntilCounted(ctx, e, p.Run)
+}
+
+// runUntilCounted runs a contender until it has counted every message, then stops it
+// and returns what its run returned. A run that ends early returns at once; the
+// caller reports how far it got.
+func runUntilCounted(ctx context.Context, e runEnv, run func(context.Context) error) error {
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	ended := make(chan error, 1)
-	go func() { ended <- p.Run(runCtx) }()
+	go func() { ended <- run(runCtx) }()
 	select {
 	case <-e.count.done:
 		stop()
