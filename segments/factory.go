@@ -2,7 +2,6 @@ package segments
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -30,6 +29,10 @@ type FactoryConfig struct {
 	// trip (defaults 100 spans, 100 ms).
 	BatchSize int
 	BatchTime time.Duration
+	// IngestConcurrency is how many batches may be on their way to Redis at once
+	// (default 2). Above 1, the next batch is decoded and written while an earlier
+	// one's round trip is under way; batches are still committed in order.
+	IngestConcurrency int
 	// Logger receives the logs. Default zap.NewNop().
 	Logger *zap.Logger
 	// Metrics receives the metrics, named spans.buffer.*. Default metrics.Noop{}.
@@ -40,12 +43,20 @@ type FactoryConfig struct {
 const (
 	DefaultBatchSize = 100
 	DefaultBatchTime = 100 * time.Millisecond
+	// DefaultIngestConcurrency lets one batch's round trip overlap the next: more
+	// gains little while one Redis server runs every script on one core.
+	DefaultIngestConcurrency = 2
 )
 
 // Factory builds the span buffer's chain for the assigned partitions of one input
 // topic:
 //
 //	decode -> Batch -> ingest (ProcessSpans) -> Flusher -> CommitOffsets
+//
+// Ingest writes up to IngestConcurrency batches at once and forwards them in order;
+// a batch moves its partitions' clocks only when it is forwarded, so a clock never
+// passes a span that is not in Redis yet. A Redis failure is retried until the
+// batch is written.
 //
 // A message that does not decode is reported with processor.Invalid, so it goes to
 // the dead-letter queue. The partition a span was read from is its shard, and each
@@ -83,12 +94,17 @@ func NewFactory(cfg FactoryConfig) (*Factory, error) {
 		return nil, fmt.Errorf("segments: FactoryConfig.BatchSize is %d; set it > 0, or 0 for %d", cfg.BatchSize, DefaultBatchSize)
 	case cfg.BatchTime < 0:
 		return nil, fmt.Errorf("segments: FactoryConfig.BatchTime is %v; set it > 0, or 0 for %v", cfg.BatchTime, DefaultBatchTime)
+	case cfg.IngestConcurrency < 0:
+		return nil, fmt.Errorf("segments: FactoryConfig.IngestConcurrency is %d; set it > 0, or 0 for %d", cfg.IngestConcurrency, DefaultIngestConcurrency)
 	}
 	if cfg.BatchSize == 0 {
 		cfg.BatchSize = DefaultBatchSize
 	}
 	if cfg.BatchTime == 0 {
 		cfg.BatchTime = DefaultBatchTime
+	}
+	if cfg.IngestConcurrency == 0 {
+		cfg.IngestConcurrency = DefaultIngestConcurrency
 	}
 	if cfg.Buffer.Logger == nil {
 		cfg.Buffer.Logger = cfg.Logger.Named("buffer")
@@ -125,9 +141,10 @@ func (f *Factory) Create(commit processor.CommitFunc, partitions []processor.Par
 	if err != nil {
 		return nil, err
 	}
-	ingest := strategies.NewRunTask(f.ingestFunc(fl), processor.Strategy[int](fl), opts...)
-	batch, err := strategies.NewBatch(strategies.BatchLimits[Span]{MaxSize: f.cfg.BatchSize, MaxWait: f.cfg.BatchTime}, ingest, opts...)
+	ingest := newIngester(f, fl, fl, f.cfg.IngestConcurrency)
+	batch, err := strategies.NewBatch(strategies.BatchLimits[Span]{MaxSize: f.cfg.BatchSize, MaxWait: f.cfg.BatchTime}, processor.Strategy[[]processor.Message[Span]](ingest), opts...)
 	if err != nil {
+		ingest.stop()
 		return nil, err
 	}
 	decode := strategies.NewRunTask(decodeFunc(fl.clock), processor.Strategy[Span](batch), opts...)
@@ -191,45 +208,6 @@ type partitionTime struct {
 	spans int
 	// oldest is the smallest Kafka timestamp among them: the partition's time.
 	oldest time.Time
-}
-
-// ingestFunc returns the step that writes a batch to Redis and moves the clock of
-// each partition in it to that partition's smallest Kafka time in the batch. Each
-// partition keeps its own time since partitions are consumed at different rates. A
-// Redis failure rejects the batch, which is offered again later: ingest is
-// idempotent.
-func (f *Factory) ingestFunc(fl *Flusher[int]) func(processor.Message[[]processor.Message[Span]]) (int, error) {
-	return func(msg processor.Message[[]processor.Message[Span]]) (int, error) {
-		batch := msg.Payload
-		spans := make([]Span, len(batch))
-		parts := make(map[int32]partitionTime, 4)
-		for i, m := range batch {
-			spans[i] = m.Payload
-			p := parts[m.Payload.Partition]
-			if p.spans == 0 || m.Timestamp.Before(p.oldest) {
-				p.oldest = m.Timestamp
-			}
-			p.spans++
-			parts[m.Payload.Partition] = p
-		}
-		now := make(map[int32]time.Time, len(parts))
-		for shard, p := range parts {
-			now[shard] = p.oldest
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), f.cfg.Flusher.RedisTimeout)
-		defer cancel()
-		if err := f.buf.ProcessSpansAt(ctx, spans, now); err != nil {
-			f.m.Increment("spans.buffer.process_spans.errors", 1)
-			f.log.Warn("ingesting spans failed; retrying the batch", zap.Int("spans", len(spans)), zap.Error(err))
-			return 0, errors.Join(processor.ErrMessageRejected, err)
-		}
-		wall := time.Now()
-		for shard, p := range parts {
-			fl.clock.ingested(shard, p.spans, p.oldest, wall)
-			fl.gauge("spans.buffer.flusher.drift", p.oldest.Sub(wall).Seconds(), shardTag(shard))
-		}
-		return len(spans), nil
-	}
 }
 
 func shardsOf(partitions []processor.Partition) []int32 {

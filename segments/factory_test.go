@@ -3,6 +3,7 @@ package segments_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -18,10 +19,14 @@ type chain struct {
 	prod    *producer
 	f       *segments.Factory
 	offsets map[int32]int64
+	// committed is the next offset committed per partition; the commit function runs
+	// on the goroutine that polls the chain, the test's.
+	committed map[int32]int64
 }
 
 func newChain(t *testing.T, rootTimeout time.Duration, batchSize int, batchTime time.Duration) *chain {
 	t.Helper()
+	c := &chain{offsets: make(map[int32]int64), committed: make(map[int32]int64)}
 	client, _ := flusherRedis(t)
 	prod := newProducer(nil)
 	f, err := segments.NewFactory(segments.FactoryConfig{
@@ -33,7 +38,12 @@ func newChain(t *testing.T, rootTimeout time.Duration, batchSize int, batchTime 
 	if err != nil {
 		t.Fatalf("NewFactory: %v", err)
 	}
-	commit := func(processor.Committable, bool) error { return nil }
+	commit := func(co processor.Committable, _ bool) error {
+		for p, next := range co.All() {
+			c.committed[p.Index] = max(c.committed[p.Index], next)
+		}
+		return nil
+	}
 	s, err := f.Create(commit, []processor.Partition{{Topic: "spans", Index: 0}, {Topic: "spans", Index: 1}})
 	if err != nil {
 		t.Fatalf("Create: %v", err)
@@ -47,7 +57,45 @@ func newChain(t *testing.T, rootTimeout time.Duration, batchSize int, batchTime 
 		}
 		f.Shutdown()
 	})
-	return &chain{s: s, prod: prod, f: f, offsets: make(map[int32]int64)}
+	c.s, c.prod, c.f = s, prod, f
+	return c
+}
+
+// poll polls the chain once, failing the test on an error.
+func (c *chain) poll(t *testing.T) {
+	t.Helper()
+	if err := c.s.Poll(); err != nil {
+		t.Fatalf("Poll: %v", err)
+	}
+}
+
+// ingested polls the chain until the spans of partition up to offset next are
+// committed, that is in Redis: ingest runs beside the loop and is forwarded on Poll.
+func (c *chain) ingested(t *testing.T, partition int32, next int64) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("offset %d of partition %d to be committed", next, partition), waitLong, func() bool {
+		c.poll(t)
+		return c.committed[partition] >= next
+	})
+}
+
+// acked polls the chain until the producer acknowledges a message, and returns it.
+func (c *chain) acked(t *testing.T, what string) []byte {
+	t.Helper()
+	deadline := time.NewTimer(waitLong)
+	defer deadline.Stop()
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		c.poll(t)
+		select {
+		case v := <-c.prod.ackedCh:
+			return v
+		case <-deadline.C:
+			t.Fatalf("no acknowledged message within %v: waited for %s", waitLong, what)
+		case <-tick.C:
+		}
+	}
 }
 
 // submit offers one span read from partition at Kafka time ts, and polls.
@@ -59,9 +107,7 @@ func (c *chain) submit(t *testing.T, partition int32, ts time.Time, trace, span,
 	if err := c.s.Submit(msg); err != nil {
 		t.Fatalf("Submit span %s: %v", span, err)
 	}
-	if err := c.s.Poll(); err != nil {
-		t.Fatalf("Poll: %v", err)
-	}
+	c.poll(t)
 }
 
 // segmentsUntil reads flushed segments, as lists of span ids, until every one of
@@ -71,7 +117,7 @@ func (c *chain) segmentsUntil(t *testing.T, spans ...string) [][]string {
 	var out [][]string
 	missing := slices.Clone(spans)
 	for len(missing) > 0 {
-		v := c.prod.wait(t, "segments holding spans "+spanList(missing), waitLong)
+		v := c.acked(t, "segments holding spans "+spanList(missing))
 		var msg struct {
 			Spans []struct {
 				SpanID string `json:"span_id"`
@@ -106,6 +152,8 @@ func TestFactoryFlushesEachPartitionAtItsOwnTime(t *testing.T) {
 
 	c.submit(t, 0, lagging, x, a, "")
 	c.submit(t, 1, leading, y, b, "")
+	c.ingested(t, 0, 1)
+	c.ingested(t, 1, 1)
 	// Every worker completes a cycle with partition 1's time an hour ahead; one
 	// clock for both would flush partition 0's segment now.
 	ingested := time.Now()
@@ -134,6 +182,7 @@ func TestFactoryHoldsASegmentWhileItsSpanWaitsInABatch(t *testing.T) {
 
 	c.submit(t, 0, now, x, a, "")
 	c.submit(t, 1, now, f, fr, "") // the batch of two is ingested
+	c.ingested(t, 1, 1)
 	c.submit(t, 0, now, x, child, a)
 	// The child waits in the next batch. Partition 1's segment, due at the same time
 	// as partition 0's, comes out meanwhile.
