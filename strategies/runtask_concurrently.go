@@ -152,6 +152,12 @@ func (s *RunTaskConcurrently[T, U]) apply(m processor.Message[T]) outcome[U] {
 		return outcome[U]{msg: processor.AsFiltered[U](m)}
 	}
 	v, err := s.fn(m)
+	if errors.Is(err, processor.ErrMessageRejected) {
+		// A task runs once; it cannot ask to be offered again. Passed on as it is,
+		// the rejection would read as the next step's backpressure and the message
+		// would be dropped while later offsets are committed past it.
+		err = fmt.Errorf("creek: run task concurrently: the task returned ErrMessageRejected (%v); a task can fail or report processor.Invalid, not reject", err)
+	}
 	if err != nil {
 		return outcome[U]{err: err}
 	}

@@ -212,6 +212,34 @@ func TestRunTaskConcurrentlyInvalidInOrder(t *testing.T) {
 	}
 }
 
+// A task that returns ErrMessageRejected must stop the processor, not read as the
+// next step's backpressure: that would drop the message and commit past it.
+func TestRunTaskConcurrentlyTaskRejectionIsFatal(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	next := &recorder[int]{}
+	fn := func(m processor.Message[int]) (int, error) {
+		if m.Payload == 1 {
+			return 0, processor.ErrMessageRejected
+		}
+		return m.Payload, nil
+	}
+	s := mustConcurrently(t, fn, 2, 10, next)
+	for i := range 3 {
+		if err := s.Submit(brokerMsg(i, tp0, int64(i))); err != nil {
+			t.Fatalf("Submit(%d) = %v", i, err)
+		}
+	}
+	for i := range 3 {
+		waitClosed(t, taskDone(t, s, i), "every task")
+	}
+	err := s.Poll()
+	if err == nil || errors.Is(err, processor.ErrMessageRejected) {
+		t.Fatalf("Poll = %v, want a fatal error that is not a rejection", err)
+	}
+	checkCommittables(t, next.messages(), processor.CommittableOf(tp0, 1))
+	s.Terminate()
+}
+
 func TestRunTaskConcurrentlyBackpressure(t *testing.T) {
 	defer goleak.VerifyNone(t)
 	next := &recorder[int]{}
