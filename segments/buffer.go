@@ -47,6 +47,13 @@ type Buffer struct {
 
 	mu     sync.Mutex
 	shards []int32
+
+	// clusterIngest serialises the scripts and queue updates of concurrent batches
+	// on a Cluster. There the queue update is a round trip of its own after the
+	// scripts (the queues live in other slots), so two batches interleaving could
+	// queue a segment that the other batch's script had just merged away and drop
+	// the live one. On a single Redis the script updates the queues atomically.
+	clusterIngest sync.Mutex
 }
 
 // NewBuffer returns a Buffer on client with cfg, after filling in cfg's defaults and
@@ -254,6 +261,8 @@ func (b *Buffer) processSpans(ctx context.Context, spans []Span, now func(shard 
 		if err := b.pipeline(ctx, writePayloads); err != nil {
 			return fmt.Errorf("segments: writing payloads: %w", err)
 		}
+		b.clusterIngest.Lock()
+		defer b.clusterIngest.Unlock()
 		if err := b.pipeline(ctx, runScripts); err != nil {
 			return fmt.Errorf("segments: adding subsegments: %w", err)
 		}
