@@ -182,10 +182,6 @@ func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
 	}, nil
 }
 
-// Cooperative reports whether the group uses the cooperative protocol, under
-// which a rebalance revokes only the partitions that move.
-func (c *Consumer) Cooperative() bool { return c.cooperative }
-
 // Subscribe joins the group for topics. It may be called once.
 func (c *Consumer) Subscribe(topics []string, cb processor.RebalanceCallbacks) error {
 	select {
