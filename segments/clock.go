@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-// kafkaClock is the flusher's time, kept per shard (Kafka partition). Partitions are
+// kafkaClock is the span buffer's time, kept per shard (Kafka partition). Partitions are
 // consumed at different rates, so one clock for all of them would flush a lagging
 // partition's segments at a leading partition's time, before the lagging one's late
 // spans are read.
@@ -16,8 +16,11 @@ import (
 // consumer holds such a span (in a batch that waits for its size or time limit, say),
 // a segment it belongs to must not be flushed without it.
 //
-// The processor's loop goroutine calls hold and ingested; flusher workers call now.
-// mu guards everything.
+// The Factory makes one per chain and hands it to each step that moves it: decode
+// holds each span read (hold), ingest releases the spans once they are in Redis
+// (ingested), the flusher lifts the hold while it rejects (setUncapped); the
+// flusher's workers read it through store.Clock (Now). The first three run on the
+// processor's loop goroutine, the workers on their own; mu guards everything.
 type kafkaClock struct {
 	mu sync.Mutex
 	// base is the drift of a shard not ingested yet when no shard has been: Kafka
@@ -108,35 +111,33 @@ func (c *kafkaClock) setUncapped(v bool) {
 	c.mu.Unlock()
 }
 
-// now returns the time of each of shards at wall. A shard that no batch has been
-// ingested for yet (just assigned, or quiet) runs at the slowest known shard's time,
-// the one least likely to flush ahead of data; with none known, at wall + base.
-func (c *kafkaClock) now(shards []int32, wall time.Time) []time.Time {
+// Now returns the time shard is flushed at; it makes the clock a store.Clock.
+func (c *kafkaClock) Now(shard int32) time.Time { return c.at(shard, time.Now()) }
+
+// at returns the time of shard at wall. A shard that no batch has been ingested for
+// yet (just assigned, or quiet) runs at the slowest known shard's time, the one
+// least likely to flush ahead of data; with none known, at wall + base.
+func (c *kafkaClock) at(shard int32, wall time.Time) time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	st, ok := c.shards[shard]
+	if ok && st.known {
+		return c.timeOf(st, wall)
+	}
 	fallback := wall.Add(c.base)
 	first := true
-	for _, st := range c.shards {
-		if !st.known {
+	for _, other := range c.shards {
+		if !other.known {
 			continue
 		}
-		if t := c.timeOf(st, wall); first || t.Before(fallback) {
+		if t := c.timeOf(other, wall); first || t.Before(fallback) {
 			fallback, first = t, false
 		}
 	}
-	out := make([]time.Time, len(shards))
-	for i, s := range shards {
-		st, ok := c.shards[s]
-		switch {
-		case ok && st.known:
-			out[i] = c.timeOf(st, wall)
-		case ok && len(st.pending) > 0 && !c.uncapped && st.oldest.Before(fallback):
-			out[i] = st.oldest
-		default:
-			out[i] = fallback
-		}
+	if ok && len(st.pending) > 0 && !c.uncapped && st.oldest.Before(fallback) {
+		return st.oldest
 	}
-	return out
+	return fallback
 }
 
 func (c *kafkaClock) timeOf(st *shardTime, wall time.Time) time.Time {

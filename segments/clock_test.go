@@ -133,7 +133,7 @@ func TestKafkaClock(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := newKafkaClock()
 			tc.setup(c)
-			if got := c.now([]int32{tc.shard}, wall.Add(tc.at))[0]; !got.Equal(tc.want) {
+			if got := c.at(tc.shard, wall.Add(tc.at)); !got.Equal(tc.want) {
 				t.Fatalf("shard %d at wall+%v: clock %v, want %v", tc.shard, tc.at, got, tc.want)
 			}
 		})

@@ -12,6 +12,7 @@ import (
 	"github.com/creekstream/creek/kafka"
 	"github.com/creekstream/creek/metrics"
 	"github.com/creekstream/creek/processor"
+	"github.com/creekstream/creek/segments/store"
 )
 
 // ConsumerConfig configures NewConsumer: the whole span buffer consumer, from the
@@ -28,16 +29,20 @@ type ConsumerConfig struct {
 	// logged, counted and skipped.
 	DLQTopic string
 	Redis    redis.UniversalClient
-	// Buffer, Flusher, BatchSize and BatchTime are as in FactoryConfig. Flusher.Topic
-	// and Flusher.Producer are filled in (a producer on Brokers) unless set.
-	Buffer    Config
-	Flusher   FlusherConfig
-	BatchSize int
-	BatchTime time.Duration
-	// Kafka configures the consumer; Brokers, GroupID and Logger are filled in.
+	// Buffer, Flusher, BatchSize, BatchTime and IngestConcurrency are as in
+	// FactoryConfig. Flusher.Topic and Flusher.Producer are filled in (OutputTopic, a
+	// producer on Brokers) when empty.
+	Buffer            store.Config
+	Flusher           FlusherConfig
+	BatchSize         int
+	BatchTime         time.Duration
+	IngestConcurrency int
+	// Kafka configures the consumer. Brokers and GroupID come from the fields above
+	// and must be left empty here; Logger is filled in when nil.
 	Kafka kafka.ConsumerConfig
-	// Processor configures the StreamProcessor; Topics, DLQ.Producer, Logger and
-	// Metrics are filled in, and PollTimeout defaults to BatchTime.
+	// Processor configures the StreamProcessor. Topics comes from InputTopic and
+	// must be left empty, as must DLQ.Producer (set DLQTopic); Logger and Metrics are
+	// filled in when nil, and PollTimeout defaults to BatchTime.
 	Processor processor.Config[processor.KafkaPayload]
 	// Logger receives the logs. Default zap.NewNop().
 	Logger *zap.Logger
@@ -62,6 +67,12 @@ func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
 		return nil, errors.New("segments: ConsumerConfig.OutputTopic is empty; name the topic segments are written to")
 	case cfg.Redis == nil:
 		return nil, errors.New("segments: ConsumerConfig.Redis is nil; give a Redis client")
+	case len(cfg.Kafka.Brokers) > 0 || cfg.Kafka.GroupID != "":
+		return nil, errors.New("segments: ConsumerConfig.Kafka.Brokers and GroupID are set; set ConsumerConfig.Brokers and Group instead")
+	case len(cfg.Processor.Topics) > 0:
+		return nil, errors.New("segments: ConsumerConfig.Processor.Topics is set; the consumer reads InputTopic only")
+	case cfg.Processor.DLQ != nil && cfg.Processor.DLQ.Producer != nil:
+		return nil, errors.New("segments: ConsumerConfig.Processor.DLQ.Producer is set; set ConsumerConfig.DLQTopic instead")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
@@ -88,7 +99,7 @@ func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
 	}
 	c.factory, err = NewFactory(FactoryConfig{
 		Redis: cfg.Redis, Buffer: cfg.Buffer, Flusher: cfg.Flusher,
-		BatchSize: cfg.BatchSize, BatchTime: cfg.BatchTime,
+		BatchSize: cfg.BatchSize, BatchTime: cfg.BatchTime, IngestConcurrency: cfg.IngestConcurrency,
 		Logger: cfg.Logger, Metrics: cfg.Metrics,
 	})
 	if err != nil {
@@ -133,8 +144,8 @@ func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
 	return c, nil
 }
 
-// Factory returns the strategy factory the consumer runs.
-func (c *Consumer) Factory() *Factory { return c.factory }
+// Workers returns the status of the flusher's workers; see Factory.Workers.
+func (c *Consumer) Workers() []WorkerStatus { return c.factory.Workers() }
 
 // Run consumes until ctx is cancelled (nil is returned) or processing fails, then
 // closes the producer, waiting at most StopTimeout for its last messages.

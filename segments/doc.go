@@ -1,38 +1,27 @@
-// Package segments assembles tracing spans into segments in Redis: the span
-// buffer's store.
+// Package segments is the span buffer: a consumer that reads tracing spans from
+// Kafka, assembles them into segments in Redis and emits each finished segment to
+// Kafka. Package store holds the Redis side (span model, decoding, layout, Lua
+// scripts, ingest, flush, output); this package runs it as a strategy chain:
 //
-// A segment is every span of one trace that hangs under one segment root (a span
-// without a parent, or marked is_segment). Spans arrive one per Kafka message, in any
-// order. Decode turns a message into a Span; Buffer.ProcessSpans adds a batch of them
-// to their segments; Buffer.FlushShards takes the segments that have been quiet long
-// enough (RootTimeout once the root has arrived, else Timeout); Buffer.Messages
-// renders one as Kafka messages; Buffer.DoneFlushSegments removes it once those
-// messages were acknowledged. The flusher strategy drives the last three from its
-// workers, each owning some shards (Kafka partitions).
+//	decode -> Batch -> ingest -> flusher -> CommitOffsets
 //
-// # Redis layout
-//
-// Every key expires after Config.TTL, refreshed on each write. {...} is the Cluster
-// hash tag; P is the project id, T the trace id.
-//
-//	span-buf:s:{P:T:salt}:salt   set     raw payloads of one subsegment (or one zstd frame)
-//	span-buf:mk:{P:T}:<root>     set     salts of the segment's payload sets
-//	span-buf:ssr:{P:T}           hash    span id -> segment root id (redirects)
-//	span-buf:hrs:<segment key>   string  the segment's root has arrived
-//	span-buf:ic:<segment key>    string  spans ingested
-//	span-buf:ibc:<segment key>   string  payload bytes ingested
-//	span-buf:fl:<segment key>    string  flush lock (only with Config.FlushLockTTL)
-//	span-buf:q:[<slice>-]<shard> zset    segment key -> flush deadline (Unix ms)
-//
-// The segment key is span-buf:s:{P:T}:<root>. A trace's metadata shares one slot, so
-// one Lua script updates it atomically; payload sets carry their salt in the tag so
-// that a segment's bytes spread over a Cluster. The salt hashes the subsegment's span
-// ids, so a retried batch rewrites the same keys and is counted once.
+// NewConsumer is the ready-made service: a Kafka consumer, a StreamProcessor with
+// the Factory below and a dead-letter queue for spans that do not decode. Factory is
+// the chain alone, for a service that wires its own processor.
 //
 // # Time
 //
-// Deadlines are computed from the time passed in, the Kafka time of the batch, never
-// from the wall clock; key expiry is Redis's own wall clock. Each partition has a
-// Kafka time of its own (ProcessSpansAt, FlushShardsAt): partitions are consumed at
-// different rates, and a lagging one must not be flushed at a leading one's time.
+// Each partition (shard) has a Kafka clock of its own, kept by the chain's
+// kafkaClock: decode holds every span read until ingest has put it in Redis, ingest
+// moves a partition's clock to its batch's Kafka time, and the flusher's workers
+// flush each shard at its clock's time. A backlog is not flushed early, and a
+// lagging partition is not flushed at a leading one's time.
+//
+// # The flusher
+//
+// Workers, goroutines that each own some shards, flush due segments, produce them,
+// wait for the acknowledgements and only then remove them from Redis. A supervisor
+// replaces a worker that died or stopped reporting, never letting two run on the
+// same shards. The flusher starts without holding the assignment callback: until
+// every worker has reported healthy it rejects messages, so the consumer pauses.
 package segments

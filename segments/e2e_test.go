@@ -1,4 +1,4 @@
-package segments_test
+package segments
 
 import (
 	"context"
@@ -13,7 +13,7 @@ import (
 
 	"github.com/creekstream/creek/kafka"
 	"github.com/creekstream/creek/kafka/kafkatest"
-	"github.com/creekstream/creek/segments"
+	"github.com/creekstream/creek/segments/store"
 )
 
 // TestConsumerEndToEnd runs the ready-made consumer on the in-process broker and miniredis,
@@ -39,11 +39,11 @@ func TestConsumerEndToEnd(t *testing.T) {
 
 	flusher := fastConfig(nil)
 	flusher.Producer, flusher.Topic = nil, ""
-	c, err := segments.NewConsumer(segments.ConsumerConfig{
+	c, err := NewConsumer(ConsumerConfig{
 		Brokers: env.Brokers, Group: env.Group(),
 		InputTopic: in, OutputTopic: out, DLQTopic: dlq,
 		Redis:     client,
-		Buffer:    segments.Config{RootTimeout: 500 * time.Millisecond, Timeout: time.Second},
+		Buffer:    store.Config{RootTimeout: 500 * time.Millisecond, Timeout: time.Second},
 		Flusher:   flusher,
 		BatchTime: 20 * time.Millisecond,
 	})
@@ -111,20 +111,20 @@ func TestNewConsumerValidates(t *testing.T) {
 	client, _ := flusherRedis(t)
 	cases := []struct {
 		name string
-		cfg  segments.ConsumerConfig
+		cfg  ConsumerConfig
 	}{
-		{"no input topic", segments.ConsumerConfig{OutputTopic: "o", Redis: client}},
-		{"no output topic", segments.ConsumerConfig{InputTopic: "i", Redis: client}},
-		{"no redis", segments.ConsumerConfig{InputTopic: "i", OutputTopic: "o"}},
+		{"no input topic", ConsumerConfig{OutputTopic: "o", Redis: client}},
+		{"no output topic", ConsumerConfig{InputTopic: "i", Redis: client}},
+		{"no redis", ConsumerConfig{InputTopic: "i", OutputTopic: "o"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if _, err := segments.NewConsumer(tc.cfg); err == nil {
+			if _, err := NewConsumer(tc.cfg); err == nil {
 				t.Fatal("NewConsumer accepted an incomplete config")
 			}
 		})
 	}
-	_, err := segments.NewFactory(segments.FactoryConfig{Redis: client, Flusher: segments.FlusherConfig{Topic: "o", Producer: newProducer(nil)}, BatchSize: -1})
+	_, err := NewFactory(FactoryConfig{Redis: client, Flusher: FlusherConfig{Topic: "o", Producer: newProducer(nil)}, BatchSize: -1})
 	if err == nil || errors.Is(err, context.Canceled) {
 		t.Fatalf("NewFactory with BatchSize -1 = %v, want an error", err)
 	}

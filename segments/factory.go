@@ -11,6 +11,7 @@ import (
 
 	"github.com/creekstream/creek/metrics"
 	"github.com/creekstream/creek/processor"
+	"github.com/creekstream/creek/segments/store"
 	"github.com/creekstream/creek/strategies"
 )
 
@@ -20,10 +21,10 @@ type FactoryConfig struct {
 	// Redis holds the buffer: a single server or a Cluster.
 	Redis redis.UniversalClient
 	// Buffer configures the store (timeouts, limits, compression). Its Logger and
-	// Metrics default to the factory's.
-	Buffer Config
+	// Metrics, when nil, are set to the factory's.
+	Buffer store.Config
 	// Flusher configures the flusher strategy: output topic, producer, workers,
-	// supervision. Its Logger and Metrics default to the factory's.
+	// supervision. Its Logger and Metrics, when nil, are set to the factory's.
 	Flusher FlusherConfig
 	// BatchSize and BatchTime bound the batches of spans ingested in one Redis round
 	// trip (defaults 100 spans, 100 ms).
@@ -51,7 +52,7 @@ const (
 // Factory builds the span buffer's chain for the assigned partitions of one input
 // topic:
 //
-//	decode -> Batch -> ingest (ProcessSpans) -> Flusher -> CommitOffsets
+//	decode -> Batch -> ingest -> flusher -> CommitOffsets
 //
 // Ingest writes up to IngestConcurrency batches at once and forwards them in order;
 // a batch moves its partitions' clocks only when it is forwarded, so a clock never
@@ -60,19 +61,18 @@ const (
 //
 // A message that does not decode is reported with processor.Invalid, so it goes to
 // the dead-letter queue. The partition a span was read from is its shard, and each
-// partition has a Kafka clock of its own that the flusher flushes its shard at (see
-// Flusher.Now). Factory
-// implements processor.AssignmentWatcher (the running flusher is told of new
-// partitions) and processor.Shutdowner.
+// partition has a Kafka clock of its own, which the flusher flushes its shard at.
+// Factory implements processor.AssignmentWatcher (the running flusher is told of
+// new partitions) and processor.Shutdowner.
 type Factory struct {
 	cfg FactoryConfig
-	buf *Buffer
+	buf *store.Buffer
 	log *zap.Logger
 	m   metrics.Metrics
 
 	// mu guards current, the flusher of the chain built last.
 	mu      sync.Mutex
-	current *Flusher[int]
+	current *flusher
 }
 
 var (
@@ -123,33 +123,29 @@ func NewFactory(cfg FactoryConfig) (*Factory, error) {
 		return nil, err
 	}
 	cfg.Flusher = fc
-	buf, err := NewBuffer(cfg.Redis, cfg.Buffer)
+	buf, err := store.New(cfg.Redis, cfg.Buffer)
 	if err != nil {
 		return nil, err
 	}
 	return &Factory{cfg: cfg, buf: buf, log: cfg.Logger, m: cfg.Metrics}, nil
 }
 
-// Buffer returns the store the factory's chains write to.
-func (f *Factory) Buffer() *Buffer { return f.buf }
-
-// Create builds the chain for partitions and starts its flusher, waiting until every
-// flusher worker has reported healthy (see Flusher.Start).
+// Create builds the chain for partitions and starts its flusher. It does not wait
+// for the flusher's workers: the flusher rejects messages until they have all
+// reported healthy, and fails the chain if one does not (see FlusherConfig).
 func (f *Factory) Create(commit processor.CommitFunc, partitions []processor.Partition) (processor.Strategy[processor.KafkaPayload], error) {
 	opts := []strategies.Option{strategies.WithLogger(f.log), strategies.WithMetrics(f.m)}
-	fl, err := NewFlusher[int](f.buf, strategies.NewCommitOffsets[int](commit, opts...), f.cfg.Flusher)
-	if err != nil {
-		return nil, err
-	}
-	ingest := newIngester(f, fl, fl, f.cfg.IngestConcurrency)
-	batch, err := strategies.NewBatch(strategies.BatchLimits[Span]{MaxSize: f.cfg.BatchSize, MaxWait: f.cfg.BatchTime}, processor.Strategy[[]processor.Message[Span]](ingest), opts...)
+	clock := newKafkaClock()
+	fl := newFlusher(f.buf, clock, strategies.NewCommitOffsets[int](commit, opts...), f.cfg.Flusher)
+	ingest := newIngester(f.buf, clock, fl, f.cfg.IngestConcurrency, f.cfg.Flusher.RedisTimeout, f.log, safeMetrics{m: f.m, log: f.log})
+	batch, err := strategies.NewBatch(strategies.BatchLimits[store.Span]{MaxSize: f.cfg.BatchSize, MaxWait: f.cfg.BatchTime}, processor.Strategy[[]processor.Message[store.Span]](ingest), opts...)
 	if err != nil {
 		ingest.stop()
 		return nil, err
 	}
-	decode := strategies.NewRunTask(decodeFunc(fl.clock), processor.Strategy[Span](batch), opts...)
+	decode := strategies.NewRunTask(decodeFunc(clock), processor.Strategy[store.Span](batch), opts...)
 
-	if err := fl.Start(context.Background(), shardsOf(partitions)); err != nil {
+	if err := fl.start(shardsOf(partitions)); err != nil {
 		return nil, err
 	}
 	f.mu.Lock()
@@ -158,13 +154,25 @@ func (f *Factory) Create(commit processor.CommitFunc, partitions []processor.Par
 	return decode, nil
 }
 
+// Workers returns the status of the running flusher's workers, by index, for
+// health endpoints; nil while no chain runs.
+func (f *Factory) Workers() []WorkerStatus {
+	f.mu.Lock()
+	fl := f.current
+	f.mu.Unlock()
+	if fl == nil {
+		return nil
+	}
+	return fl.workerStatus()
+}
+
 // PartitionsChanged deals the new partitions to the running flusher's workers.
 func (f *Factory) PartitionsChanged(partitions []processor.Partition) {
 	f.mu.Lock()
 	fl := f.current
 	f.mu.Unlock()
 	if fl != nil {
-		fl.SetShards(shardsOf(partitions))
+		fl.setShards(shardsOf(partitions))
 	}
 }
 
@@ -188,26 +196,19 @@ func (f *Factory) Shutdown() {
 // not decode is invalid and goes to the dead-letter queue. Each span is held in its
 // partition's clock until it is ingested, so that its segment is not flushed without
 // it meanwhile. RunTask runs the step exactly once per message.
-func decodeFunc(clock *kafkaClock) func(processor.Message[processor.KafkaPayload]) (Span, error) {
-	return func(msg processor.Message[processor.KafkaPayload]) (Span, error) {
+func decodeFunc(clock *kafkaClock) func(processor.Message[processor.KafkaPayload]) (store.Span, error) {
+	return func(msg processor.Message[processor.KafkaPayload]) (store.Span, error) {
 		pos, ok := msg.Origin()
 		if !ok {
-			return Span{}, fmt.Errorf("segments: decode needs messages read from Kafka, got one without an origin (committable %s)", msg.Committable)
+			return store.Span{}, fmt.Errorf("segments: decode needs messages read from Kafka, got one without an origin (committable %s)", msg.Committable)
 		}
-		s, err := Decode(msg.Payload.Value, pos.Partition.Index)
+		s, err := store.Decode(msg.Payload.Value, pos.Partition.Index)
 		if err != nil {
-			return Span{}, processor.Invalid(msg, err)
+			return store.Span{}, processor.Invalid(msg, err)
 		}
 		clock.hold(s.Partition, msg.Timestamp)
 		return s, nil
 	}
-}
-
-// partitionTime is what one batch holds of one partition.
-type partitionTime struct {
-	spans int
-	// oldest is the smallest Kafka timestamp among them: the partition's time.
-	oldest time.Time
 }
 
 func shardsOf(partitions []processor.Partition) []int32 {

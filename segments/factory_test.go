@@ -1,4 +1,4 @@
-package segments_test
+package segments
 
 import (
 	"context"
@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/creekstream/creek/processor"
-	"github.com/creekstream/creek/segments"
+	"github.com/creekstream/creek/segments/store"
 )
 
 // chain is a span buffer chain built by a Factory on partitions 0 and 1 of topic
@@ -17,7 +17,7 @@ import (
 type chain struct {
 	s       processor.Strategy[processor.KafkaPayload]
 	prod    *producer
-	f       *segments.Factory
+	f       *Factory
 	offsets map[int32]int64
 	// committed is the next offset committed per partition; the commit function runs
 	// on the goroutine that polls the chain, the test's.
@@ -29,9 +29,9 @@ func newChain(t *testing.T, rootTimeout time.Duration, batchSize int, batchTime 
 	c := &chain{offsets: make(map[int32]int64), committed: make(map[int32]int64)}
 	client, _ := flusherRedis(t)
 	prod := newProducer(nil)
-	f, err := segments.NewFactory(segments.FactoryConfig{
+	f, err := NewFactory(FactoryConfig{
 		Redis:     client,
-		Buffer:    segments.Config{RootTimeout: rootTimeout, Timeout: 2 * time.Second},
+		Buffer:    store.Config{RootTimeout: rootTimeout, Timeout: 2 * time.Second},
 		Flusher:   fastConfig(prod),
 		BatchSize: batchSize, BatchTime: batchTime,
 	})
@@ -158,7 +158,7 @@ func TestFactoryFlushesEachPartitionAtItsOwnTime(t *testing.T) {
 	// clock for both would flush partition 0's segment now.
 	ingested := time.Now()
 	waitFor(t, "every flusher worker to complete a cycle", waitLong, func() bool {
-		for _, w := range segments.CurrentFlusher(c.f).Workers() {
+		for _, w := range c.f.Workers() {
 			if !w.HealthySince.After(ingested) {
 				return false
 			}

@@ -12,8 +12,12 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/creekstream/creek/internal/defaults"
+	"github.com/creekstream/creek/internal/stacks"
 	"github.com/creekstream/creek/metrics"
 	"github.com/creekstream/creek/processor"
+	"github.com/creekstream/creek/segments/store"
+	"github.com/creekstream/creek/stuckdetector"
 )
 
 // Producer writes flushed segments to Kafka. kafka.Producer satisfies it.
@@ -21,7 +25,7 @@ type Producer interface {
 	Produce(ctx context.Context, topic string, payload processor.KafkaPayload) *processor.Delivery
 }
 
-// Errors a Flusher reports, wrapped in a *WorkerError that names the worker.
+// Errors the span flusher reports, wrapped in a *WorkerError that names the worker.
 var (
 	// ErrWorkerExited: a worker returned or panicked during start-up.
 	ErrWorkerExited = errors.New("segments: flusher worker exited")
@@ -47,7 +51,7 @@ func (e *WorkerError) Error() string {
 
 func (e *WorkerError) Unwrap() error { return e.Err }
 
-// FlusherConfig configures a Flusher. Topic and Producer are required; a zero field
+// FlusherConfig configures the flusher strategy, which emits finished segments. Topic and Producer are required; a zero field
 // takes the default named on it.
 type FlusherConfig struct {
 	// Topic is where flushed segments are produced.
@@ -115,27 +119,17 @@ func (c FlusherConfig) withDefaults() (FlusherConfig, error) {
 	if c.Producer == nil {
 		return c, errors.New("segments: FlusherConfig.Producer is nil; set it (kafka.NewProducer for Kafka)")
 	}
-	durations := []struct {
-		name string
-		d    *time.Duration
-		def  time.Duration
-	}{
-		{"MaxUnhealthy", &c.MaxUnhealthy, DefaultMaxUnhealthy},
-		{"StartupTimeout", &c.StartupTimeout, 0},
-		{"BackpressureAfter", &c.BackpressureAfter, DefaultBackpressureAfter},
-		{"IdleInterval", &c.IdleInterval, DefaultIdleInterval},
-		{"RedisTimeout", &c.RedisTimeout, DefaultRedisTimeout},
-		{"ProduceTimeout", &c.ProduceTimeout, DefaultProduceTimeout},
-		{"StopTimeout", &c.StopTimeout, DefaultStopTimeout},
-		{"CheckInterval", &c.CheckInterval, DefaultCheckInterval},
-	}
-	for _, f := range durations {
-		if *f.d < 0 {
-			return c, fmt.Errorf("segments: FlusherConfig.%s is %v; set it > 0, or 0 for the default", f.name, *f.d)
-		}
-		if *f.d == 0 {
-			*f.d = f.def
-		}
+	if err := defaults.Durations(
+		defaults.Duration{Name: "segments: FlusherConfig.MaxUnhealthy", Value: &c.MaxUnhealthy, Default: DefaultMaxUnhealthy},
+		defaults.Duration{Name: "segments: FlusherConfig.StartupTimeout", Value: &c.StartupTimeout},
+		defaults.Duration{Name: "segments: FlusherConfig.BackpressureAfter", Value: &c.BackpressureAfter, Default: DefaultBackpressureAfter},
+		defaults.Duration{Name: "segments: FlusherConfig.IdleInterval", Value: &c.IdleInterval, Default: DefaultIdleInterval},
+		defaults.Duration{Name: "segments: FlusherConfig.RedisTimeout", Value: &c.RedisTimeout, Default: DefaultRedisTimeout},
+		defaults.Duration{Name: "segments: FlusherConfig.ProduceTimeout", Value: &c.ProduceTimeout, Default: DefaultProduceTimeout},
+		defaults.Duration{Name: "segments: FlusherConfig.StopTimeout", Value: &c.StopTimeout, Default: DefaultStopTimeout},
+		defaults.Duration{Name: "segments: FlusherConfig.CheckInterval", Value: &c.CheckInterval, Default: DefaultCheckInterval},
+	); err != nil {
+		return c, err
 	}
 	if c.StartupTimeout == 0 {
 		c.StartupTimeout = 2 * c.MaxUnhealthy
@@ -163,7 +157,7 @@ func (c FlusherConfig) withDefaults() (FlusherConfig, error) {
 	return c, nil
 }
 
-// Flusher is the strategy that emits finished segments. It sits between the ingest
+// flusher is the strategy that emits finished segments. It sits between the ingest
 // step and CommitOffsets and forwards every message at once: once spans are in Redis
 // their offsets may be committed, and Redis holds them until they are flushed.
 //
@@ -171,35 +165,33 @@ func (c FlusherConfig) withDefaults() (FlusherConfig, error) {
 // produce them, wait for the acknowledgements, remove them from Redis, report
 // healthy. A supervisor goroutine replaces a worker that died or stopped reporting,
 // never letting the old and the new one run at once. Submit rejects (backpressure)
-// while a worker cannot keep up or Redis is nearly full.
+// until every worker has reported once, and while a worker cannot keep up or Redis
+// is nearly full.
 //
-// The strategy methods are called from the processor's loop goroutine; SetShards,
-// SetDrift, SetKafkaTime, Now and Workers may be called from any goroutine.
-type Flusher[T any] struct {
-	*flusher
-	next processor.Strategy[T]
-}
-
-// flusher is the part of a Flusher that does not depend on the payload type: what
-// the workers and the supervisor share.
+// The strategy methods are called from the processor's loop goroutine; setShards
+// and workerStatus may be called from any goroutine. The workers read the clock;
+// the loop goroutine moves it (see kafkaClock).
 type flusher struct {
-	buf *Buffer
-	cfg FlusherConfig
-	log *zap.Logger
-	m   metrics.Metrics
-
-	// clock is the Kafka time of each shard, which the workers flush at.
+	buf   *store.Buffer
 	clock *kafkaClock
+	next  processor.Strategy[int]
+	cfg   FlusherConfig
+	log   *zap.Logger
+	m     safeMetrics
+
 	// memRatio holds the float64 bits of Redis's last measured memory ratio.
 	memRatio atomic.Uint64
+	// ready is set once every worker started by start has reported healthy.
+	ready atomic.Bool
 	// fatal is the error that failed the flusher; Poll returns it.
 	fatal atomic.Pointer[error]
 
 	// mu guards everything below. It is never held while waiting.
 	mu      sync.Mutex
 	workers []*worker // by index; nil while a replacement is pending
-	// assign holds the shards dealt to each worker index.
-	assign [][]int32
+	// assign holds the shards dealt to each worker index; assigned counts them all.
+	assign   [][]int32
+	assigned int
 	// restarts counts the replacements of each worker index.
 	restarts []int
 	// retired are workers that were told to stop but may not have exited yet;
@@ -215,39 +207,42 @@ type flusher struct {
 	superDone   chan struct{}
 }
 
-// NewFlusher returns a Flusher over buf that forwards messages to next. It validates
-// cfg; Start starts the workers.
-func NewFlusher[T any](buf *Buffer, next processor.Strategy[T], cfg FlusherConfig) (*Flusher[T], error) {
-	if buf == nil {
-		return nil, errors.New("segments: NewFlusher needs a Buffer")
+// newFlusher returns a flusher over buf that flushes each shard at its time on
+// clock and forwards messages to next. cfg has its defaults filled in already
+// (FlusherConfig.withDefaults); start starts the workers.
+func newFlusher(buf *store.Buffer, clock *kafkaClock, next processor.Strategy[int], cfg FlusherConfig) *flusher {
+	return &flusher{
+		buf: buf, clock: clock, next: next, cfg: cfg, log: cfg.Logger,
+		m:    safeMetrics{m: cfg.Metrics, log: cfg.Logger},
+		busy: make(map[int32]bool),
 	}
-	if next == nil {
-		return nil, errors.New("segments: NewFlusher needs a next step (CommitOffsets)")
-	}
-	cfg, err := cfg.withDefaults()
-	if err != nil {
-		return nil, err
-	}
-	return &Flusher[T]{
-		flusher: &flusher{buf: buf, cfg: cfg, log: cfg.Logger, m: cfg.Metrics, clock: newKafkaClock(), busy: make(map[int32]bool)},
-		next:    next,
-	}, nil
 }
 
-// Start deals shards to the workers, starts them and waits until every one has
-// reported healthy once. It fails, naming the worker and its shards, when one exits
-// or does not report within StartupTimeout or ctx; the workers are then stopped.
-func (f *Flusher[T]) Start(ctx context.Context, shards []int32) error {
+// start deals shards to the workers and starts them and their supervisor, without
+// waiting: it runs inside the consumer's assignment callback, where a wait of up to
+// StartupTimeout would hold the loop and the group's rebalance. Until every worker
+// has reported healthy once Submit rejects, so the consumer pauses rather than
+// buffers; a worker that exits first or does not report within StartupTimeout fails
+// the flusher, naming the worker and its shards (Poll returns the error).
+func (f *flusher) start(shards []int32) error {
 	f.mu.Lock()
+	defer f.mu.Unlock()
 	if f.started {
-		f.mu.Unlock()
-		return errors.New("segments: Flusher.Start called twice")
+		return errors.New("segments: flusher started twice")
 	}
 	f.started = true
 	f.setShardsLocked(shards)
-	workers := slices.Clone(f.workers)
-	f.mu.Unlock()
+	ctx, cancel := context.WithCancel(context.Background())
+	f.superCancel, f.superDone = cancel, make(chan struct{})
+	go f.supervise(ctx, slices.Clone(f.workers))
+	return nil
+}
 
+// awaitStartup waits until every one of workers has reported healthy once. A slow
+// start is logged with every goroutine's stack after MaxUnhealthy.
+func (f *flusher) awaitStartup(ctx context.Context, workers []*worker) error {
+	watched := stuckdetector.Watch(ctx, "span flusher start-up", f.cfg.MaxUnhealthy, f.log)
+	defer watched()
 	ctx, cancel := context.WithTimeout(ctx, f.cfg.StartupTimeout)
 	defer cancel()
 	for _, w := range workers {
@@ -260,29 +255,15 @@ func (f *Flusher[T]) Start(ctx context.Context, shards []int32) error {
 		case <-ctx.Done():
 			err = fmt.Errorf("%w: no report within %v: %w", ErrStartupTimeout, f.cfg.StartupTimeout, ctx.Err())
 		}
-		werr := &WorkerError{Worker: w.index, Shards: w.shards(), Err: err}
-		f.log.Error("span flusher start-up failed", zap.Error(werr))
-		f.fail(werr)
-		stopCtx, stopCancel := context.WithTimeout(context.Background(), f.cfg.StopTimeout)
-		defer stopCancel()
-		if stopErr := f.stopAll(stopCtx); stopErr != nil {
-			return errors.Join(werr, stopErr)
-		}
-		return werr
+		return &WorkerError{Worker: w.index, Shards: w.shards(), Err: err}
 	}
-
-	superCtx, superCancel := context.WithCancel(context.Background())
-	f.mu.Lock()
-	f.superCancel, f.superDone = superCancel, make(chan struct{})
-	f.mu.Unlock()
-	go f.supervise(superCtx)
 	return nil
 }
 
-// SetShards deals a new shard set over the workers, starting or stopping workers
+// setShards deals a new shard set over the workers, starting or stopping workers
 // when their number changes, without restarting the others. The factory calls it
 // when the assignment changes.
-func (f *Flusher[T]) SetShards(shards []int32) {
+func (f *flusher) setShards(shards []int32) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.stopping {
@@ -295,7 +276,7 @@ func (f *flusher) setShardsLocked(shards []int32) {
 	s := slices.Clone(shards)
 	slices.Sort(s)
 	s = slices.Compact(s)
-	f.buf.SetShards(s)
+	f.assigned = len(s)
 
 	n := len(s)
 	if f.cfg.Workers > 0 {
@@ -327,30 +308,15 @@ func (f *flusher) setShardsLocked(shards []int32) {
 	f.log.Info("span flusher shards dealt", zap.Int("workers", n), zap.Any("shards", assign))
 }
 
-// SetDrift sets the clock of every shard to the wall clock plus d. Tests move time
-// with it.
-func (f *Flusher[T]) SetDrift(d time.Duration) {
-	f.clock.setDrift(d)
-	f.gauge("spans.buffer.flusher.drift", d.Seconds())
-}
-
-// SetKafkaTime sets the clock of every shard to t, moving on with the wall clock. A
-// chain that knows each message's partition should let the Factory keep a clock per
-// partition instead (see Factory), so that a lagging partition is not flushed at a
-// leading one's time.
-func (f *Flusher[T]) SetKafkaTime(t time.Time) { f.SetDrift(time.Until(t)) }
-
-// Now returns the time shard is flushed at: the Kafka time of its last ingested
-// batch, moved on with the wall clock, but held at the oldest of its spans that were
-// read and are not in Redis yet.
-func (f *Flusher[T]) Now(shard int32) time.Time {
-	return f.clock.now([]int32{shard}, time.Now())[0]
-}
-
-// Submit forwards msg to the next step, unless a worker has been at its limit for
-// longer than BackpressureAfter or Redis's memory is above MaxMemoryRatio: then it
-// rejects msg.
-func (f *Flusher[T]) Submit(msg processor.Message[T]) error {
+// Submit forwards msg to the next step, unless the workers have not all reported
+// since start, a worker has been at its limit for longer than BackpressureAfter, or
+// Redis's memory is above MaxMemoryRatio: then it rejects msg.
+func (f *flusher) Submit(msg processor.Message[int]) error {
+	if !f.ready.Load() {
+		// Starting up: no worker flushes yet, so the spans held upstream do not wait
+		// for the flusher, and the clocks stay held at them.
+		return processor.ErrMessageRejected
+	}
 	err := f.submit(msg)
 	// Spans held upstream while Submit rejects wait for the flusher itself: holding
 	// the clocks at their time could keep it from ever flushing enough to accept.
@@ -358,9 +324,9 @@ func (f *Flusher[T]) Submit(msg processor.Message[T]) error {
 	return err
 }
 
-func (f *Flusher[T]) submit(msg processor.Message[T]) error {
+func (f *flusher) submit(msg processor.Message[int]) error {
 	if ratio := math.Float64frombits(f.memRatio.Load()); ratio > f.cfg.MaxMemoryRatio {
-		f.count("spans.buffer.flusher.hard_backpressure", 1)
+		f.m.count("spans.buffer.flusher.hard_backpressure", 1)
 		return processor.ErrMessageRejected
 	}
 	now := time.Now()
@@ -374,7 +340,7 @@ func (f *Flusher[T]) submit(msg processor.Message[T]) error {
 	}
 	f.mu.Unlock()
 	if behind != nil {
-		f.count("spans.buffer.flusher.backpressure", 1, workerTag(behind.index))
+		f.m.count("spans.buffer.flusher.backpressure", 1, workerTag(behind.index))
 		f.log.Debug("span flusher backpressure: a worker is at its flush limit",
 			zap.Int("worker", behind.index), zap.Int32s("shards", behind.shards()))
 		return processor.ErrMessageRejected
@@ -383,7 +349,7 @@ func (f *Flusher[T]) submit(msg processor.Message[T]) error {
 }
 
 // Poll returns the error that failed the flusher, if any, and polls the next step.
-func (f *Flusher[T]) Poll() error {
+func (f *flusher) Poll() error {
 	if err := f.fatal.Load(); err != nil {
 		return *err
 	}
@@ -391,13 +357,13 @@ func (f *Flusher[T]) Poll() error {
 }
 
 // Close does nothing: the workers run until Join or Terminate.
-func (f *Flusher[T]) Close() {}
+func (f *flusher) Close() {}
 
 // Join stops the workers and waits for them within ctx, and past it for at most
 // StopTimeout, since a worker left running would flush its shards a second time
 // beside the next flusher; one that still runs then is an error. It then closes and
 // joins the next step.
-func (f *Flusher[T]) Join(ctx context.Context) error {
+func (f *flusher) Join(ctx context.Context) error {
 	err := f.stopAll(ctx)
 	f.next.Close()
 	return errors.Join(err, f.next.Join(ctx))
@@ -405,7 +371,7 @@ func (f *Flusher[T]) Join(ctx context.Context) error {
 
 // Terminate stops the workers, waiting at most StopTimeout for them, and terminates
 // the next step.
-func (f *Flusher[T]) Terminate() {
+func (f *flusher) Terminate() {
 	ctx, cancel := context.WithTimeout(context.Background(), f.cfg.StopTimeout)
 	defer cancel()
 	if err := f.stopAll(ctx); err != nil {
@@ -423,8 +389,8 @@ type WorkerStatus struct {
 	Restarts     int
 }
 
-// Workers returns the status of every running worker, by index.
-func (f *Flusher[T]) Workers() []WorkerStatus {
+// workerStatus returns the status of every running worker, by index.
+func (f *flusher) workerStatus() []WorkerStatus {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	out := make([]WorkerStatus, 0, len(f.workers))
@@ -471,36 +437,38 @@ func (f *flusher) stopAll(ctx context.Context) error {
 	}
 	var stuck []error
 	for _, w := range all {
-		if err := f.awaitExit(ctx, w); err != nil {
+		if err := f.awaitExit(ctx, nil, w); err != nil {
 			stuck = append(stuck, err)
 		}
 	}
 	return errors.Join(stuck...)
 }
 
-// awaitExit waits for a stopped worker within ctx and then StopTimeout more,
-// logging every goroutine's stack if it has to wait past ctx.
-func (f *flusher) awaitExit(ctx context.Context, w *worker) error {
+// awaitExit waits for a stopped worker until first is done, then, with a warning
+// and every goroutine's stack, StopTimeout more, after which it gives up with
+// ErrWorkerNotStopped. It returns nil at once when abandon is closed: the caller
+// has left the worker to someone who waits for it.
+func (f *flusher) awaitExit(first context.Context, abandon <-chan struct{}, w *worker) error {
 	select {
 	case <-w.done:
 		return nil
-	case <-ctx.Done():
+	case <-abandon:
+		return nil
+	case <-first.Done():
 	}
 	f.log.Warn("span flusher worker still running after it was stopped; waiting longer",
 		zap.Int("worker", w.index), zap.Int32s("shards", w.shards()),
-		zap.Duration("grace", f.cfg.StopTimeout), zap.ByteString("goroutines", allStacks()))
+		zap.Duration("grace", f.cfg.StopTimeout), zap.ByteString("goroutines", stacks.All()))
 	t := time.NewTimer(f.cfg.StopTimeout)
 	defer t.Stop()
 	select {
 	case <-w.done:
 		return nil
+	case <-abandon:
+		return nil
 	case <-t.C:
 	}
 	err := &WorkerError{Worker: w.index, Shards: w.shards(), Err: ErrWorkerNotStopped}
-	f.log.Error("span flusher worker does not stop; its shards may be flushed twice", zap.Error(err))
+	f.log.Error("span flusher worker does not stop; failing rather than let two workers flush its shards", zap.Error(err))
 	return err
 }
-
-func workerTag(i int) metrics.Tag   { return metrics.Tag{Key: "worker", Value: fmt.Sprint(i)} }
-func shardTag(s int32) metrics.Tag  { return metrics.Tag{Key: "shard", Value: fmt.Sprint(s)} }
-func causeTag(c string) metrics.Tag { return metrics.Tag{Key: "cause", Value: c} }

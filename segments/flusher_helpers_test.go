@@ -1,4 +1,4 @@
-package segments_test
+package segments
 
 import (
 	"context"
@@ -17,7 +17,7 @@ import (
 
 	"github.com/creekstream/creek/metrics"
 	"github.com/creekstream/creek/processor"
-	"github.com/creekstream/creek/segments"
+	"github.com/creekstream/creek/segments/store"
 	"github.com/creekstream/creek/strategies"
 )
 
@@ -44,8 +44,8 @@ func flusherRedis(t *testing.T) (redis.UniversalClient, *miniredis.Miniredis) {
 }
 
 // fastConfig is a FlusherConfig with supervision timings short enough for tests.
-func fastConfig(p segments.Producer) segments.FlusherConfig {
-	return segments.FlusherConfig{
+func fastConfig(p Producer) FlusherConfig {
+	return FlusherConfig{
 		Topic:          "segments",
 		Producer:       p,
 		MaxUnhealthy:   300 * time.Millisecond,
@@ -60,31 +60,53 @@ func fastConfig(p segments.Producer) segments.FlusherConfig {
 
 // rig is a flusher under test with what it writes to.
 type rig struct {
-	buf  *segments.Buffer
-	fl   *segments.Flusher[int]
-	logs *observer.ObservedLogs
+	buf   *store.Buffer
+	clock *kafkaClock
+	fl    *flusher
+	logs  *observer.ObservedLogs
 }
 
-func newRig(t *testing.T, client redis.UniversalClient, store segments.Config, cfg segments.FlusherConfig) *rig {
+func newRig(t *testing.T, client redis.UniversalClient, bufCfg store.Config, cfg FlusherConfig) *rig {
 	t.Helper()
 	core, logs := observer.New(zap.DebugLevel)
 	cfg.Logger = zap.New(core)
-	buf, err := segments.NewBuffer(client, store)
+	buf, err := store.New(client, bufCfg)
 	if err != nil {
 		t.Fatalf("NewBuffer: %v", err)
 	}
-	fl, err := segments.NewFlusher[int](buf, strategies.NewNoop[int](), cfg)
+	cfg, err = cfg.withDefaults()
 	if err != nil {
-		t.Fatalf("NewFlusher: %v", err)
+		t.Fatalf("FlusherConfig: %v", err)
 	}
-	return &rig{buf: buf, fl: fl, logs: logs}
+	clock := newKafkaClock()
+	return &rig{buf: buf, clock: clock, fl: newFlusher(buf, clock, strategies.NewNoop[int](), cfg), logs: logs}
 }
 
-// start starts the flusher on shards and joins it when the test ends.
+// startWait starts the flusher on shards and waits until it accepts messages (every
+// worker has reported) or fails. A failure is returned after the flusher was
+// terminated, as the processor terminates a chain whose Poll fails.
+func (r *rig) startWait(t *testing.T, shards ...int32) error {
+	t.Helper()
+	if err := r.fl.start(shards); err != nil {
+		return err
+	}
+	var err error
+	waitFor(t, "the flusher to start or fail", waitLong, func() bool {
+		err = r.fl.Poll()
+		return err != nil || r.fl.ready.Load()
+	})
+	if err != nil {
+		r.fl.Terminate()
+	}
+	return err
+}
+
+// start starts the flusher on shards, waits for its workers and joins it when the
+// test ends.
 func (r *rig) start(t *testing.T, shards ...int32) {
 	t.Helper()
-	if err := r.fl.Start(context.Background(), shards); err != nil {
-		t.Fatalf("Start: %v", err)
+	if err := r.startWait(t, shards...); err != nil {
+		t.Fatalf("start: %v", err)
 	}
 	t.Cleanup(func() {
 		if err := r.fl.Join(context.Background()); err != nil {
@@ -109,18 +131,18 @@ func spanJSON(trace, span, parent string) []byte {
 func hexID(n, width int) string { return fmt.Sprintf("%0*x", width, n) }
 
 // ingestRoot writes one root span of its own trace into partition's queue at time at.
-func ingestRoot(t *testing.T, buf *segments.Buffer, partition int32, n int, at time.Time) {
+func ingestRoot(t *testing.T, buf *store.Buffer, partition int32, n int, at time.Time) {
 	t.Helper()
-	s, err := segments.Decode(spanJSON(hexID(n, 32), hexID(n, 16), ""), partition)
+	s, err := store.Decode(spanJSON(hexID(n, 32), hexID(n, 16), ""), partition)
 	if err != nil {
 		t.Fatalf("Decode: %v", err)
 	}
-	if err := buf.ProcessSpans(context.Background(), []segments.Span{s}, at); err != nil {
-		t.Fatalf("ProcessSpans: %v", err)
+	if err := buf.Ingest(context.Background(), []store.Span{s}, store.At(at)); err != nil {
+		t.Fatalf("Ingest: %v", err)
 	}
 }
 
-// producer is a segments.Producer for tests. behave decides each call's outcome;
+// producer is a Producer for tests. behave decides each call's outcome;
 // nil acknowledges at once. It records every acknowledged message.
 type producer struct {
 	mu     sync.Mutex

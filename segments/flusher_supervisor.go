@@ -5,16 +5,24 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"runtime"
 	"time"
 
+	"github.com/creekstream/creek/segments/store"
 	"go.uber.org/zap"
 )
 
-// supervise checks the workers' health and Redis's memory every CheckInterval
-// until ctx ends or the flusher fails.
-func (f *flusher) supervise(ctx context.Context) {
+// supervise waits for the start-up of workers, then checks the workers' health and
+// Redis's memory every CheckInterval until ctx ends or the flusher fails.
+func (f *flusher) supervise(ctx context.Context, workers []*worker) {
 	defer close(f.superDone)
+	if err := f.awaitStartup(ctx, workers); err != nil {
+		if ctx.Err() == nil {
+			f.log.Error("span flusher start-up failed", zap.Error(err))
+			f.fail(err)
+		}
+		return
+	}
+	f.ready.Store(true)
 	t := time.NewTicker(f.cfg.CheckInterval)
 	defer t.Stop()
 	memoryKnown := true
@@ -48,7 +56,7 @@ func (f *flusher) checkMemory(ctx context.Context) bool {
 	defer cancel()
 	ratio, err := f.buf.MemoryRatio(ctx)
 	switch {
-	case errors.Is(err, ErrMemoryInfoUnavailable):
+	case errors.Is(err, store.ErrMemoryInfoUnavailable):
 		f.log.Warn("Redis does not report its memory; MaxMemoryRatio backpressure is off", zap.Error(err))
 		return false
 	case err != nil:
@@ -56,7 +64,7 @@ func (f *flusher) checkMemory(ctx context.Context) bool {
 		return true
 	}
 	f.memRatio.Store(math.Float64bits(ratio))
-	f.gauge("spans.buffer.flusher.memory_ratio", ratio)
+	f.m.gauge("spans.buffer.flusher.memory_ratio", ratio)
 	return true
 }
 
@@ -123,13 +131,18 @@ func (f *flusher) check(ctx context.Context, i int) error {
 	f.mu.Unlock()
 
 	for _, s := range shards {
-		f.count("spans.buffer.flusher.unhealthy", 1, causeTag(cause), shardTag(s))
+		f.m.count("spans.buffer.flusher.unhealthy", 1, causeTag(cause), shardTag(s))
 	}
 	f.log.Warn("span flusher worker is unhealthy; replacing it",
 		zap.Int("worker", i), zap.Int32s("shards", shards), zap.String("cause", cause),
 		zap.Time("healthy_since", w.healthySince()), zap.Int("restarts", restarts))
 	w.cancel()
-	if err := f.awaitStop(ctx, w); err != nil || ctx.Err() != nil {
+	// When ctx ends (Join) the wait ends at once: the worker is retired, and Join
+	// waits for it.
+	first, cancel := context.WithTimeout(ctx, f.cfg.StopTimeout)
+	err := f.awaitExit(first, ctx.Done(), w)
+	cancel()
+	if err != nil || ctx.Err() != nil {
 		return err
 	}
 	if restarts >= f.cfg.MaxRestarts {
@@ -146,44 +159,4 @@ func (f *flusher) check(ctx context.Context, i int) error {
 	// The shards may have been dealt anew while the old worker stopped.
 	f.workers[i] = f.startWorker(i, f.assign[i])
 	return nil
-}
-
-// awaitStop waits for a worker the supervisor stopped: StopTimeout, then a warning
-// with every goroutine's stack, then StopTimeout more before it gives up with
-// ErrWorkerNotStopped. When ctx ends (Join) it returns at once: the worker is
-// retired, and Join waits for it.
-func (f *flusher) awaitStop(ctx context.Context, w *worker) error {
-	t := time.NewTimer(f.cfg.StopTimeout)
-	defer t.Stop()
-	for escalated := false; ; escalated = true {
-		select {
-		case <-w.done:
-			return nil
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-		if escalated {
-			err := &WorkerError{Worker: w.index, Shards: w.shards(), Err: ErrWorkerNotStopped}
-			f.log.Error("span flusher worker does not stop; failing rather than run two workers on its shards", zap.Error(err))
-			return err
-		}
-		f.log.Warn("span flusher worker has not stopped; waiting once more",
-			zap.Int("worker", w.index), zap.Int32s("shards", w.shards()),
-			zap.Duration("wait", f.cfg.StopTimeout), zap.ByteString("goroutines", allStacks()))
-		t.Reset(f.cfg.StopTimeout)
-	}
-}
-
-// allStacks returns every goroutine's stack, for logs about a worker that does not
-// stop.
-func allStacks() []byte {
-	buf := make([]byte, 64<<10)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			return buf[:n]
-		}
-		buf = make([]byte, 2*len(buf))
-	}
 }

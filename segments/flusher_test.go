@@ -1,4 +1,4 @@
-package segments_test
+package segments
 
 import (
 	"context"
@@ -14,7 +14,7 @@ import (
 
 	"github.com/creekstream/creek/metrics"
 	"github.com/creekstream/creek/processor"
-	"github.com/creekstream/creek/segments"
+	"github.com/creekstream/creek/segments/store"
 )
 
 const waitLong = 10 * time.Second
@@ -49,10 +49,10 @@ func TestFlusherDealsShardsRoundRobin(t *testing.T) {
 			client, _ := flusherRedis(t)
 			cfg := fastConfig(newProducer(nil))
 			cfg.Workers = tc.workers
-			r := newRig(t, client, segments.Config{}, cfg)
+			r := newRig(t, client, store.Config{}, cfg)
 			r.start(t, tc.shards...)
 			var got [][]int32
-			for _, w := range r.fl.Workers() {
+			for _, w := range r.fl.workerStatus() {
 				got = append(got, w.Shards)
 				if w.HealthySince.IsZero() {
 					t.Errorf("worker %d has not reported healthy after Start", w.Worker)
@@ -71,21 +71,21 @@ func TestFlusherStartFails(t *testing.T) {
 		p := newProducer(func(int, context.Context, *processor.Delivery) { panic("producer exploded") })
 		cfg := fastConfig(p)
 		cfg.Workers = 2
-		r := newRig(t, client, segments.Config{}, cfg)
+		r := newRig(t, client, store.Config{}, cfg)
 		// A due segment on shard 3 makes worker 1 (shards 1 and 3) produce and panic.
 		ingestRoot(t, r.buf, 3, 1, time.Now().Add(-time.Hour))
-		err := r.fl.Start(context.Background(), []int32{0, 1, 2, 3})
-		var werr *segments.WorkerError
-		if !errors.As(err, &werr) || !errors.Is(err, segments.ErrWorkerExited) {
-			t.Fatalf("Start = %v, want a *WorkerError wrapping ErrWorkerExited", err)
+		err := r.startWait(t, 0, 1, 2, 3)
+		var werr *WorkerError
+		if !errors.As(err, &werr) || !errors.Is(err, ErrWorkerExited) {
+			t.Fatalf("start = %v, want a *WorkerError wrapping ErrWorkerExited", err)
 		}
 		if werr.Worker != 1 || !slices.Equal(werr.Shards, []int32{1, 3}) {
-			t.Fatalf("Start failed for worker %d shards %v, want worker 1 shards [1 3]", werr.Worker, werr.Shards)
+			t.Fatalf("start failed for worker %d shards %v, want worker 1 shards [1 3]", werr.Worker, werr.Shards)
 		}
 		if !strings.Contains(err.Error(), "worker 1 (shards [1 3])") || !strings.Contains(err.Error(), "producer exploded") {
 			t.Fatalf("error %q does not name the worker, its shards and the cause", err)
 		}
-		if n := len(r.fl.Workers()); n != 0 {
+		if n := len(r.fl.workerStatus()); n != 0 {
 			t.Fatalf("%d workers still listed after a failed start", n)
 		}
 		if started, exited := r.count("span flusher worker started"), r.count("span flusher worker exited"); started != exited {
@@ -94,18 +94,18 @@ func TestFlusherStartFails(t *testing.T) {
 	})
 	t.Run("a worker that never reports", func(t *testing.T) {
 		// A Redis that does not answer: every cycle fails, none reports.
-		client := redis.NewClient(&redis.Options{Addr: segments.UnreachableRedis, MaxRetries: -1, DialTimeout: 50 * time.Millisecond})
+		client := redis.NewClient(&redis.Options{Addr: UnreachableRedis, MaxRetries: -1, DialTimeout: 50 * time.Millisecond})
 		t.Cleanup(func() { _ = client.Close() })
 		cfg := fastConfig(newProducer(nil))
 		cfg.StartupTimeout = 100 * time.Millisecond
-		r := newRig(t, client, segments.Config{}, cfg)
-		err := r.fl.Start(context.Background(), []int32{4, 5})
-		var werr *segments.WorkerError
-		if !errors.As(err, &werr) || !errors.Is(err, segments.ErrStartupTimeout) {
-			t.Fatalf("Start = %v, want a *WorkerError wrapping ErrStartupTimeout", err)
+		r := newRig(t, client, store.Config{}, cfg)
+		err := r.startWait(t, 4, 5)
+		var werr *WorkerError
+		if !errors.As(err, &werr) || !errors.Is(err, ErrStartupTimeout) {
+			t.Fatalf("start = %v, want a *WorkerError wrapping ErrStartupTimeout", err)
 		}
 		if werr.Worker != 0 || !slices.Equal(werr.Shards, []int32{4}) {
-			t.Fatalf("Start failed for worker %d shards %v, want worker 0 shards [4]", werr.Worker, werr.Shards)
+			t.Fatalf("start failed for worker %d shards %v, want worker 0 shards [4]", werr.Worker, werr.Shards)
 		}
 		if started, exited := r.count("span flusher worker started"), r.count("span flusher worker exited"); started != 2 || exited != 2 {
 			t.Fatalf("%d workers started and %d exited, want 2 and 2", started, exited)
@@ -124,7 +124,7 @@ func TestFlusherStartupGrace(t *testing.T) {
 	cfg := fastConfig(p)
 	cfg.MaxUnhealthy = 30 * time.Millisecond
 	cfg.StartupTimeout = 2 * time.Second
-	r := newRig(t, client, segments.Config{}, cfg)
+	r := newRig(t, client, store.Config{}, cfg)
 	ingestRoot(t, r.buf, 0, 1, time.Now().Add(-time.Hour))
 	r.start(t, 0)
 	p.wait(t, "the segment of the slow first cycle", waitLong)
@@ -142,8 +142,8 @@ func TestFlusherJoinStopsEveryWorkerPastATinyTimeout(t *testing.T) {
 		time.Sleep(100 * time.Millisecond) // a slow network call that ignores cancellation
 		d.Resolve(processor.Position{}, ctx.Err())
 	})
-	r := newRig(t, client, segments.Config{}, fastConfig(p))
-	if err := r.fl.Start(context.Background(), []int32{0, 1, 2}); err != nil {
+	r := newRig(t, client, store.Config{}, fastConfig(p))
+	if err := r.startWait(t, 0, 1, 2); err != nil {
 		t.Fatalf("Start: %v", err)
 	}
 	for shard := range int32(3) {
@@ -162,7 +162,7 @@ func TestFlusherJoinStopsEveryWorkerPastATinyTimeout(t *testing.T) {
 	if started, exited := r.count("span flusher worker started"), r.count("span flusher worker exited"); started != 3 || exited != 3 {
 		t.Fatalf("when Join returned %d workers had started and %d exited, want 3 and 3", started, exited)
 	}
-	if n := len(r.fl.Workers()); n != 0 {
+	if n := len(r.fl.workerStatus()); n != 0 {
 		t.Fatalf("%d workers listed after Join", n)
 	}
 }
@@ -179,7 +179,7 @@ func TestFlusherProduceErrorDoesNotStopTheConsumer(t *testing.T) {
 	rec := metrics.NewRecorder()
 	cfg := fastConfig(p)
 	cfg.Metrics = rec
-	r := newRig(t, client, segments.Config{}, cfg)
+	r := newRig(t, client, store.Config{}, cfg)
 	ingestRoot(t, r.buf, 0, 7, time.Now().Add(-time.Hour))
 	r.start(t, 0)
 	got := p.wait(t, "the segment after three failed produces", waitLong)
@@ -215,7 +215,7 @@ func TestFlusherReplacesAHungWorker(t *testing.T) {
 	cfg.Metrics = rec
 	cfg.MaxUnhealthy = 50 * time.Millisecond
 	cfg.ProduceTimeout = time.Hour // only supervision can end the hang
-	r := newRig(t, client, segments.Config{}, cfg)
+	r := newRig(t, client, store.Config{}, cfg)
 	r.start(t, 2)
 	ingestRoot(t, r.buf, 2, 9, time.Now().Add(-time.Hour))
 	got := p.wait(t, "the segment from the replacement worker", waitLong)
@@ -225,7 +225,7 @@ func TestFlusherReplacesAHungWorker(t *testing.T) {
 	if n := rec.Counter("spans.buffer.flusher.unhealthy", metrics.Tag{Key: "cause", Value: "stalled"}, metrics.Tag{Key: "shard", Value: "2"}); n != 1 {
 		t.Fatalf("unhealthy{cause=stalled,shard=2} = %d, want 1", n)
 	}
-	ws := r.fl.Workers()
+	ws := r.fl.workerStatus()
 	if len(ws) != 1 || ws[0].Restarts != 1 || !slices.Equal(ws[0].Shards, []int32{2}) {
 		t.Fatalf("workers %+v, want one on shard 2 restarted once", ws)
 	}
@@ -249,7 +249,7 @@ func TestFlusherRestartLimit(t *testing.T) {
 		maxRestarts int
 		want        int
 	}{
-		{"default: the 11th restart fails", 0, segments.DefaultMaxRestarts},
+		{"default: the 11th restart fails", 0, DefaultMaxRestarts},
 		{"configured: the 3rd restart fails", 2, 2},
 	}
 	for _, tc := range cases {
@@ -262,7 +262,7 @@ func TestFlusherRestartLimit(t *testing.T) {
 			cfg.MaxUnhealthy = 10 * time.Millisecond
 			cfg.StartupTimeout = 20 * time.Millisecond
 			cfg.ProduceTimeout = time.Hour
-			r := newRig(t, client, segments.Config{}, cfg)
+			r := newRig(t, client, store.Config{}, cfg)
 			r.start(t, 0, 1)
 			ingestRoot(t, r.buf, 1, 3, time.Now().Add(-time.Hour))
 			unhealthy := func() int64 {
@@ -272,8 +272,8 @@ func TestFlusherRestartLimit(t *testing.T) {
 			waitMetric(t, rec, fmt.Sprintf("%d unhealthy reports", tc.want+1), waitLong, func() bool { return unhealthy() >= int64(tc.want+1) })
 			var err error
 			waitFor(t, "Poll to fail", waitLong, func() bool { err = r.fl.Poll(); return err != nil })
-			var werr *segments.WorkerError
-			if !errors.As(err, &werr) || !errors.Is(err, segments.ErrRestartLimit) || werr.Worker != 1 || !slices.Equal(werr.Shards, []int32{1}) {
+			var werr *WorkerError
+			if !errors.As(err, &werr) || !errors.Is(err, ErrRestartLimit) || werr.Worker != 1 || !slices.Equal(werr.Shards, []int32{1}) {
 				t.Fatalf("Poll = %v, want ErrRestartLimit for worker 1 on shard [1]", err)
 			}
 			// Only worker 1 is counted: with a 10 ms health window the idle worker 0
@@ -299,11 +299,11 @@ func TestFlusherBackpressure(t *testing.T) {
 	cfg.Metrics = rec
 	cfg.BackpressureAfter = 100 * time.Millisecond
 	cfg.MaxUnhealthy = 5 * time.Second
-	r := newRig(t, client, segments.Config{MaxFlushSegments: 1}, cfg)
+	r := newRig(t, client, store.Config{MaxFlushSegments: 1}, cfg)
 	r.start(t, 0, 1, 2, 3)
 
 	// 200 traces of 4 spans each, spread over the 4 partitions.
-	var batch []segments.Span
+	var batch []store.Span
 	for tr := range 200 {
 		trace := hexID(tr+1, 32)
 		root := hexID(tr*4+1, 16)
@@ -312,17 +312,17 @@ func TestFlusherBackpressure(t *testing.T) {
 			if i == 0 {
 				parent = ""
 			}
-			s, err := segments.Decode(spanJSON(trace, hexID(tr*4+1+i, 16), parent), int32(tr%4))
+			s, err := store.Decode(spanJSON(trace, hexID(tr*4+1+i, 16), parent), int32(tr%4))
 			if err != nil {
 				t.Fatalf("Decode: %v", err)
 			}
 			batch = append(batch, s)
 		}
 	}
-	if err := r.buf.ProcessSpans(context.Background(), batch, time.Now()); err != nil {
-		t.Fatalf("ProcessSpans: %v", err)
+	if err := r.buf.Ingest(context.Background(), batch, store.At(time.Now())); err != nil {
+		t.Fatalf("Ingest: %v", err)
 	}
-	r.fl.SetDrift(time.Hour)
+	r.clock.setDrift(time.Hour)
 
 	msg := processor.NewMessage(1, processor.Committable{}, time.Now())
 	waitFor(t, "Submit to reject with backpressure", waitLong, func() bool {
@@ -377,7 +377,7 @@ func TestFlusherMemoryBackpressure(t *testing.T) {
 			cfg := fastConfig(newProducer(nil))
 			cfg.Metrics = rec
 			cfg.MaxMemoryRatio = tc.maxRatio
-			r := newRig(t, client, segments.Config{}, cfg)
+			r := newRig(t, client, store.Config{}, cfg)
 			r.start(t, 0)
 			waitMetric(t, rec, "a memory measurement", waitLong, func() bool {
 				_, ok := rec.GaugeValue("spans.buffer.flusher.memory_ratio")
@@ -401,7 +401,7 @@ func TestFlusherMetricsFailureForOneShardDoesNotStopOthers(t *testing.T) {
 	cfg := fastConfig(p)
 	cfg.Metrics = m
 	cfg.Workers = 1
-	r := newRig(t, client, segments.Config{}, cfg)
+	r := newRig(t, client, store.Config{}, cfg)
 	r.start(t, 0, 1, 2)
 	for shard := range int32(3) {
 		ingestRoot(t, r.buf, shard, 20+int(shard), time.Now().Add(-time.Hour))
@@ -434,7 +434,7 @@ func TestFlusherHungProduceNeverBlocksTheConsumer(t *testing.T) {
 	cfg.Metrics = rec
 	cfg.ProduceTimeout = 20 * time.Millisecond
 	cfg.MaxUnhealthy = time.Hour
-	r := newRig(t, client, segments.Config{}, cfg)
+	r := newRig(t, client, store.Config{}, cfg)
 	r.start(t, 0)
 	ingestRoot(t, r.buf, 0, 5, time.Now().Add(-time.Hour))
 	waitMetric(t, rec, "two produce timeouts", waitLong, func() bool {
@@ -458,15 +458,15 @@ func TestFlusherSetShardsKeepsWorkersRunning(t *testing.T) {
 	p := newProducer(nil)
 	cfg := fastConfig(p)
 	cfg.Workers = 2
-	r := newRig(t, client, segments.Config{}, cfg)
+	r := newRig(t, client, store.Config{}, cfg)
 	r.start(t, 0, 1, 2, 3)
-	r.fl.SetShards([]int32{0, 1, 2, 3, 4, 5})
+	r.fl.setShards([]int32{0, 1, 2, 3, 4, 5})
 	ingestRoot(t, r.buf, 5, 30, time.Now().Add(-time.Hour))
 	if v := p.wait(t, "the segment of the newly assigned shard 5", waitLong); !strings.Contains(string(v), hexID(30, 16)) {
 		t.Fatalf("produced %s, want span %s", v, hexID(30, 16))
 	}
 	var got [][]int32
-	for _, w := range r.fl.Workers() {
+	for _, w := range r.fl.workerStatus() {
 		got = append(got, w.Shards)
 	}
 	if want := [][]int32{{0, 2, 4}, {1, 3, 5}}; fmt.Sprint(got) != fmt.Sprint(want) {
@@ -475,52 +475,36 @@ func TestFlusherSetShardsKeepsWorkersRunning(t *testing.T) {
 	if n := r.count("span flusher worker started"); n != 2 {
 		t.Fatalf("%d workers started, want the 2 first ones only", n)
 	}
-	r.fl.SetShards([]int32{7})
+	r.fl.setShards([]int32{7})
 	waitFor(t, "the surplus worker to exit", waitLong, func() bool { return r.count("span flusher worker exited") == 1 })
-	if ws := r.fl.Workers(); len(ws) != 1 || !slices.Equal(ws[0].Shards, []int32{7}) {
+	if ws := r.fl.workerStatus(); len(ws) != 1 || !slices.Equal(ws[0].Shards, []int32{7}) {
 		t.Fatalf("workers %+v, want one on shard 7", ws)
 	}
 }
 
 func TestFlusherConfigValidation(t *testing.T) {
 	client, _ := flusherRedis(t)
-	buf, err := segments.NewBuffer(client, segments.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	p := newProducer(nil)
 	cases := []struct {
 		name string
-		edit func(*segments.FlusherConfig)
+		edit func(*FlusherConfig)
 		want string
 	}{
-		{"no topic", func(c *segments.FlusherConfig) { c.Topic = "" }, "Topic is empty"},
-		{"no producer", func(c *segments.FlusherConfig) { c.Producer = nil }, "Producer is nil"},
-		{"negative workers", func(c *segments.FlusherConfig) { c.Workers = -1 }, "Workers is -1"},
-		{"negative duration", func(c *segments.FlusherConfig) { c.MaxUnhealthy = -time.Second }, "MaxUnhealthy is -1s"},
-		{"memory ratio above 1", func(c *segments.FlusherConfig) { c.MaxMemoryRatio = 1.5 }, "MaxMemoryRatio is 1.5"},
-		{"negative restarts", func(c *segments.FlusherConfig) { c.MaxRestarts = -2 }, "MaxRestarts is -2"},
+		{"no topic", func(c *FlusherConfig) { c.Topic = "" }, "Topic is empty"},
+		{"no producer", func(c *FlusherConfig) { c.Producer = nil }, "Producer is nil"},
+		{"negative workers", func(c *FlusherConfig) { c.Workers = -1 }, "Workers is -1"},
+		{"negative duration", func(c *FlusherConfig) { c.MaxUnhealthy = -time.Second }, "MaxUnhealthy is -1s"},
+		{"memory ratio above 1", func(c *FlusherConfig) { c.MaxMemoryRatio = 1.5 }, "MaxMemoryRatio is 1.5"},
+		{"negative restarts", func(c *FlusherConfig) { c.MaxRestarts = -2 }, "MaxRestarts is -2"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := segments.FlusherConfig{Topic: "out", Producer: p}
+			cfg := FlusherConfig{Topic: "out", Producer: p}
 			tc.edit(&cfg)
-			_, err := segments.NewFlusher[int](buf, nil, cfg)
-			if err == nil {
-				t.Fatal("NewFlusher accepted a nil next step")
-			}
-			_, err = segments.NewFlusher(buf, processor.Strategy[int](nopStrategy{}), cfg)
+			_, err := NewFactory(FactoryConfig{Redis: client, Flusher: cfg})
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("NewFlusher = %v, want an error containing %q", err, tc.want)
+				t.Fatalf("NewFactory = %v, want an error containing %q", err, tc.want)
 			}
 		})
 	}
 }
-
-type nopStrategy struct{}
-
-func (nopStrategy) Submit(processor.Message[int]) error { return nil }
-func (nopStrategy) Poll() error                         { return nil }
-func (nopStrategy) Close()                              {}
-func (nopStrategy) Join(context.Context) error          { return nil }
-func (nopStrategy) Terminate()                          {}

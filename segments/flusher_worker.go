@@ -14,6 +14,7 @@ import (
 
 	"github.com/creekstream/creek/metrics"
 	"github.com/creekstream/creek/processor"
+	"github.com/creekstream/creek/segments/store"
 )
 
 // errProduceTimeout marks a cycle whose produce was not acknowledged in time.
@@ -137,18 +138,19 @@ func (w *worker) cycle() (more bool, err error) {
 		return false, nil
 	}
 
-	times := f.clock.now(shards, time.Now())
-	confirm := func() []time.Time { return f.clock.now(shards, time.Now()) }
+	f.mu.Lock()
+	assigned := f.assigned
+	f.mu.Unlock()
 	ctx, cancel := context.WithTimeout(w.ctx, f.cfg.RedisTimeout)
-	segs, stats, err := f.buf.flushShards(ctx, shards, func(s int32) time.Time { return times[slices.Index(shards, s)] }, confirm)
+	segs, stats, err := f.buf.Flush(ctx, shards, assigned, f.clock)
 	cancel()
 	if err != nil {
-		f.count("spans.buffer.flusher.errors", 1, metrics.Tag{Key: "step", Value: "flush"})
+		f.m.count("spans.buffer.flusher.errors", 1, metrics.Tag{Key: "step", Value: "flush"})
 		return false, err
 	}
 	for _, s := range stats.Shards {
 		more = more || s.AtLimit
-		f.gauge("spans.buffer.flusher.queue_size", float64(s.QueueSize), shardTag(s.Shard))
+		f.m.gauge("spans.buffer.flusher.queue_size", float64(s.QueueSize), shardTag(s.Shard))
 	}
 	if more {
 		w.atLimit.CompareAndSwap(0, time.Now().UnixNano())
@@ -162,10 +164,10 @@ func (w *worker) cycle() (more bool, err error) {
 	acked, err := w.produce(segs)
 	if len(acked) > 0 {
 		ctx, cancel := context.WithTimeout(w.ctx, f.cfg.RedisTimeout)
-		doneErr := f.buf.DoneFlushSegments(ctx, acked)
+		doneErr := f.buf.Done(ctx, acked)
 		cancel()
 		if doneErr != nil {
-			f.count("spans.buffer.flusher.errors", 1, metrics.Tag{Key: "step", Value: "done"})
+			f.m.count("spans.buffer.flusher.errors", 1, metrics.Tag{Key: "step", Value: "done"})
 			err = errors.Join(err, doneErr)
 		}
 	}
@@ -175,14 +177,14 @@ func (w *worker) cycle() (more bool, err error) {
 // produce writes every segment and waits, within ProduceTimeout, for the
 // acknowledgements. It returns the segments all of whose messages were
 // acknowledged; the others stay in Redis and are flushed again later.
-func (w *worker) produce(segs map[string]FlushedSegment) (map[string]FlushedSegment, error) {
+func (w *worker) produce(segs map[string]store.FlushedSegment) (map[string]store.FlushedSegment, error) {
 	f := w.f
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(w.ctx, f.cfg.ProduceTimeout)
 	defer cancel()
 
 	type pending struct {
-		seg        FlushedSegment
+		seg        store.FlushedSegment
 		deliveries []*processor.Delivery
 	}
 	all := make([]pending, 0, len(segs))
@@ -199,7 +201,7 @@ func (w *worker) produce(segs map[string]FlushedSegment) (map[string]FlushedSegm
 		all = append(all, p)
 	}
 
-	acked := make(map[string]FlushedSegment, len(all))
+	acked := make(map[string]store.FlushedSegment, len(all))
 	var failed int
 	var firstErr error
 	for _, p := range all {
@@ -222,15 +224,15 @@ func (w *worker) produce(segs map[string]FlushedSegment) (map[string]FlushedSegm
 		for _, s := range p.seg.Spans {
 			bytes += len(s)
 		}
-		f.count("spans.buffer.flusher.segment_spans", int64(len(p.seg.Spans)))
-		f.count("spans.buffer.flusher.segment_bytes", int64(bytes))
+		f.m.count("spans.buffer.flusher.segment_spans", int64(len(p.seg.Spans)))
+		f.m.count("spans.buffer.flusher.segment_bytes", int64(bytes))
 	}
-	f.timing("spans.buffer.flusher.produce", time.Since(start))
-	f.count("spans.buffer.flusher.produced_segments", int64(len(acked)))
+	f.m.timing("spans.buffer.flusher.produce", time.Since(start))
+	f.m.count("spans.buffer.flusher.produced_segments", int64(len(acked)))
 	if failed == 0 {
 		return acked, nil
 	}
-	f.count("spans.buffer.flusher.produce_errors", int64(failed))
+	f.m.count("spans.buffer.flusher.produce_errors", int64(failed))
 	if ctx.Err() != nil && w.ctx.Err() == nil {
 		firstErr = fmt.Errorf("%w (%d of %d segments): %w", errProduceTimeout, failed, len(all), firstErr)
 	} else {
@@ -258,29 +260,5 @@ func (f *flusher) release(shards []int32) {
 	defer f.mu.Unlock()
 	for _, s := range shards {
 		delete(f.busy, s)
-	}
-}
-
-// count, gauge and timing record a metric. A backend that panics loses that one
-// figure, never the worker: a metrics failure for one shard must not stop the
-// flushing of the others.
-func (f *flusher) count(name string, v int64, tags ...metrics.Tag) {
-	defer f.recoverMetric(name)
-	f.m.Increment(name, v, tags...)
-}
-
-func (f *flusher) gauge(name string, v float64, tags ...metrics.Tag) {
-	defer f.recoverMetric(name)
-	f.m.Gauge(name, v, tags...)
-}
-
-func (f *flusher) timing(name string, d time.Duration, tags ...metrics.Tag) {
-	defer f.recoverMetric(name)
-	f.m.Timing(name, d, tags...)
-}
-
-func (f *flusher) recoverMetric(name string) {
-	if r := recover(); r != nil {
-		f.log.Error("recording a metric failed; dropping it", zap.String("metric", name), zap.Any("panic", r))
 	}
 }

@@ -8,7 +8,9 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/creekstream/creek/internal/inflight"
 	"github.com/creekstream/creek/processor"
+	"github.com/creekstream/creek/segments/store"
 )
 
 // ingestRetryInterval is how long a batch whose write to Redis failed waits before
@@ -27,14 +29,17 @@ const ingestRetryInterval = 100 * time.Millisecond
 // written again until it succeeds or the step stops.
 //
 // Ownership: the loop goroutine (the caller of Submit, Poll, Join and Terminate)
-// owns pending; the goroutine writing a batch owns its err until it closes done.
+// owns the queue; the goroutine writing a batch owns its err until it closes done.
 type ingester struct {
-	f    *Factory
-	fl   *Flusher[int]
-	next processor.Strategy[int]
-	max  int
+	buf          *store.Buffer
+	clock        *kafkaClock
+	next         processor.Strategy[int]
+	max          int
+	redisTimeout time.Duration
+	log          *zap.Logger
+	m            safeMetrics
 
-	pending []*ingestBatch
+	pending inflight.Queue[*ingestBatch]
 
 	// stop cancels every write in flight when the step is joined or terminated.
 	stopCtx context.Context
@@ -44,72 +49,82 @@ type ingester struct {
 
 // ingestBatch is one batch on its way to Redis.
 type ingestBatch struct {
-	msg   processor.Message[[]processor.Message[Span]]
-	parts map[int32]partitionTime
+	msg   processor.Message[[]processor.Message[store.Span]]
+	parts batchTimes
 	spans int
-	// done is closed once the batch is in Redis, or the step stopped first (err set);
-	// nil for a filtered message, which needs no write.
-	done chan struct{}
-	err  error
+	// err is set when the step stopped before the batch was in Redis.
+	err error
 	// clocked says the partitions' clocks have moved past the batch already, so a
 	// batch the next step rejected does not move them twice.
 	clocked bool
 }
 
-func newIngester(f *Factory, fl *Flusher[int], next processor.Strategy[int], max int) *ingester {
+// batchTimes is what one batch holds of each partition. As a store.Clock it gives
+// each shard the batch's Kafka time there.
+type batchTimes map[int32]partitionTime
+
+// partitionTime is what one batch holds of one partition.
+type partitionTime struct {
+	spans int
+	// oldest is the smallest Kafka timestamp among them: the partition's time.
+	oldest time.Time
+}
+
+func (b batchTimes) Now(shard int32) time.Time { return b[shard].oldest }
+
+func newIngester(buf *store.Buffer, clock *kafkaClock, next processor.Strategy[int], max int, redisTimeout time.Duration, log *zap.Logger, m safeMetrics) *ingester {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &ingester{f: f, fl: fl, next: next, max: max, stopCtx: ctx, stop: cancel}
+	return &ingester{buf: buf, clock: clock, next: next, max: max, redisTimeout: redisTimeout, log: log, m: m, stopCtx: ctx, stop: cancel}
 }
 
 // Submit starts writing the batch in msg. It rejects while max batches are in
 // flight or waiting to be forwarded.
-func (s *ingester) Submit(msg processor.Message[[]processor.Message[Span]]) error {
+func (s *ingester) Submit(msg processor.Message[[]processor.Message[store.Span]]) error {
 	if s.stopCtx.Err() != nil {
 		return errors.New("segments: ingest: submit after join or terminate")
 	}
-	if len(s.pending) >= s.max {
-		if err := s.forwardReady(); err != nil && !errors.Is(err, processor.ErrMessageRejected) {
+	if s.pending.Len() >= s.max {
+		if err := s.pending.Forward(s.forward); err != nil && !errors.Is(err, processor.ErrMessageRejected) {
 			return err
 		}
-		if len(s.pending) >= s.max {
+		if s.pending.Len() >= s.max {
 			return processor.ErrMessageRejected
 		}
 	}
 	b := &ingestBatch{msg: msg}
-	if !msg.Filtered() {
-		b.done = make(chan struct{})
-		spans := make([]Span, len(msg.Payload))
-		b.parts = make(map[int32]partitionTime, 4)
-		for i, m := range msg.Payload {
-			spans[i] = m.Payload
-			p := b.parts[m.Payload.Partition]
-			if p.spans == 0 || m.Timestamp.Before(p.oldest) {
-				p.oldest = m.Timestamp
-			}
-			p.spans++
-			b.parts[m.Payload.Partition] = p
-		}
-		b.spans = len(spans)
-		now := make(map[int32]time.Time, len(b.parts))
-		for shard, p := range b.parts {
-			now[shard] = p.oldest
-		}
-		s.writers.Add(1)
-		go s.write(b, spans, now)
+	if msg.Filtered() {
+		s.pending.Push(b, nil)
+		return nil
 	}
-	s.pending = append(s.pending, b)
+	spans := make([]store.Span, len(msg.Payload))
+	b.parts = make(batchTimes, 4)
+	for i, m := range msg.Payload {
+		spans[i] = m.Payload
+		p := b.parts[m.Payload.Partition]
+		if p.spans == 0 || m.Timestamp.Before(p.oldest) {
+			p.oldest = m.Timestamp
+		}
+		p.spans++
+		b.parts[m.Payload.Partition] = p
+	}
+	b.spans = len(spans)
+	done := make(chan struct{})
+	s.writers.Add(1)
+	go s.write(b, spans, done)
+	s.pending.Push(b, done)
 	return nil
 }
 
-// write puts spans into Redis, again and again until it succeeds or the step stops.
-// Ingest is idempotent, so a write that failed half way is safe to repeat.
-func (s *ingester) write(b *ingestBatch, spans []Span, now map[int32]time.Time) {
+// write puts spans into Redis, again and again until it succeeds or the step stops,
+// and closes done. Ingest is idempotent, so a write that failed half way is safe to
+// repeat.
+func (s *ingester) write(b *ingestBatch, spans []store.Span, done chan<- struct{}) {
 	defer s.writers.Done()
-	defer close(b.done)
+	defer close(done)
 	var retry *time.Timer
 	for {
-		ctx, cancel := context.WithTimeout(s.stopCtx, s.f.cfg.Flusher.RedisTimeout)
-		err := s.f.buf.ProcessSpansAt(ctx, spans, now)
+		ctx, cancel := context.WithTimeout(s.stopCtx, s.redisTimeout)
+		err := s.buf.Ingest(ctx, spans, b.parts)
 		cancel()
 		if err == nil {
 			return
@@ -118,8 +133,8 @@ func (s *ingester) write(b *ingestBatch, spans []Span, now map[int32]time.Time) 
 			b.err = err
 			return
 		}
-		s.f.m.Increment("spans.buffer.process_spans.errors", 1)
-		s.f.log.Warn("ingesting spans failed; retrying the batch", zap.Int("spans", len(spans)), zap.Error(err))
+		s.m.count("spans.buffer.process_spans.errors", 1)
+		s.log.Warn("ingesting spans failed; retrying the batch", zap.Int("spans", len(spans)), zap.Error(err))
 		if retry == nil {
 			retry = time.NewTimer(ingestRetryInterval)
 			defer retry.Stop()
@@ -141,30 +156,11 @@ func (s *ingester) Poll() error {
 	if err := s.next.Poll(); err != nil {
 		return err
 	}
-	err := s.forwardReady()
+	err := s.pending.Forward(s.forward)
 	if errors.Is(err, processor.ErrMessageRejected) {
 		return nil
 	}
 	return err
-}
-
-// forwardReady forwards the finished batches at the head of the queue. It returns
-// ErrMessageRejected if the next step rejected one, which stays at the head.
-func (s *ingester) forwardReady() error {
-	for len(s.pending) > 0 {
-		b := s.pending[0]
-		if b.done != nil {
-			select {
-			case <-b.done:
-			default:
-				return nil
-			}
-		}
-		if err := s.forward(b); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // forward moves the clocks of a batch that is in Redis and hands it to the next step.
@@ -173,30 +169,17 @@ func (s *ingester) forward(b *ingestBatch) error {
 		return b.err
 	}
 	if b.msg.Filtered() {
-		if err := s.next.Submit(processor.AsFiltered[int](b.msg)); err != nil {
-			return err
-		}
-		s.pop()
-		return nil
+		return s.next.Submit(processor.AsFiltered[int](b.msg))
 	}
 	if !b.clocked {
 		b.clocked = true
 		wall := time.Now()
 		for shard, p := range b.parts {
-			s.fl.clock.ingested(shard, p.spans, p.oldest, wall)
-			s.fl.gauge("spans.buffer.flusher.drift", p.oldest.Sub(wall).Seconds(), shardTag(shard))
+			s.clock.ingested(shard, p.spans, p.oldest, wall)
+			s.m.gauge("spans.buffer.flusher.drift", p.oldest.Sub(wall).Seconds(), shardTag(shard))
 		}
 	}
-	if err := s.next.Submit(processor.WithPayload(b.msg, b.spans)); err != nil {
-		return err
-	}
-	s.pop()
-	return nil
-}
-
-func (s *ingester) pop() {
-	s.pending[0] = nil
-	s.pending = s.pending[1:]
+	return s.next.Submit(processor.WithPayload(b.msg, b.spans))
 }
 
 // Close does nothing: Join waits for the batches in flight.
@@ -206,72 +189,20 @@ func (s *ingester) Close() {}
 // forwarded or ctx is done; the rest is abandoned, to be redelivered. It then stops
 // the writes still running and closes and joins the next step.
 func (s *ingester) Join(ctx context.Context) error {
-	err := s.finish(ctx)
+	_, err := s.pending.Finish(ctx, s.forward, s.next.Poll)
 	s.stop()
-	s.waitWriters(ctx)
-	s.pending = nil
+	inflight.Wait(ctx, &s.writers)
+	s.pending.Clear()
 	s.next.Close()
 	return errors.Join(err, s.next.Join(ctx))
-}
-
-func (s *ingester) finish(ctx context.Context) error {
-	var retry *time.Timer
-	defer func() {
-		if retry != nil {
-			retry.Stop()
-		}
-	}()
-	for len(s.pending) > 0 {
-		if b := s.pending[0]; b.done != nil {
-			select {
-			case <-b.done:
-			case <-ctx.Done():
-				return nil
-			}
-		}
-		err := s.forwardReady()
-		if err == nil {
-			continue
-		}
-		if !errors.Is(err, processor.ErrMessageRejected) {
-			return err
-		}
-		if err := s.next.Poll(); err != nil {
-			return err
-		}
-		if retry == nil {
-			retry = time.NewTimer(ingestRetryInterval)
-		} else {
-			retry.Reset(ingestRetryInterval)
-		}
-		select {
-		case <-retry.C:
-		case <-ctx.Done():
-			return nil
-		}
-	}
-	return nil
-}
-
-// waitWriters waits for the cancelled writes to return, or until ctx is done.
-func (s *ingester) waitWriters(ctx context.Context) {
-	exited := make(chan struct{})
-	go func() {
-		s.writers.Wait()
-		close(exited)
-	}()
-	select {
-	case <-exited:
-	case <-ctx.Done():
-	}
 }
 
 // Terminate cancels the writes in flight, drops the batches and terminates the next
 // step.
 func (s *ingester) Terminate() {
 	s.stop()
-	s.pending = nil
+	s.pending.Clear()
 	s.next.Terminate()
 }
 
-var _ processor.Strategy[[]processor.Message[Span]] = (*ingester)(nil)
+var _ processor.Strategy[[]processor.Message[store.Span]] = (*ingester)(nil)

@@ -14,50 +14,9 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/creekstream/creek/processor"
+	"github.com/creekstream/creek/segments/store"
 	"github.com/creekstream/creek/strategies"
 )
-
-// Two batches of one trace written at the same time interleave their subsegments'
-// scripts in any order; every order of the spans, split anywhere into two batches
-// written concurrently, must still give one segment.
-func TestConcurrentBatchesOfOneTrace(t *testing.T) {
-	type edge struct{ self, parent string }
-	spans := []edge{{"e", "d"}, {"d", "b"}, {"b", "c"}, {"c", "a"}, {"a", ""}}
-	want := fmt.Sprint(map[string]string{segKeyA(id("a")): "abcde"})
-	eachStore(t, func(t *testing.T, s store) {
-		runs := 0
-		for _, perm := range permutations(len(spans)) {
-			all := make([]Span, len(perm))
-			for i, j := range perm {
-				all[i] = span(t, spans[j].self, spans[j].parent, 0)
-			}
-			for k := 1; k < len(all); k++ {
-				runs++
-				s.reset(t)
-				b := newTestBuffer(t, s.client, Config{})
-				var wg sync.WaitGroup
-				errs := make([]error, 2)
-				for i, batch := range [][]Span{all[:k], all[k:]} {
-					wg.Go(func() { errs[i] = b.ProcessSpans(bg, batch, at(0)) })
-				}
-				wg.Wait()
-				if err := errors.Join(errs...); err != nil {
-					t.Fatalf("ProcessSpans: %v", err)
-				}
-				segs, got := flushed(t, b, at(11))
-				if fmt.Sprint(got) != want {
-					t.Fatalf("order %v split after %d: flush at 11 gave %v, want %v", perm, k, got, want)
-				}
-				done(t, b, segs)
-				if _, got := flushed(t, b, at(30)); len(got) != 0 {
-					t.Fatalf("order %v split after %d: flush at 30 after cleanup gave %v, want nothing", perm, k, got)
-				}
-				assertOnlyRootFlags(t, s.client)
-			}
-		}
-		t.Logf("%d orders and splits checked", runs)
-	})
-}
 
 // gate is a Redis hook that holds the pipelines writing a given span id until it is
 // opened, and fails the first failures pipelines it sees.
@@ -99,7 +58,8 @@ func (g *gate) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Process
 // it is given.
 type ingestRig struct {
 	in      *ingester
-	fl      *Flusher[int]
+	buf     *store.Buffer
+	clock   *kafkaClock
 	out     *[]processor.Message[int]
 	offsets map[int32]int64
 }
@@ -115,12 +75,9 @@ func newIngestRig(t *testing.T, client redis.UniversalClient, concurrency int) *
 		out = append(out, m)
 		return m.Payload, nil
 	}, processor.Strategy[int](strategies.NewNoop[int]()))
-	// The flusher is never started: only its clock is used.
-	fl, err := NewFlusher[int](f.buf, rec, f.cfg.Flusher)
-	if err != nil {
-		t.Fatalf("NewFlusher: %v", err)
-	}
-	r := &ingestRig{in: newIngester(f, fl, rec, concurrency), fl: fl, out: &out, offsets: make(map[int32]int64)}
+	clock := newKafkaClock()
+	in := newIngester(f.buf, clock, rec, concurrency, f.cfg.Flusher.RedisTimeout, f.log, safeMetrics{m: f.m, log: f.log})
+	r := &ingestRig{in: in, buf: f.buf, clock: clock, out: &out, offsets: make(map[int32]int64)}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -141,14 +98,14 @@ func (nopProducer) Produce(context.Context, string, processor.KafkaPayload) *pro
 
 // submit offers a batch of spans of partition 0 read at ts, held in the clock as
 // decode holds them.
-func (r *ingestRig) submit(t *testing.T, ts time.Time, spans ...Span) {
+func (r *ingestRig) submit(t *testing.T, ts time.Time, spans ...store.Span) {
 	t.Helper()
-	batch := make([]processor.Message[Span], len(spans))
+	batch := make([]processor.Message[store.Span], len(spans))
 	for i, s := range spans {
 		p := processor.Partition{Topic: "spans", Index: s.Partition}
 		batch[i] = processor.NewBrokerMessage(s, p, r.offsets[s.Partition], ts)
 		r.offsets[s.Partition]++
-		r.fl.clock.hold(s.Partition, ts)
+		r.clock.hold(s.Partition, ts)
 	}
 	msg := processor.NewMessage(batch, batch[len(batch)-1].Committable, ts)
 	if err := r.in.Submit(msg); err != nil {
@@ -194,7 +151,7 @@ func TestIngesterForwardsInOrderAndHoldsTheClock(t *testing.T) {
 	if len(*r.out) != 0 {
 		t.Fatalf("%d batches forwarded while the first is not in Redis, want 0", len(*r.out))
 	}
-	if now := r.fl.Now(0); now.After(early) {
+	if now := r.clock.Now(0); now.After(early) {
 		t.Fatalf("partition 0's clock is at %v while a span read at %v is not in Redis", now, early)
 	}
 	close(g.open)
@@ -202,7 +159,7 @@ func TestIngesterForwardsInOrderAndHoldsTheClock(t *testing.T) {
 	if got := []int64{next(t, (*r.out)[0]), next(t, (*r.out)[1])}; !slices.Equal(got, []int64{1, 2}) {
 		t.Fatalf("forwarded offsets %v, want [1 2] in order", got)
 	}
-	if now := r.fl.Now(0); now.Before(late) {
+	if now := r.clock.Now(0); now.Before(late) {
 		t.Fatalf("partition 0's clock is at %v after both batches are in, want at least %v", now, late)
 	}
 }
@@ -220,9 +177,9 @@ func TestIngesterRetriesAFailedBatch(t *testing.T) {
 	if got := []int64{next(t, (*r.out)[0]), next(t, (*r.out)[1])}; !slices.Equal(got, []int64{1, 2}) {
 		t.Fatalf("forwarded offsets %v, want [1 2] in order", got)
 	}
-	segs, _, err := r.fl.buf.FlushShards(bg, time.Now().Add(time.Minute), []int32{0})
+	segs, _, err := r.buf.Flush(bg, []int32{0}, 1, store.At(time.Now().Add(time.Minute)))
 	if err != nil {
-		t.Fatalf("FlushShards: %v", err)
+		t.Fatalf("Flush: %v", err)
 	}
 	if got := summarize(t, segs); fmt.Sprint(got) != fmt.Sprint(map[string]string{segKeyA(id("a")): "ab"}) {
 		t.Fatalf("flushed %v after the retries, want segment a with a and b", got)
@@ -238,7 +195,7 @@ func TestIngesterBoundsBatchesInFlight(t *testing.T) {
 	r := newIngestRig(t, client, 1)
 	r.submit(t, time.Now(), span(t, "a", "", 0))
 	p := processor.Partition{Topic: "spans", Index: 0}
-	second := []processor.Message[Span]{processor.NewBrokerMessage(span(t, "b", "", 0), p, 1, time.Now())}
+	second := []processor.Message[store.Span]{processor.NewBrokerMessage(span(t, "b", "", 0), p, 1, time.Now())}
 	if err := r.in.Submit(processor.NewMessage(second, second[0].Committable, time.Now())); !errors.Is(err, processor.ErrMessageRejected) {
 		t.Fatalf("Submit with one batch in flight and concurrency 1: %v, want ErrMessageRejected", err)
 	}

@@ -34,6 +34,7 @@ import (
 	"github.com/creekstream/creek/kafka/kafkatest"
 	"github.com/creekstream/creek/metrics"
 	"github.com/creekstream/creek/segments"
+	"github.com/creekstream/creek/segments/store"
 )
 
 const (
@@ -68,7 +69,7 @@ func BenchmarkSpanBufferBacklog(b *testing.B) {
 	c, err := segments.NewConsumer(segments.ConsumerConfig{
 		Brokers: env.Brokers, Group: env.Group(), InputTopic: in, OutputTopic: out,
 		Redis:     rdb,
-		Buffer:    segments.Config{RootTimeout: rootTimeout, Timeout: 5 * time.Second},
+		Buffer:    store.Config{RootTimeout: rootTimeout, Timeout: 5 * time.Second},
 		Flusher:   segments.FlusherConfig{IdleInterval: 50 * time.Millisecond},
 		BatchSize: 1000, BatchTime: 50 * time.Millisecond,
 		Metrics: m,

@@ -32,6 +32,7 @@ import (
 	"github.com/creekstream/creek/metrics"
 	"github.com/creekstream/creek/processor"
 	"github.com/creekstream/creek/segments"
+	"github.com/creekstream/creek/segments/store"
 )
 
 func main() {
@@ -139,7 +140,7 @@ func run(ctx context.Context, o options, out io.Writer, log *zap.Logger) error {
 		Brokers: brokers, Group: "spanbuffer" + suffix,
 		InputTopic: in, OutputTopic: segTopic, DLQTopic: dlq,
 		Redis:     rdb,
-		Buffer:    segments.Config{RootTimeout: o.rootTimeout, Timeout: o.timeout},
+		Buffer:    store.Config{RootTimeout: o.rootTimeout, Timeout: o.timeout},
 		Flusher:   segments.FlusherConfig{Workers: o.workers, IdleInterval: 100 * time.Millisecond},
 		BatchTime: 50 * time.Millisecond,
 		Logger:    log,

@@ -1,4 +1,4 @@
-package segments
+package store
 
 import (
 	"bufio"
@@ -14,7 +14,7 @@ import (
 
 // ErrMemoryInfoUnavailable is returned by MemoryRatio when Redis does not report its
 // memory (miniredis, for one).
-var ErrMemoryInfoUnavailable = errors.New("segments: Redis does not report used_memory and a memory limit")
+var ErrMemoryInfoUnavailable = errors.New("store: Redis does not report used_memory and a memory limit")
 
 // MemoryRatio returns Redis's used memory divided by the memory it may use: maxmemory
 // when set, else the machine's total memory. On a Cluster it is the highest ratio of
@@ -38,7 +38,7 @@ func (b *Buffer) MemoryRatio(ctx context.Context) (float64, error) {
 func memoryRatio(ctx context.Context, c redis.Cmdable) (float64, error) {
 	info, err := c.Info(ctx, "memory").Result()
 	if err != nil {
-		return 0, fmt.Errorf("segments: INFO memory: %w", err)
+		return 0, fmt.Errorf("store: INFO memory: %w", err)
 	}
 	fields := make(map[string]string)
 	sc := bufio.NewScanner(strings.NewReader(info))

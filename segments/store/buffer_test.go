@@ -1,4 +1,4 @@
-package segments
+package store
 
 import (
 	"context"
@@ -54,20 +54,30 @@ func allShards() []int32 {
 	return s
 }
 
-func newTestBuffer(t testing.TB, c redis.UniversalClient, cfg Config) *Buffer {
-	t.Helper()
-	b, err := NewBuffer(c, cfg)
-	if err != nil {
-		t.Fatalf("NewBuffer: %v", err)
-	}
-	b.SetShards(allShards())
-	return b
+// testBuffer is a Buffer with the shards a consumer owns, which its flushes cover.
+type testBuffer struct {
+	*Buffer
+	shards []int32
 }
 
-func ingest(t testing.TB, b *Buffer, now time.Time, spans ...Span) {
+func newTestBuffer(t testing.TB, c redis.UniversalClient, cfg Config) *testBuffer {
 	t.Helper()
-	if err := b.ProcessSpans(bg, spans, now); err != nil {
-		t.Fatalf("ProcessSpans: %v", err)
+	b, err := New(c, cfg)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	return &testBuffer{Buffer: b, shards: allShards()}
+}
+
+// flushShards flushes the buffer's shards at now.
+func (b *testBuffer) flushShards(now time.Time) (map[string]FlushedSegment, FlushStats, error) {
+	return b.Flush(bg, b.shards, len(b.shards), At(now))
+}
+
+func ingest(t testing.TB, b *testBuffer, now time.Time, spans ...Span) {
+	t.Helper()
+	if err := b.Ingest(bg, spans, At(now)); err != nil {
+		t.Fatalf("Ingest: %v", err)
 	}
 }
 
@@ -83,11 +93,11 @@ type outSpan struct {
 
 // flushed flushes the buffer's shards at now, checks every output span's
 // is_segment and segment id, and returns segment key -> sorted one-letter span ids.
-func flushed(t testing.TB, b *Buffer, now time.Time) (map[string]FlushedSegment, map[string]string) {
+func flushed(t testing.TB, b *testBuffer, now time.Time) (map[string]FlushedSegment, map[string]string) {
 	t.Helper()
-	segs, err := b.FlushSegments(bg, now)
+	segs, _, err := b.flushShards(now)
 	if err != nil {
-		t.Fatalf("FlushSegments at %v: %v", now.Sub(t0), err)
+		t.Fatalf("Flush at %v: %v", now.Sub(t0), err)
 	}
 	return segs, summarize(t, segs)
 }
@@ -116,10 +126,10 @@ func summarize(t testing.TB, segs map[string]FlushedSegment) map[string]string {
 	return out
 }
 
-func done(t testing.TB, b *Buffer, segs map[string]FlushedSegment) {
+func done(t testing.TB, b *testBuffer, segs map[string]FlushedSegment) {
 	t.Helper()
-	if err := b.DoneFlushSegments(bg, segs); err != nil {
-		t.Fatalf("DoneFlushSegments: %v", err)
+	if err := b.Done(bg, segs); err != nil {
+		t.Fatalf("Done: %v", err)
 	}
 }
 

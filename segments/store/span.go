@@ -1,4 +1,4 @@
-package segments
+package store
 
 import (
 	"encoding/json"
@@ -8,7 +8,7 @@ import (
 
 // ErrInvalidSpan is wrapped by every error Decode returns. The consumer turns such an
 // error into an invalid message (dead-letter queue) and carries on.
-var ErrInvalidSpan = errors.New("segments: invalid span")
+var ErrInvalidSpan = errors.New("store: invalid span")
 
 // Span is one decoded input span. Payload is the message value, kept verbatim; the
 // other fields are what the buffer needs to place the span in its segment.

@@ -1,4 +1,4 @@
-package segments
+package store
 
 import (
 	"bytes"
@@ -28,7 +28,7 @@ func frame(payloads [][]byte) []byte {
 	return out
 }
 
-var errBadFrame = errors.New("segments: corrupt compressed payload frame")
+var errBadFrame = errors.New("store: corrupt compressed payload frame")
 
 // unframe splits what frame joined.
 func unframe(b []byte) ([][]byte, error) {
@@ -54,11 +54,11 @@ func (b *Buffer) payloadsOf(member string) ([][]byte, error) {
 		b.decoder, b.decoderErr = zstd.NewReader(nil, zstd.WithDecoderConcurrency(1))
 	})
 	if b.decoderErr != nil {
-		return nil, fmt.Errorf("segments: zstd decoder: %w", b.decoderErr)
+		return nil, fmt.Errorf("store: zstd decoder: %w", b.decoderErr)
 	}
 	plain, err := b.decoder.DecodeAll(raw, nil)
 	if err != nil {
-		return nil, fmt.Errorf("segments: decompressing payloads: %w", err)
+		return nil, fmt.Errorf("store: decompressing payloads: %w", err)
 	}
 	return unframe(plain)
 }

@@ -1,4 +1,4 @@
-package segments
+package store
 
 import (
 	"strings"
@@ -22,12 +22,12 @@ func TestConfigValidation(t *testing.T) {
 		{Config{FlushLockTTL: -time.Second}, "must not be negative"},
 	}
 	for _, tc := range cases {
-		_, err := NewBuffer(redisNotUsed(), tc.cfg)
+		_, err := New(redisNotUsed(), tc.cfg)
 		if tc.want == "" && err != nil {
-			t.Errorf("NewBuffer(%+v): %v", tc.cfg, err)
+			t.Errorf("New(%+v): %v", tc.cfg, err)
 		}
 		if tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
-			t.Errorf("NewBuffer(%+v) = %v, want an error mentioning %q", tc.cfg, err, tc.want)
+			t.Errorf("New(%+v) = %v, want an error mentioning %q", tc.cfg, err, tc.want)
 		}
 	}
 }
@@ -39,7 +39,7 @@ func TestRetriedBatch(t *testing.T) {
 		batch := []Span{span(t, "a", "", 0), span(t, "b", "a", 0)}
 		ingest(t, b, at(0), batch...)
 		ingest(t, b, at(0), batch...)
-		segs, stats, err := b.FlushShards(bg, at(10), b.Shards())
+		segs, stats, err := b.flushShards(at(10))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -83,7 +83,7 @@ func TestLostPayloads(t *testing.T) {
 		if err := s.client.Del(bg, payloadKey(traceTag(1, traceA), saltOf([]*Span{&lost}))).Err(); err != nil {
 			t.Fatal(err)
 		}
-		segs, stats, err := b.FlushShards(bg, at(10), b.Shards())
+		segs, stats, err := b.flushShards(at(10))
 		if err != nil {
 			t.Fatal(err)
 		}

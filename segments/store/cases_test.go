@@ -1,4 +1,4 @@
-package segments
+package store
 
 import (
 	"encoding/json"
@@ -87,7 +87,7 @@ func TestMessages(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			b, err := NewBuffer(redisNotUsed(), Config{MaxSegmentBytes: tc.limit})
+			b, err := New(redisNotUsed(), Config{MaxSegmentBytes: tc.limit})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -161,9 +161,9 @@ func TestSliceQueueKey(t *testing.T) {
 func TestRouting(t *testing.T) {
 	eachStore(t, func(t *testing.T, s store) {
 		b := newTestBuffer(t, s.client, Config{})
-		b.SetShards([]int32{0, 1, 2})
+		b.shards = []int32{0, 1, 2}
 		ingest(t, b, at(0), span(t, "a", "b", 1))
-		b.SetShards([]int32{1, 2, 3})
+		b.shards = []int32{1, 2, 3}
 		ingest(t, b, at(1), span(t, "b", "", 1))
 		segs, got := flushed(t, b, at(12))
 		want := map[string]string{segKeyA(id("b")): "ab"}
@@ -189,7 +189,7 @@ func TestRebalance(t *testing.T) {
 		}
 		// The shard moves away before the segment was cleaned up: this buffer must not
 		// flush it again.
-		b.SetShards(nil)
+		b.shards = nil
 		if _, got := flushed(t, b, at(20)); len(got) != 0 {
 			t.Fatalf("flush without shards gave %v, want nothing", got)
 		}
@@ -212,15 +212,15 @@ func TestFlushLock(t *testing.T) {
 			eachStore(t, func(t *testing.T, s store) {
 				one := newTestBuffer(t, s.client, Config{FlushLockTTL: tc.lockTTL})
 				two := newTestBuffer(t, s.client, Config{FlushLockTTL: tc.lockTTL})
-				one.SetShards([]int32{0})
-				two.SetShards([]int32{1})
+				one.shards = []int32{0}
+				two.shards = []int32{1}
 				ingest(t, one, at(0), span(t, "b", "", 0), span(t, "a", "b", 1))
 
-				segs1, stats1, err := one.FlushShards(bg, at(11), one.Shards())
+				segs1, stats1, err := one.flushShards(at(11))
 				if err != nil {
 					t.Fatal(err)
 				}
-				segs2, stats2, err := two.FlushShards(bg, at(11), two.Shards())
+				segs2, stats2, err := two.flushShards(at(11))
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -239,7 +239,7 @@ func TestFlushLock(t *testing.T) {
 					t.Fatalf("flush lock still there after cleanup (exists %d, %v)", n, err)
 				}
 				// What the locked flusher skipped is found empty and dropped from its queue.
-				_, stats, err := two.FlushShards(bg, at(12), two.Shards())
+				_, stats, err := two.flushShards(at(12))
 				if err != nil {
 					t.Fatal(err)
 				}

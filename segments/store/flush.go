@@ -1,11 +1,10 @@
-package segments
+package store
 
 import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"slices"
 	"strconv"
 	"time"
 
@@ -14,7 +13,7 @@ import (
 )
 
 // FlushedSegment is a segment taken out of the buffer by a flush. Produce its
-// Messages, then hand it to DoneFlushSegments.
+// Messages, then hand it to Done.
 type FlushedSegment struct {
 	// Key is the segment key, span-buf:s:{<project>:<trace>}:<root>.
 	Key string
@@ -69,49 +68,32 @@ type ShardStats struct {
 	AtLimit bool
 }
 
-// FlushSegments flushes every shard set by SetShards; see FlushShards.
-func (b *Buffer) FlushSegments(ctx context.Context, now time.Time) (map[string]FlushedSegment, error) {
-	segs, _, err := b.FlushShards(ctx, now, b.Shards())
-	return segs, err
-}
-
-// FlushShards takes from the queues of shards the segments whose deadline is at or
-// before now, at most ceil(MaxFlushSegments / number of assigned shards) per shard,
-// and loads their spans. The result is keyed by segment key. Nothing is removed from
-// Redis until DoneFlushSegments, so a crash before that flushes the segments again.
+// Flush takes from the queues of shards the segments whose deadline is at or before
+// the shard's time on clock, at most ceil(MaxFlushSegments / assigned) per shard,
+// and loads their spans; assigned is the number of shards the whole consumer owns,
+// of which shards may be a part (a flusher worker flushes its own). The result is
+// keyed by segment key. Nothing is removed from Redis until Done, so a crash before
+// that flushes the segments again.
 //
-// Flusher workers that each own some of the assigned shards call it with their own.
+// The clock is read twice: before the queues are read and once they have been. A
+// segment due at the first time but not at the second is left for a later flush:
+// the span buffer's clock holds a shard back while spans read from it wait for
+// ingest, and such spans may have been ingested between the two reads.
+//
 // With FlushLockTTL set, a segment locked by another flusher is skipped and counted.
 // Queue entries without data are removed and counted as expired.
-func (b *Buffer) FlushShards(ctx context.Context, now time.Time, shards []int32) (map[string]FlushedSegment, FlushStats, error) {
-	return b.flushShards(ctx, shards, func(int32) time.Time { return now }, nil)
-}
-
-// FlushShardsAt is FlushShards with a time per shard: it flushes every shard in now,
-// in ascending order, taking the segments due at that shard's own Kafka time, so that
-// a partition that lags behind the others is not flushed ahead of its data.
-func (b *Buffer) FlushShardsAt(ctx context.Context, now map[int32]time.Time) (map[string]FlushedSegment, FlushStats, error) {
-	shards := make([]int32, 0, len(now))
-	for s := range now {
-		shards = append(shards, s)
-	}
-	slices.Sort(shards)
-	return b.flushShards(ctx, shards, func(shard int32) time.Time { return now[shard] }, nil)
-}
-
-// flushShards flushes shards, each at its time now. confirm, when not nil, reads the
-// clocks again once the queues have been read: a segment whose deadline is past the
-// time read first but not past the one read then is left for a later flush. Clocks
-// move backwards while spans read from Kafka wait for ingest (see kafkaClock), and
-// such spans may have been ingested between the two reads.
-func (b *Buffer) flushShards(ctx context.Context, shards []int32, now func(int32) time.Time, confirm func() []time.Time) (map[string]FlushedSegment, FlushStats, error) {
+func (b *Buffer) Flush(ctx context.Context, shards []int32, assigned int, clock Clock) (map[string]FlushedSegment, FlushStats, error) {
 	start := time.Now()
 	stats := FlushStats{Shards: make([]ShardStats, len(shards))}
 	if len(shards) == 0 {
 		return map[string]FlushedSegment{}, stats, nil
 	}
-	assigned := max(len(b.Shards()), 1)
+	assigned = max(assigned, len(shards), 1)
 	limit := (b.cfg.MaxFlushSegments + assigned - 1) / assigned
+	times := make([]time.Time, len(shards))
+	for i, shard := range shards {
+		times[i] = clock.Now(shard)
+	}
 
 	// 1. Due segments and queue sizes.
 	due := make([]*redis.ZSliceCmd, len(shards))
@@ -120,16 +102,12 @@ func (b *Buffer) flushShards(ctx context.Context, shards []int32, now func(int32
 		for i, shard := range shards {
 			q := b.queueKey(shard)
 			due[i] = p.ZRangeByScoreWithScores(ctx, q, &redis.ZRangeBy{
-				Min: "-inf", Max: strconv.FormatInt(now(shard).UnixMilli(), 10), Count: int64(limit),
+				Min: "-inf", Max: strconv.FormatInt(times[i].UnixMilli(), 10), Count: int64(limit),
 			})
 			sizes[i] = p.ZCard(ctx, q)
 		}
 	}); err != nil {
-		return nil, stats, fmt.Errorf("segments: reading flush queues: %w", err)
-	}
-	var confirmed []time.Time
-	if confirm != nil {
-		confirmed = confirm()
+		return nil, stats, fmt.Errorf("store: reading flush queues: %w", err)
 	}
 	segs := make(map[string]*FlushedSegment)
 	var order []*FlushedSegment
@@ -137,8 +115,9 @@ func (b *Buffer) flushShards(ctx context.Context, shards []int32, now func(int32
 		q := b.queueKey(shard)
 		entries := due[i].Val()
 		stats.Shards[i] = ShardStats{Shard: shard, QueueSize: sizes[i].Val(), Due: len(entries), AtLimit: len(entries) >= limit}
+		confirmed := float64(clock.Now(shard).UnixMilli())
 		for _, z := range entries {
-			if confirmed != nil && z.Score > float64(confirmed[i].UnixMilli()) {
+			if z.Score > confirmed {
 				continue
 			}
 			key, _ := z.Member.(string)
@@ -179,7 +158,7 @@ func (b *Buffer) flushShards(ctx context.Context, shards []int32, now func(int32
 			metas[i].bytes = p.Get(ctx, bytesKey(seg.Key))
 		}
 	}); err != nil {
-		return nil, stats, fmt.Errorf("segments: reading segments: %w", err)
+		return nil, stats, fmt.Errorf("store: reading segments: %w", err)
 	}
 	var loading, empty []*FlushedSegment
 	for i, seg := range order {
@@ -217,7 +196,7 @@ func (b *Buffer) flushShards(ctx context.Context, shards []int32, now func(int32
 	// Entries without data are removed now: there is nothing to produce.
 	if len(empty) > 0 {
 		stats.Expired += len(empty)
-		if err := b.DoneFlushSegments(ctx, toMap(empty)); err != nil {
+		if err := b.Done(ctx, toMap(empty)); err != nil {
 			return nil, stats, err
 		}
 	}
@@ -255,7 +234,7 @@ func (b *Buffer) loadPayloads(ctx context.Context, segs []*FlushedSegment, stats
 				s.cmd = p.SScan(ctx, s.key, s.cursor, "", int64(b.cfg.SegmentPageSize))
 			}
 		}); err != nil {
-			return fmt.Errorf("segments: loading payloads: %w", err)
+			return fmt.Errorf("store: loading payloads: %w", err)
 		}
 		next := pending[:0]
 		for _, s := range pending {
@@ -306,13 +285,13 @@ func (b *Buffer) loadPayloads(ctx context.Context, segs []*FlushedSegment, stats
 	return nil
 }
 
-// DoneFlushSegments removes flushed segments from Redis: call it only once every
-// message of every segment was acknowledged by Kafka. It removes exactly what the
+// Done removes flushed segments from Redis: call it only once every message of
+// every segment was acknowledged by Kafka. It removes exactly what the
 // flush loaded, so spans that arrived in between stay and are flushed later; the
 // has-root flag stays until it expires, so that late spans of a flushed segment are
 // flushed after RootTimeout. A crash before this call produces the segments again:
 // duplicates, never loss.
-func (b *Buffer) DoneFlushSegments(ctx context.Context, segs map[string]FlushedSegment) error {
+func (b *Buffer) Done(ctx context.Context, segs map[string]FlushedSegment) error {
 	if len(segs) == 0 {
 		return nil
 	}
@@ -349,7 +328,7 @@ func (b *Buffer) DoneFlushSegments(ctx context.Context, segs map[string]FlushedS
 		}
 	})
 	if err != nil {
-		return fmt.Errorf("segments: removing flushed segments: %w", err)
+		return fmt.Errorf("store: removing flushed segments: %w", err)
 	}
 	return nil
 }

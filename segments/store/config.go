@@ -1,4 +1,4 @@
-package segments
+package store
 
 import (
 	"fmt"
@@ -77,26 +77,26 @@ func (c Config) withDefaults() (Config, error) {
 
 	switch {
 	case c.Timeout < 0 || c.RootTimeout < 0 || c.TTL < 0 || c.FlushLockTTL < 0:
-		return c, fmt.Errorf("segments: Config durations must not be negative (Timeout %v, RootTimeout %v, TTL %v, FlushLockTTL %v)",
+		return c, fmt.Errorf("store: Config durations must not be negative (Timeout %v, RootTimeout %v, TTL %v, FlushLockTTL %v)",
 			c.Timeout, c.RootTimeout, c.TTL, c.FlushLockTTL)
 	case c.RootTimeout > c.Timeout:
-		return c, fmt.Errorf("segments: Config.RootTimeout (%v) must not exceed Config.Timeout (%v)", c.RootTimeout, c.Timeout)
+		return c, fmt.Errorf("store: Config.RootTimeout (%v) must not exceed Config.Timeout (%v)", c.RootTimeout, c.Timeout)
 	case c.TTL <= c.Timeout:
-		return c, fmt.Errorf("segments: Config.TTL (%v) must exceed Config.Timeout (%v), or segments expire before they are flushed", c.TTL, c.Timeout)
+		return c, fmt.Errorf("store: Config.TTL (%v) must exceed Config.Timeout (%v), or segments expire before they are flushed", c.TTL, c.Timeout)
 	case c.TTL%time.Second != 0:
-		return c, fmt.Errorf("segments: Config.TTL (%v) must be whole seconds", c.TTL)
+		return c, fmt.Errorf("store: Config.TTL (%v) must be whole seconds", c.TTL)
 	case c.FlushLockTTL%time.Millisecond != 0:
-		return c, fmt.Errorf("segments: Config.FlushLockTTL (%v) must be whole milliseconds", c.FlushLockTTL)
+		return c, fmt.Errorf("store: Config.FlushLockTTL (%v) must be whole milliseconds", c.FlushLockTTL)
 	case c.MaxSegmentBytes < 0:
-		return c, fmt.Errorf("segments: Config.MaxSegmentBytes (%d) must be positive", c.MaxSegmentBytes)
+		return c, fmt.Errorf("store: Config.MaxSegmentBytes (%d) must be positive", c.MaxSegmentBytes)
 	case c.MaxFlushSegments < 0:
-		return c, fmt.Errorf("segments: Config.MaxFlushSegments (%d) must be positive", c.MaxFlushSegments)
+		return c, fmt.Errorf("store: Config.MaxFlushSegments (%d) must be positive", c.MaxFlushSegments)
 	case c.SegmentPageSize < 0:
-		return c, fmt.Errorf("segments: Config.SegmentPageSize (%d) must be positive", c.SegmentPageSize)
+		return c, fmt.Errorf("store: Config.SegmentPageSize (%d) must be positive", c.SegmentPageSize)
 	case c.CompressionLevel < -1 || c.CompressionLevel > 22:
-		return c, fmt.Errorf("segments: Config.CompressionLevel (%d) must be -1 or 0 (off) or a zstd level from 1 to 22", c.CompressionLevel)
+		return c, fmt.Errorf("store: Config.CompressionLevel (%d) must be -1 or 0 (off) or a zstd level from 1 to 22", c.CompressionLevel)
 	case strings.ContainsAny(c.Slice, "{}: \t\r\n"):
-		return c, fmt.Errorf("segments: Config.Slice %q must not contain braces, colons or whitespace", c.Slice)
+		return c, fmt.Errorf("store: Config.Slice %q must not contain braces, colons or whitespace", c.Slice)
 	}
 	return c, nil
 }

@@ -1,4 +1,4 @@
-package segments
+package store
 
 import (
 	"bufio"
