@@ -13,6 +13,7 @@ import (
 
 	"github.com/creekstream/creek/kafka"
 	"github.com/creekstream/creek/kafka/kafkatest"
+	"github.com/creekstream/creek/processor"
 	"github.com/creekstream/creek/segments/store"
 )
 
@@ -116,6 +117,8 @@ func TestNewConsumerValidates(t *testing.T) {
 		{"no input topic", ConsumerConfig{OutputTopic: "o", Redis: client}},
 		{"no output topic", ConsumerConfig{InputTopic: "i", Redis: client}},
 		{"no redis", ConsumerConfig{InputTopic: "i", OutputTopic: "o"}},
+		{"brokers set twice", ConsumerConfig{InputTopic: "i", OutputTopic: "o", Redis: client, Kafka: kafka.ConsumerConfig{Brokers: []string{"b"}}}},
+		{"topics set twice", ConsumerConfig{InputTopic: "i", OutputTopic: "o", Redis: client, Processor: processor.Config[processor.KafkaPayload]{Topics: []string{"x"}}}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
