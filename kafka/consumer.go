@@ -33,17 +33,18 @@ var ErrClosed = errors.New("kafka: consumer is closed")
 // whatever their claim has ready, up to maxBatch messages, and put it on a bounded
 // queue as one batch; they block when it is full, so a slow processor slows
 // fetching down. Poll hands out the current batch from a plain slice: moving each
-// message through a channel of its own cost more than the whole processor loop. Assignment changes travel on the same path as events that
-// Poll turns into RebalanceCallbacks calls on the caller's goroutine; a revoked
-// partition is held by its reader until OnRevoke has run (or RevokeTimeout
-// passed), and queued messages of a revoked partition are dropped. An eager
-// rebalance reaches OnRevoke as one call for the whole assignment; under the
-// cooperative protocol the moving partitions' readers stop independently, so
-// their revocation may arrive split over several calls.
+// message through a channel of its own cost more than the whole processor loop.
+// Assignment changes do not travel on that queue: sarama's goroutines record them
+// under the mutex as events, which Poll turns into RebalanceCallbacks calls on the
+// caller's goroutine. A revoked partition is held by its reader until OnRevoke has
+// run (or RevokeTimeout passed), and queued messages of a revoked partition are
+// dropped. An eager rebalance reaches OnRevoke as one call for the whole
+// assignment; under the cooperative protocol the moving partitions' readers stop
+// independently, so their revocation may arrive split over several calls.
 //
-// Poll, Pause, Resume, Paused, Assignment, Commit, Fetch and Close belong to one
-// goroutine, the processor's loop; Commit and Fetch may also be called from
-// others.
+// Subscribe, Poll, Buffered, Pause, Resume, Paused, Assignment, Commit, Fetch and
+// Close belong to one goroutine, the processor's loop; Commit and Fetch may also
+// be called from others.
 type Consumer struct {
 	cfg    ConsumerConfig
 	log    *zap.Logger
