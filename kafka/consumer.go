@@ -63,7 +63,7 @@ type Consumer struct {
 	free      chan []*sarama.ConsumerMessage
 	batchSize int
 	// eventsPending is set while pending or failure has something for the loop, so
-	// that Poll takes the lock only then.
+	// that a Poll answered from the current batch takes the lock only then.
 	eventsPending atomic.Bool
 	// wake tells Poll that events are pending; it holds at most one signal.
 	wake chan struct{}
@@ -159,8 +159,8 @@ func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
 		_ = client.Close()
 		return nil, fmt.Errorf("kafka: connect to %v for commits: %w", cfg.Brokers, err)
 	}
-	// The queue holds at most ChannelBufferSize messages, as batches of at most
-	// batchSize.
+	// The queue holds ChannelBufferSize messages, rounded up to whole batches of
+	// at most batchSize.
 	batchSize := min(maxBatch, cfg.ChannelBufferSize)
 	queued := (cfg.ChannelBufferSize + batchSize - 1) / batchSize
 	return &Consumer{
