@@ -1,5 +1,24 @@
 package kafka
 
+// Consumer's code is split by the goroutine it runs on:
+//
+//   - consumer_group.go runs on sarama's goroutines: the Consume loop, the
+//     ConsumerGroupHandler callbacks and a reader per claimed partition.
+//   - consumer_poll.go runs on the processor's loop, the goroutine that calls Poll.
+//   - this file holds the type and its lifecycle: NewConsumer, and Subscribe and
+//     Close, which the loop calls too.
+//   - commit.go and fetch.go run on whichever goroutine calls Commit or Fetch.
+//
+// The struct's first group of fields, cfg to closing, is set by NewConsumer, never
+// reassigned and read from every goroutine; its channels (queue, free, wake,
+// closing) and the atomic eventsPending are how the two sides reach each other. mu guards session, announced, revoking,
+// pending, nextEpoch, failure and closed, the state both sides change. The loop
+// alone owns cb, subscribed, active, paused, held, ready and cur, and stop,
+// consumeEnd and errorsEnd, which Subscribe sets and Close waits on (consume and
+// drainErrors close the two channels as they return); closeOnce and closeErr are
+// Close's. fetchMu guards fetcher; calls counts the Commit and Fetch calls Close
+// waits for.
+
 import (
 	"context"
 	"errors"
@@ -44,6 +63,7 @@ var ErrClosed = errors.New("kafka: consumer is closed")
 // Close belong to one goroutine, the processor's loop; Commit and Fetch may also
 // be called from others.
 type Consumer struct {
+	// Set by NewConsumer and never changed.
 	cfg    ConsumerConfig
 	log    *zap.Logger
 	client sarama.Client
@@ -66,7 +86,9 @@ type Consumer struct {
 	// wake tells Poll that events are pending; it holds at most one signal.
 	wake chan struct{}
 	// closing is closed by Close so that readers stop waiting for Poll.
-	closing   chan struct{}
+	closing chan struct{}
+
+	// Close's own.
 	closeOnce sync.Once
 	closeErr  error
 
@@ -89,6 +111,7 @@ type Consumer struct {
 	ready      []batch                         // resumed batches, delivered before the queue
 	cur        batch                           // the batch Poll is handing out
 
+	// Set by Subscribe and waited on by Close, both on the loop.
 	stop       context.CancelFunc // ends the Consume loop
 	consumeEnd chan struct{}      // closed when the Consume loop has returned
 	errorsEnd  chan struct{}      // closed when the group's error channel is drained
@@ -96,7 +119,7 @@ type Consumer struct {
 	// calls counts Commit and Fetch requests still talking to a broker, so that
 	// Close can wait for them before it closes the client.
 	calls   sync.WaitGroup
-	fetchMu sync.Mutex // serialises Fetch: sarama allows one reader per partition
+	fetchMu sync.Mutex // guards fetcher and serialises Fetch: sarama allows one reader per partition
 	fetcher sarama.Consumer
 }
 

@@ -1,5 +1,16 @@
 package kafka
 
+// The group side of Consumer. Everything here runs on sarama's goroutines or on
+// the two Subscribe starts: consume, which calls group.Consume until the consumer
+// closes, and drainErrors. sarama calls Setup and Cleanup once per session and
+// ConsumeClaim on a goroutine of its own per claimed partition, concurrently.
+//
+// None of this touches the loop's fields (cb, active, paused, held, ready, cur).
+// It reaches the loop only by changing what mu guards (session, announced,
+// revoking, pending, nextEpoch, failure) under mu, then setting eventsPending and
+// signalling wake; and through the channels: readers send batches on queue, take
+// slices back from free and stop waiting for the loop when closing is closed.
+
 import (
 	"context"
 	"errors"

@@ -1,5 +1,12 @@
 package kafka
 
+// The poll side of Consumer. Everything here runs on the processor's loop, the
+// goroutine that calls Poll, and so do the RebalanceCallbacks it runs. That
+// goroutine alone owns cb, subscribed, active, paused, held, ready and cur, which
+// need no lock. What sarama's goroutines leave for it, pending and failure, it
+// takes under mu in runEvents, which also clears revoking for the partitions whose
+// OnRevoke has run. Messages arrive on queue; their slices go back on free.
+
 import (
 	"context"
 	"maps"
