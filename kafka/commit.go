@@ -1,5 +1,10 @@
 package kafka
 
+// Commit may be called from any goroutine, concurrently with Poll and with other
+// Commits. It reads only fields NewConsumer set and never changes, and session
+// under mu; beginCall, under mu too, refuses it once Close has begun and counts it
+// on calls, so that Close waits for the request before closing the commits client.
+
 import (
 	"context"
 	"errors"

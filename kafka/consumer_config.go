@@ -1,5 +1,10 @@
 package kafka
 
+// Configuration is plain values: NewConsumer and NewProducer take a copy, build
+// fills in defaults on it, and from then on it is only read. The copy is shallow:
+// Brokers, and pointers inside the copied sarama.Config such as Net.TLS.Config,
+// stay shared with the caller.
+
 import (
 	"errors"
 	"fmt"

@@ -1,5 +1,8 @@
 package kafka
 
+// DLQProducer holds no state of its own beyond what NewDLQProducer sets; Produce
+// may be called from any goroutine, as Producer.Produce may.
+
 import (
 	"context"
 	"strconv"

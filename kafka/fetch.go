@@ -1,5 +1,10 @@
 package kafka
 
+// Fetch may be called from any goroutine, concurrently with Poll. fetchMu guards
+// fetcher, created on first use, and serialises Fetch calls; beginCall refuses a
+// Fetch once Close has begun and counts it on calls, so that Close reads fetcher
+// and closes it only when no Fetch is running.
+
 import (
 	"context"
 	"errors"

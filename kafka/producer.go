@@ -1,5 +1,12 @@
 package kafka
 
+// Produce and Close may be called from any goroutine, concurrently. mu guards
+// closed; sending counts the Produce calls past that check, which Close waits for
+// before it closes sarama's input, and closing, which Close closes once, stops
+// those blocked on a full input. The goroutine NewProducer starts, resolve, alone
+// reads sarama's Successes and Errors and closes resolved when both are drained.
+// The other fields are set by NewProducer and never change.
+
 import (
 	"context"
 	"errors"

@@ -1,0 +1,249 @@
+package kafka
+
+// The group side of Consumer. Everything here runs on sarama's goroutines or on
+// the two Subscribe starts: consume, which calls group.Consume until the consumer
+// closes, and drainErrors. sarama calls Setup and Cleanup once per session and
+// ConsumeClaim on a goroutine of its own per claimed partition, concurrently.
+//
+// None of this touches the loop's fields (cb, active, paused, held, ready, cur).
+// It reaches the loop only by changing what mu guards (session, announced,
+// revoking, pending, nextEpoch, failure) under mu, then setting eventsPending and
+// signalling wake; and through the channels: readers send batches on queue, take
+// slices back from free and stop waiting for the loop when closing is closed.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/IBM/sarama"
+	"go.uber.org/zap"
+
+	"github.com/creekstream/creek/processor"
+)
+
+// consume keeps the member in the group: sarama's Consume returns at every eager
+// rebalance and on errors, and is called again until the consumer closes.
+func (c *Consumer) consume(ctx context.Context, topics []string) {
+	defer close(c.consumeEnd)
+	const backoff = time.Second
+	h := handler{c}
+	for {
+		err := c.group.Consume(ctx, topics, h)
+		if ctx.Err() != nil || errors.Is(err, sarama.ErrClosedConsumerGroup) {
+			return
+		}
+		if err == nil {
+			continue
+		}
+		if fatal(err) {
+			c.fail(fmt.Errorf("kafka: consume %v: %w", topics, err))
+			return
+		}
+		c.log.Warn("consumer group session failed; rejoining", zap.Strings("topics", topics), zap.Error(err))
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// fatal reports errors that rejoining cannot cure.
+func fatal(err error) bool {
+	return errors.Is(err, sarama.ErrTopicAuthorizationFailed) ||
+		errors.Is(err, sarama.ErrGroupAuthorizationFailed) ||
+		errors.Is(err, sarama.ErrInconsistentGroupProtocol) ||
+		errors.Is(err, sarama.ErrFencedInstancedId)
+}
+
+func (c *Consumer) fail(err error) {
+	c.mu.Lock()
+	if c.failure == nil {
+		c.failure = err
+	}
+	c.eventsPending.Store(true)
+	c.mu.Unlock()
+	c.signal()
+}
+
+// drainErrors logs what the group reports in the background; sarama drops errors
+// nobody reads, so they would otherwise vanish.
+func (c *Consumer) drainErrors() {
+	defer close(c.errorsEnd)
+	for err := range c.group.Errors() {
+		c.log.Warn("consumer group error", zap.Error(err))
+	}
+}
+
+func (c *Consumer) signal() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// handler is the sarama.ConsumerGroupHandler of a Consumer.
+type handler struct{ c *Consumer }
+
+func (h handler) Setup(sess sarama.ConsumerGroupSession) error {
+	h.c.mu.Lock()
+	h.c.session = sess
+	h.c.mu.Unlock()
+	return nil
+}
+
+// Cleanup revokes what the session's readers did not, such as partitions whose
+// reader never started, before the session's partitions go.
+func (h handler) Cleanup(sess sarama.ConsumerGroupSession) error {
+	h.c.release(processor.Partition{}, true)
+	h.c.mu.Lock()
+	if h.c.session == sess {
+		h.c.session = nil
+	}
+	h.c.mu.Unlock()
+	return nil
+}
+
+func (h handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
+	c := h.c
+	p := processor.Partition{Topic: claim.Topic(), Index: claim.Partition()}
+	epoch := c.announce(sess, p)
+	msgs := claim.Messages()
+	done := sess.Context().Done()
+	for {
+		select {
+		case m, ok := <-msgs:
+			if !ok {
+				// The claim was revoked: only this partition moves under the
+				// cooperative protocol, the whole assignment under an eager one.
+				c.release(p, !c.cooperative)
+				return nil
+			}
+			b, open := c.fill(m, msgs)
+			select {
+			case c.queue <- batch{p: p, epoch: epoch, msgs: b}:
+			case <-done:
+				c.release(p, true)
+				return nil
+			case <-c.closing:
+				return nil
+			}
+			if !open {
+				c.release(p, !c.cooperative)
+				return nil
+			}
+		case <-done:
+			c.release(p, true)
+			return nil
+		case <-c.closing:
+			return nil
+		}
+	}
+}
+
+// fill returns first and whatever else msgs has ready, up to batchSize messages,
+// without waiting. open is false if msgs was found closed.
+func (c *Consumer) fill(first *sarama.ConsumerMessage, msgs <-chan *sarama.ConsumerMessage) (b []*sarama.ConsumerMessage, open bool) {
+	select {
+	case b = <-c.free:
+	default:
+		b = make([]*sarama.ConsumerMessage, 0, c.batchSize)
+	}
+	b = append(b, first)
+	for len(b) < c.batchSize {
+		select {
+		case m, ok := <-msgs:
+			if !ok {
+				return b, false
+			}
+			b = append(b, m)
+		default:
+			return b, true
+		}
+	}
+	return b, true
+}
+
+// announce queues an assignment event for every partition of the session not yet
+// announced and returns p's epoch. The first reader of a generation announces the
+// whole generation, so the loop sees one OnAssign per rebalance.
+func (c *Consumer) announce(sess sarama.ConsumerGroupSession, p processor.Partition) uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if epoch, ok := c.announced[p]; ok {
+		return epoch
+	}
+	added := make(map[processor.Partition]uint64)
+	add := func(q processor.Partition) {
+		if _, ok := c.announced[q]; ok {
+			return
+		}
+		c.nextEpoch++
+		added[q] = c.nextEpoch
+		c.announced[q] = c.nextEpoch
+		// A revocation of an earlier claim that timed out waiting is over.
+		delete(c.revoking, q)
+	}
+	add(p)
+	// sarama shares the claims map with its own goroutines: read it only.
+	for topic, indexes := range sess.Claims() {
+		for _, i := range indexes {
+			add(processor.Partition{Topic: topic, Index: i})
+		}
+	}
+	c.pending = append(c.pending, event{assign: added})
+	c.eventsPending.Store(true)
+	c.signal()
+	return c.announced[p]
+}
+
+// release revokes p (or, with all, every announced partition) and waits, at most
+// RevokeTimeout, until the loop has run OnRevoke for it.
+func (c *Consumer) release(p processor.Partition, all bool) {
+	c.mu.Lock()
+	rv := c.revoking[p]
+	if rv == nil {
+		var moving []processor.Partition
+		if all {
+			moving = slices.Collect(maps.Keys(c.announced))
+		} else if _, ok := c.announced[p]; ok {
+			moving = []processor.Partition{p}
+		}
+		if len(moving) > 0 {
+			// Revocations the loop has not picked up yet are merged, so that
+			// partitions leaving together reach OnRevoke together.
+			if n := len(c.pending); n > 0 && c.pending[n-1].revoke != nil {
+				rv = c.pending[n-1].revoke
+				rv.partitions = append(rv.partitions, moving...)
+			} else {
+				rv = &revocation{partitions: moving, done: make(chan struct{})}
+				c.pending = append(c.pending, event{revoke: rv})
+			}
+			for _, q := range moving {
+				delete(c.announced, q)
+				c.revoking[q] = rv
+			}
+			c.eventsPending.Store(true)
+			c.signal()
+		}
+	}
+	c.mu.Unlock()
+	if rv == nil {
+		return
+	}
+	t := time.NewTimer(c.cfg.RevokeTimeout)
+	defer t.Stop()
+	select {
+	case <-rv.done:
+	case <-c.closing:
+	case <-t.C:
+		c.log.Warn("revoked partitions released before the processor handled the revocation; their uncommitted messages will be read again by the next owner",
+			zap.Stringers("partitions", rv.partitions), zap.Duration("revoke_timeout", c.cfg.RevokeTimeout))
+	}
+}
