@@ -9,6 +9,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
+	"github.com/creekstream/creek/internal/defaults"
 	"github.com/creekstream/creek/metrics"
 	"github.com/creekstream/creek/processor"
 	"github.com/creekstream/creek/segments/store"
@@ -89,22 +90,14 @@ func NewFactory(cfg FactoryConfig) (*Factory, error) {
 	if cfg.Metrics == nil {
 		cfg.Metrics = metrics.Noop{}
 	}
-	switch {
-	case cfg.BatchSize < 0:
-		return nil, fmt.Errorf("segments: FactoryConfig.BatchSize is %d; set it > 0, or 0 for %d", cfg.BatchSize, DefaultBatchSize)
-	case cfg.BatchTime < 0:
-		return nil, fmt.Errorf("segments: FactoryConfig.BatchTime is %v; set it > 0, or 0 for %v", cfg.BatchTime, DefaultBatchTime)
-	case cfg.IngestConcurrency < 0:
-		return nil, fmt.Errorf("segments: FactoryConfig.IngestConcurrency is %d; set it > 0, or 0 for %d", cfg.IngestConcurrency, DefaultIngestConcurrency)
+	if err := defaults.Ints(
+		defaults.Int{Name: "segments: FactoryConfig.BatchSize", Value: &cfg.BatchSize, Default: DefaultBatchSize},
+		defaults.Int{Name: "segments: FactoryConfig.IngestConcurrency", Value: &cfg.IngestConcurrency, Default: DefaultIngestConcurrency},
+	); err != nil {
+		return nil, err
 	}
-	if cfg.BatchSize == 0 {
-		cfg.BatchSize = DefaultBatchSize
-	}
-	if cfg.BatchTime == 0 {
-		cfg.BatchTime = DefaultBatchTime
-	}
-	if cfg.IngestConcurrency == 0 {
-		cfg.IngestConcurrency = DefaultIngestConcurrency
+	if err := defaults.Durations(defaults.Duration{Name: "segments: FactoryConfig.BatchTime", Value: &cfg.BatchTime, Default: DefaultBatchTime}); err != nil {
+		return nil, err
 	}
 	if cfg.Buffer.Logger == nil {
 		cfg.Buffer.Logger = cfg.Logger.Named("buffer")

@@ -1,5 +1,5 @@
-// Package defaults fills in the zero durations of a configuration struct and
-// rejects negative ones, with one wording for every package's Config.
+// Package defaults fills in the zero fields of a configuration struct and rejects
+// negative ones, with one wording for every package's Config.
 package defaults
 
 import (
@@ -7,18 +7,27 @@ import (
 	"time"
 )
 
-// Duration is one duration field of a configuration: its name as the user writes it
-// (Config.JoinTimeout), where it is, and its default.
-type Duration struct {
+// Number is what a defaulted field holds: a count, a size or a duration.
+type Number interface{ ~int | ~int64 }
+
+// Field is one field of a configuration: its name as the user writes it
+// ("processor: Config.JoinTimeout"), where it is, and its default.
+type Field[T Number] struct {
 	Name    string
-	Value   *time.Duration
-	Default time.Duration
+	Value   *T
+	Default T
 }
 
-// Durations sets every zero Value to its Default and returns an error naming the
-// first negative one. A zero Default leaves the field zero, for fields whose
-// default depends on another (set it afterwards).
-func Durations(fields ...Duration) error {
+// Duration is a duration field.
+type Duration = Field[time.Duration]
+
+// Int is a count or size field.
+type Int = Field[int]
+
+// Apply sets every zero Value to its Default and returns an error naming the first
+// negative one. A zero Default leaves the field zero, for fields whose default
+// depends on another (set it afterwards).
+func Apply[T Number](fields ...Field[T]) error {
 	for _, f := range fields {
 		switch {
 		case *f.Value < 0 && f.Default > 0:
@@ -31,3 +40,9 @@ func Durations(fields ...Duration) error {
 	}
 	return nil
 }
+
+// Durations is Apply for duration fields.
+func Durations(fields ...Duration) error { return Apply(fields...) }
+
+// Ints is Apply for count and size fields.
+func Ints(fields ...Int) error { return Apply(fields...) }
