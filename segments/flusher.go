@@ -251,6 +251,10 @@ func (f *flusher) awaitStartup(ctx context.Context, workers []*worker) error {
 		case <-w.reported:
 			continue
 		case <-w.done:
+			if w.ctx.Err() != nil {
+				// Stopped on purpose: its shards were dealt to fewer workers meanwhile.
+				continue
+			}
 			err = fmt.Errorf("%w during start-up: %s", ErrWorkerExited, w.exitCause())
 		case <-ctx.Done():
 			err = fmt.Errorf("%w: no report within %v: %w", ErrStartupTimeout, f.cfg.StartupTimeout, ctx.Err())

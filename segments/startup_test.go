@@ -111,3 +111,32 @@ func TestSlowFlusherStartDoesNotStallTheLoop(t *testing.T) {
 		t.Fatalf("the flusher's start-up failed %d times", n)
 	}
 }
+
+// Shards dealt to fewer workers while the flusher starts stop the surplus workers on
+// purpose; that is no failed start.
+func TestFlusherStartSurvivesFewerWorkers(t *testing.T) {
+	client, _ := flusherRedis(t)
+	gate := &startGate{open: make(chan struct{}), entered: make(chan struct{})}
+	client.AddHook(gate)
+	r := newRig(t, client, store.Config{}, fastConfig(newProducer(nil)))
+	if err := r.fl.start([]int32{0, 1, 2, 3}); err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := r.fl.Join(context.Background()); err != nil {
+			t.Errorf("Join: %v", err)
+		}
+	})
+	select {
+	case <-gate.entered:
+	case <-time.After(waitLong):
+		t.Fatalf("no flusher worker reached Redis within %v", waitLong)
+	}
+	r.fl.setShards([]int32{0})
+	waitFor(t, "the three surplus workers to exit", waitLong, func() bool { return r.count("span flusher worker exited") == 3 })
+	close(gate.open)
+	waitFor(t, "the flusher to accept messages", waitLong, func() bool { return r.fl.ready.Load() })
+	if err := r.fl.Poll(); err != nil {
+		t.Fatalf("Poll after a start with fewer workers: %v", err)
+	}
+}
