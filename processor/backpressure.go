@@ -95,7 +95,7 @@ func (p *StreamProcessor[T]) rejected(ctx context.Context) {
 
 func (p *StreamProcessor[T]) pause() {
 	parts := p.assignment()
-	p.log.Info("creek: pausing partitions after continuous backpressure",
+	p.log.Info("processor: pausing partitions after continuous backpressure",
 		zap.Duration("for", time.Since(p.bp.since)), zap.Int("partitions", len(parts)))
 	p.consumer.Pause(parts)
 	p.bp.paused = true
@@ -103,7 +103,7 @@ func (p *StreamProcessor[T]) pause() {
 }
 
 func (p *StreamProcessor[T]) resume() {
-	p.log.Info("creek: resuming partitions")
+	p.log.Info("processor: resuming partitions")
 	p.consumer.Resume(p.consumer.Paused())
 	p.bp.paused = false
 	p.m.resumes++

@@ -88,9 +88,9 @@ func (p *StreamProcessor[T]) commit(force bool) error {
 		p.retryCommitAt = now.Add(commitRetryDelay)
 		p.commitDueAt = p.retryCommitAt
 		if force {
-			return fmt.Errorf("creek: commit %s: %w", CommittableFromMap(offsets), err)
+			return fmt.Errorf("processor: commit %s: %w", CommittableFromMap(offsets), err)
 		}
-		p.log.Warn("creek: commit failed; offsets stay staged", zap.Error(err))
+		p.log.Warn("processor: commit failed; offsets stay staged", zap.Error(err))
 		return nil
 	}
 	p.m.commitOK++

@@ -151,7 +151,7 @@ func (p *StreamProcessor[T]) process(ctx context.Context, msg Message[T], fresh 
 			}
 			return nil
 		}
-		return fmt.Errorf("creek: strategy poll: %w", err)
+		return fmt.Errorf("processor: strategy poll: %w", err)
 	}
 	if err := p.commitIfDue(); err != nil {
 		return err
@@ -191,21 +191,21 @@ func (p *StreamProcessor[T]) pollConsumer(ctx context.Context, mayWait bool) (ms
 		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
 			return msg, false, nil
 		}
-		return msg, false, fmt.Errorf("creek: poll consumer: %w", err)
+		return msg, false, fmt.Errorf("processor: poll consumer: %w", err)
 	}
 	if !ok {
 		return msg, false, nil
 	}
 	pos, hasPos := msg.Origin()
 	if p.strategy == nil {
-		return msg, false, fmt.Errorf("creek: state error: a message (committable %s) arrived while no strategy runs (nothing assigned)", msg.Committable)
+		return msg, false, fmt.Errorf("processor: state error: a message (committable %s) arrived while no strategy runs (nothing assigned)", msg.Committable)
 	}
 	if hasPos && !p.hotIn(pos.Partition).assigned {
 		// Fetched before a cooperative revocation; the partition's new owner reads it.
 		return msg, false, nil
 	}
 	if p.bp.paused && p.bp.len() >= maxHeldWhilePaused {
-		return msg, false, fmt.Errorf("creek: state error: the consumer handed out %d messages after Pause; it must stop fetching paused partitions", p.bp.len())
+		return msg, false, fmt.Errorf("processor: state error: the consumer handed out %d messages after Pause; it must stop fetching paused partitions", p.bp.len())
 	}
 	if p.dlq != nil && hasPos {
 		p.dlq.record(pos, msg)
@@ -245,7 +245,7 @@ func (p *StreamProcessor[T]) submit(ctx context.Context, msg Message[T], fresh b
 		p.accepted()
 		return nil
 	}
-	return fmt.Errorf("creek: submit to strategy: %w", err)
+	return fmt.Errorf("processor: submit to strategy: %w", err)
 }
 
 // handleInvalid counts an invalid message and sends it to the dead-letter queue. The
@@ -254,7 +254,7 @@ func (p *StreamProcessor[T]) submit(ctx context.Context, msg Message[T], fresh b
 func (p *StreamProcessor[T]) handleInvalid(inv *InvalidMessageError) {
 	p.m.invalid++
 	if p.dlq == nil {
-		p.log.Error("creek: invalid message skipped (no DLQ configured)",
+		p.log.Error("processor: invalid message skipped (no DLQ configured)",
 			zap.Stringer("partition", inv.Partition), zap.Int64("offset", inv.Offset), zap.String("reason", inv.Reason))
 		return
 	}

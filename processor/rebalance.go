@@ -51,11 +51,11 @@ func (p *StreamProcessor[T]) assign(added []Partition) error {
 		p.assigned[part] = true
 	}
 	all := p.assignment()
-	p.log.Info("creek: partitions assigned", zap.Stringers("added", added), zap.Int("assigned", len(all)))
+	p.log.Info("processor: partitions assigned", zap.Stringers("added", added), zap.Int("assigned", len(all)))
 	if p.strategy == nil {
 		s, err := p.factory.Create(p.stage, all)
 		if err != nil {
-			return fmt.Errorf("creek: create strategy for %v: %w", all, err)
+			return fmt.Errorf("processor: create strategy for %v: %w", all, err)
 		}
 		p.strategy = s
 		p.m.createStrategy++
@@ -81,7 +81,7 @@ func (p *StreamProcessor[T]) revoke(revoked []Partition) error {
 			gone[part] = true
 		}
 	}
-	p.log.Info("creek: partitions revoked", zap.Stringers("revoked", revoked), zap.Int("remaining", len(p.assigned)-len(gone)))
+	p.log.Info("processor: partitions revoked", zap.Stringers("revoked", revoked), zap.Int("remaining", len(p.assigned)-len(gone)))
 	if len(gone) == len(p.assigned) {
 		if err := p.closeStrategy(); err != nil {
 			return err
@@ -123,7 +123,7 @@ func (p *StreamProcessor[T]) drainRevoked(gone map[Partition]bool) error {
 	deadline := time.Now().Add(p.cfg.JoinTimeout)
 	for {
 		if err := p.commitRevoked(gone); err != nil {
-			p.log.Warn("creek: commit during revocation failed; retrying", zap.Error(err))
+			p.log.Warn("processor: commit during revocation failed; retrying", zap.Error(err))
 		}
 		pending := p.uncommitted(gone)
 		if len(pending) == 0 {
@@ -131,7 +131,7 @@ func (p *StreamProcessor[T]) drainRevoked(gone map[Partition]bool) error {
 		}
 		if !time.Now().Before(deadline) {
 			p.m.revokeTimeouts++
-			p.log.Warn("creek: revoked partitions released with uncommitted work; it will be redelivered",
+			p.log.Warn("processor: revoked partitions released with uncommitted work; it will be redelivered",
 				zap.Stringers("partitions", pending), zap.Duration("waited", p.cfg.JoinTimeout))
 			return nil
 		}
@@ -139,7 +139,7 @@ func (p *StreamProcessor[T]) drainRevoked(gone map[Partition]bool) error {
 		if err := p.strategy.Poll(); err != nil {
 			inv, ok := AsInvalid(err)
 			if !ok {
-				return fmt.Errorf("creek: strategy poll during revocation: %w", err)
+				return fmt.Errorf("processor: strategy poll during revocation: %w", err)
 			}
 			p.handleInvalid(inv)
 		}
@@ -197,7 +197,7 @@ func (p *StreamProcessor[T]) closeStrategy() error {
 	if err != nil {
 		inv, ok := AsInvalid(err)
 		if !ok {
-			return fmt.Errorf("creek: join strategy: %w", err)
+			return fmt.Errorf("processor: join strategy: %w", err)
 		}
 		p.handleInvalid(inv)
 	}
