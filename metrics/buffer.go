@@ -2,7 +2,6 @@ package metrics
 
 import (
 	"errors"
-	"fmt"
 	"math"
 	"math/bits"
 	"runtime"
@@ -10,6 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 	"unsafe"
+
+	"github.com/creekstream/creek/internal/defaults"
 )
 
 // DefaultFlushInterval is how often a Buffer flushes when BufferConfig leaves it unset.
@@ -93,11 +94,8 @@ func NewBuffer(backend Metrics, cfg BufferConfig) (*Buffer, error) {
 	if backend == nil {
 		return nil, errors.New("metrics: NewBuffer needs a backend; pass metrics.Noop{} to discard")
 	}
-	if cfg.FlushInterval < 0 {
-		return nil, fmt.Errorf("metrics: BufferConfig.FlushInterval is %v; set a positive duration, or 0 for the default %v", cfg.FlushInterval, DefaultFlushInterval)
-	}
-	if cfg.FlushInterval == 0 {
-		cfg.FlushInterval = DefaultFlushInterval
+	if err := defaults.Durations(defaults.Duration{Name: "metrics: BufferConfig.FlushInterval", Value: &cfg.FlushInterval, Default: DefaultFlushInterval}); err != nil {
+		return nil, err
 	}
 	// Four times as many stripes as threads that can run at once keeps collisions
 	// between concurrent writers of one series rare.

@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"time"
 
+	"github.com/creekstream/creek/internal/defaults"
 	"go.uber.org/zap"
 )
 
@@ -48,17 +49,18 @@ const (
 func (p DLQPolicy[T]) withDefaults() (DLQPolicy[T], error) {
 	switch {
 	case p.Producer == nil:
-		return p, errors.New("creek: DLQPolicy.Producer is nil; set it (kafka.NewDLQProducer for Kafka) or leave Config.DLQ nil")
+		return p, errors.New("processor: DLQPolicy.Producer is nil; set it (kafka.NewDLQProducer for Kafka) or leave Config.DLQ nil")
 	case p.MaxInvalidRatio < 0:
-		return p, fmt.Errorf("creek: DLQPolicy.MaxInvalidRatio is %v; set it >= 0 (0 = no limit)", p.MaxInvalidRatio)
+		return p, fmt.Errorf("processor: DLQPolicy.MaxInvalidRatio is %v; set it >= 0 (0 = no limit)", p.MaxInvalidRatio)
 	case p.MaxConsecutiveInvalid < 0:
-		return p, fmt.Errorf("creek: DLQPolicy.MaxConsecutiveInvalid is %d; set it >= 0 (0 = no limit)", p.MaxConsecutiveInvalid)
+		return p, fmt.Errorf("processor: DLQPolicy.MaxConsecutiveInvalid is %d; set it >= 0 (0 = no limit)", p.MaxConsecutiveInvalid)
 	case p.BufferBytesPerPartition < 0:
-		return p, fmt.Errorf("creek: DLQPolicy.BufferBytesPerPartition is %d; set it > 0, or 0 for %d", p.BufferBytesPerPartition, defaultDLQBufferBytes)
+		return p, fmt.Errorf("processor: DLQPolicy.BufferBytesPerPartition is %d; set it > 0, or 0 for %d", p.BufferBytesPerPartition, defaultDLQBufferBytes)
 	case p.MaxPendingPerPartition < 0:
-		return p, fmt.Errorf("creek: DLQPolicy.MaxPendingPerPartition is %d; set it > 0, or 0 for %d", p.MaxPendingPerPartition, defaultDLQMaxPending)
-	case p.Timeout < 0:
-		return p, fmt.Errorf("creek: DLQPolicy.Timeout is %v; set it > 0, or 0 for %v", p.Timeout, defaultDLQTimeout)
+		return p, fmt.Errorf("processor: DLQPolicy.MaxPendingPerPartition is %d; set it > 0, or 0 for %d", p.MaxPendingPerPartition, defaultDLQMaxPending)
+	}
+	if err := defaults.Durations(defaults.Duration{Name: "processor: DLQPolicy.Timeout", Value: &p.Timeout, Default: defaultDLQTimeout}); err != nil {
+		return p, err
 	}
 	if p.BufferBytesPerPartition == 0 {
 		p.BufferBytesPerPartition = defaultDLQBufferBytes
@@ -66,13 +68,10 @@ func (p DLQPolicy[T]) withDefaults() (DLQPolicy[T], error) {
 	if p.MaxPendingPerPartition == 0 {
 		p.MaxPendingPerPartition = defaultDLQMaxPending
 	}
-	if p.Timeout == 0 {
-		p.Timeout = defaultDLQTimeout
-	}
 	if p.Size == nil {
 		var zero T
 		if _, ok := any(zero).(interface{ Size() int }); !ok {
-			return p, fmt.Errorf("creek: DLQPolicy.Size is nil and %v has no Size() int method; set Size", reflect.TypeFor[T]())
+			return p, fmt.Errorf("processor: DLQPolicy.Size is nil and %v has no Size() int method; set Size", reflect.TypeFor[T]())
 		}
 		p.Size = func(v T) int { return any(v).(interface{ Size() int }).Size() }
 	}

@@ -2,10 +2,11 @@ package stuckdetector
 
 import (
 	"fmt"
-	"runtime"
 	"sync"
 	"time"
 
+	"github.com/creekstream/creek/internal/defaults"
+	"github.com/creekstream/creek/internal/stacks"
 	"github.com/creekstream/creek/metrics"
 	"go.uber.org/zap"
 )
@@ -40,18 +41,15 @@ type Config struct {
 // Validate reports what is wrong with c, so that a caller can refuse a bad
 // configuration at its own construction time.
 func (c Config) Validate() error {
-	if c.Timeout < 0 {
-		return fmt.Errorf("stuckdetector: Timeout is %v; set a positive duration, or 0 for the default %v", c.Timeout, DefaultTimeout)
+	// c is a copy: filling in the default here leaves the caller's Config alone.
+	if err := defaults.Durations(defaults.Duration{Name: "stuckdetector: Config.Timeout", Value: &c.Timeout, Default: DefaultTimeout}); err != nil {
+		return err
 	}
 	if c.HardLimit < 0 {
 		return fmt.Errorf("stuckdetector: HardLimit is %v; set a positive duration, or 0 to turn it off", c.HardLimit)
 	}
-	timeout := c.Timeout
-	if timeout == 0 {
-		timeout = DefaultTimeout
-	}
-	if c.HardLimit != 0 && c.HardLimit < timeout {
-		return fmt.Errorf("stuckdetector: HardLimit %v is shorter than Timeout %v, so the hard limit would act before the stall is reported; raise HardLimit or set it to 0", c.HardLimit, timeout)
+	if c.HardLimit != 0 && c.HardLimit < c.Timeout {
+		return fmt.Errorf("stuckdetector: HardLimit %v is shorter than Timeout %v, so the hard limit would act before the stall is reported; raise HardLimit or set it to 0", c.HardLimit, c.Timeout)
 	}
 	return nil
 }
@@ -193,7 +191,7 @@ func (d *detector) check(now time.Time) {
 		phase := d.hb.Phase()
 		d.cfg.Logger.Warn("loop is stuck",
 			zap.String("phase", phase), zap.Duration("stall", stall),
-			zap.ByteString("goroutines", allStacks()))
+			zap.ByteString("goroutines", stacks.All()))
 		d.cfg.Metrics.Increment("consumer.stuck", 1, metrics.Tag{Key: "phase", Value: phase})
 	}
 	if d.cfg.HardLimit > 0 && stall >= d.cfg.HardLimit && !d.hardFired {
@@ -202,21 +200,5 @@ func (d *detector) check(now time.Time) {
 			zap.String("phase", d.hb.Phase()), zap.Duration("stall", stall),
 			zap.Duration("hard_limit", d.cfg.HardLimit))
 		d.cfg.OnHardLimit(stall)
-	}
-}
-
-// maxStackDump bounds the goroutine dump; a process with that much stack has bigger
-// problems than a truncated report.
-const maxStackDump = 64 << 20
-
-// allStacks returns the stacks of every goroutine, growing the buffer until they fit.
-func allStacks() []byte {
-	buf := make([]byte, 64<<10)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) || len(buf) >= maxStackDump {
-			return buf[:n]
-		}
-		buf = make([]byte, 2*len(buf))
 	}
 }
