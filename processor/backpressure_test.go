@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/creekstream/creek/metrics"
+	"github.com/creekstream/creek/metrics/metricstest"
 )
 
 func TestBackpressureCarriesPausesAndResumes(t *testing.T) {
@@ -25,7 +25,7 @@ func TestBackpressureCarriesPausesAndResumes(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var open atomic.Bool
 			var attemptsUnpaused atomic.Int64
-			rec := metrics.NewRecorder()
+			rec := metricstest.NewRecorder()
 			var h *harness
 			h = newHarness(t, Config[string]{
 				CommitPolicy:           ImmediateCommit(),

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/creekstream/creek/metrics"
+	"github.com/creekstream/creek/metrics/metricstest"
 )
 
 // fakeDLQ records what is dead-lettered. Deliveries resolve at once unless hold is
@@ -74,7 +74,7 @@ func invalidAt(offsets ...int64) func(*fakeStrategy) {
 func sizeOf(s string) int { return len(s) }
 
 func TestInvalidMessagesGoToTheDLQ(t *testing.T) {
-	rec := metrics.NewRecorder()
+	rec := metricstest.NewRecorder()
 	dlq := &fakeDLQ{}
 	var reported atomic.Bool
 	h := newHarness(t, Config[string]{
@@ -128,7 +128,7 @@ func TestDLQLimitsDropWithoutStopping(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			rec := metrics.NewRecorder()
+			rec := metricstest.NewRecorder()
 			dlq := &fakeDLQ{}
 			policy := tc.policy
 			policy.Producer, policy.Size = dlq, sizeOf
@@ -151,7 +151,7 @@ func TestDLQLimitsDropWithoutStopping(t *testing.T) {
 }
 
 func TestWithoutDLQInvalidMessagesAreSkipped(t *testing.T) {
-	rec := metrics.NewRecorder()
+	rec := metricstest.NewRecorder()
 	h := newHarness(t, Config[string]{CommitPolicy: ImmediateCommit(), Metrics: rec}, invalidAt(1))
 	h.consumer.produce(p0, 0, 3)
 	h.start()
@@ -178,7 +178,7 @@ func TestDLQRefetchesEvictedMessages(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			rec := metrics.NewRecorder()
+			rec := metricstest.NewRecorder()
 			dlq := &fakeDLQ{}
 			var reported atomic.Bool
 			// Payloads are 5 bytes: a 10-byte buffer keeps the last two messages.
@@ -230,7 +230,7 @@ func TestDLQRefetchesEvictedMessages(t *testing.T) {
 }
 
 func TestDLQProduceFailureIsCountedAndConsumptionGoesOn(t *testing.T) {
-	rec := metrics.NewRecorder()
+	rec := metricstest.NewRecorder()
 	dlq := &fakeDLQ{err: errors.New("dlq broker down")}
 	h := newHarness(t, Config[string]{CommitPolicy: ImmediateCommit(), Metrics: rec,
 		DLQ: &DLQPolicy[string]{Producer: dlq, Size: sizeOf}}, invalidAt(1))

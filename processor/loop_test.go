@@ -7,13 +7,14 @@ import (
 	"time"
 
 	"github.com/creekstream/creek/metrics"
+	"github.com/creekstream/creek/metrics/metricstest"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 )
 
 func TestWatchdogReportsAStrategyBlockedInSubmit(t *testing.T) {
-	rec := metrics.NewRecorder()
+	rec := metricstest.NewRecorder()
 	core, logs := observer.New(zap.WarnLevel)
 	unblock := make(chan struct{})
 	h := newHarness(t, Config[string]{

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/creekstream/creek/metrics"
+	"github.com/creekstream/creek/metrics/metricstest"
 	"go.uber.org/goleak"
 )
 
@@ -287,7 +288,7 @@ func TestRunTwiceFails(t *testing.T) {
 }
 
 func TestMetricsGoThroughTheBuffer(t *testing.T) {
-	rec := metrics.NewRecorder()
+	rec := metricstest.NewRecorder()
 	h := newHarness(t, Config[string]{Metrics: rec, CommitPolicy: ImmediateCommit()}, nil)
 	h.consumer.produce(p0, 0, 3)
 	h.start()

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/creekstream/creek/metrics"
+	"github.com/creekstream/creek/metrics/metricstest"
 )
 
 func TestEagerRevokeClosesJoinsAndCommitsBeforeRelease(t *testing.T) {
@@ -152,7 +152,7 @@ func TestCooperativeRevokeDropsCarriedMessages(t *testing.T) {
 }
 
 func TestCooperativeRevokeGivesUpAfterJoinTimeout(t *testing.T) {
-	rec := metrics.NewRecorder()
+	rec := metricstest.NewRecorder()
 	h := newHarness(t, Config[string]{CommitPolicy: ImmediateCommit(), JoinTimeout: 30 * time.Millisecond, Metrics: rec}, func(s *fakeStrategy) {
 		s.onSubmit = func(s *fakeStrategy, m Message[string]) error {
 			s.hold(m) // never released

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/creekstream/creek/metrics"
+	"github.com/creekstream/creek/metrics/metricstest"
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -51,7 +52,7 @@ var base = time.Unix(1_000_000, 0)
 func TestDetectorReportsOncePerTimeoutAndRecovery(t *testing.T) {
 	const timeout = 10 * time.Second
 	logger, logs, _ := observed()
-	rec := metrics.NewRecorder()
+	rec := metricstest.NewRecorder()
 	hb := &Heartbeat{}
 	hb.SetPhase("submit")
 	hb.BeatAt(base)
@@ -100,7 +101,7 @@ func TestDetectorReportsOncePerTimeoutAndRecovery(t *testing.T) {
 func TestDetectorTimesTicksWithItsOwnClock(t *testing.T) {
 	const timeout = 10 * time.Second
 	logger, logs, _ := observed()
-	rec := metrics.NewRecorder()
+	rec := metricstest.NewRecorder()
 	hb := &Heartbeat{}
 	hb.SetPhase("submit")
 	d := newDetector(hb, Config{Timeout: timeout, Logger: logger, Metrics: rec, Now: func() time.Time { return base }}.withDefaults())
