@@ -298,3 +298,43 @@ func (b *blockingBackend) Increment(name string, v int64, tags ...metrics.Tag) {
 	})
 	b.Recorder.Increment(name, v, tags...)
 }
+
+// TestBufferHandlesShareTheSeries checks that a Counter or Timer adds to the same
+// series as Increment and Timing with that name and tag set, in any tag order, from
+// many goroutines, and that the zero handles discard.
+func TestBufferHandlesShareTheSeries(t *testing.T) {
+	rec := metricstest.NewRecorder()
+	b := newTestBuffer(t, rec)
+	ok := metrics.Tag{Key: "status", Value: "ok"}
+	shard := metrics.Tag{Key: "shard", Value: "1"}
+	c := b.Counter("consumer.commit_status", ok, shard)
+	tm := b.Timer("consumer.poll.time")
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 1000 {
+				c.Add(2)
+				tm.Add(time.Millisecond)
+				b.Increment("consumer.commit_status", 1, shard, ok)
+			}
+		})
+	}
+	wg.Wait()
+	metrics.Counter{}.Add(1)
+	metrics.Timer{}.Add(time.Second)
+	b.Flush()
+	if got := rec.Counter("consumer.commit_status", ok, shard); got != 8*1000*3 {
+		t.Errorf("counter = %d, want %d", got, 8*1000*3)
+	}
+	if got := rec.Timings("consumer.poll.time"); len(got) != 1 || got[0] != 8*1000*time.Millisecond {
+		t.Errorf("timings = %v, want one of %v", got, 8*1000*time.Millisecond)
+	}
+}
+
+func TestBufferHandlesDoNotAllocate(t *testing.T) {
+	b := newTestBuffer(t, metrics.Noop{})
+	c, tm := b.Counter("c"), b.Timer("t")
+	if n := testing.AllocsPerRun(1000, func() { c.Add(1); tm.Add(time.Millisecond) }); n != 0 {
+		t.Errorf("handle writes allocate %v times per run, want 0", n)
+	}
+}

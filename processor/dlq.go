@@ -141,10 +141,10 @@ func (d *dlq[T]) record(pos Position, msg Message[T]) {
 		dp.entries[dp.head] = dlqEntry[T]{}
 		dp.head++
 		dp.bytes -= e.size
-		d.m.dlqEvicted++
+		d.m.dlqEvicted.Add(1)
 	}
 	if size > limit {
-		d.m.dlqEvicted++
+		d.m.dlqEvicted.Add(1)
 		return
 	}
 	dp.entries = append(dp.entries, dlqEntry[T]{offset: pos.Offset, size: size, msg: msg})
@@ -234,7 +234,7 @@ func (d *dlq[T]) refetch(inv *InvalidMessageError) (Message[T], error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), d.policy.Timeout)
 	defer cancel()
-	d.m.dlqRefetched++
+	d.m.dlqRefetched.Add(1)
 	msg, err := d.fetcher.Fetch(ctx, Position{Partition: inv.Partition, Offset: inv.Offset})
 	if err != nil {
 		return Message[T]{}, fmt.Errorf("fetch evicted message: %w", err)
@@ -243,7 +243,7 @@ func (d *dlq[T]) refetch(inv *InvalidMessageError) (Message[T], error) {
 }
 
 func (d *dlq[T]) drop(inv *InvalidMessageError, why string, err error) {
-	d.m.dlqDropped++
+	d.m.dlqDropped.Add(1)
 	d.log.Warn("invalid message not sent to the dead-letter queue",
 		zap.Stringer("partition", inv.Partition), zap.Int64("offset", inv.Offset),
 		zap.String("reason", inv.Reason), zap.String("why", why), zap.Error(err))
@@ -278,7 +278,7 @@ func (d *dlq[T]) await(dp *dlqPartition[T], next int64) {
 	}
 	clear(dp.pending[:n])
 	dp.pending = dp.pending[n:]
-	d.m.dlqTime += time.Since(start)
+	d.m.dlqTime.Add(time.Since(start))
 }
 
 // beforeCommit waits for the deliveries of messages below the offsets about to be

@@ -139,7 +139,9 @@ type StreamProcessor[T any] struct {
 
 	// The rest is owned by the goroutine running Run.
 	m       loopMetrics
-	metrics metrics.Metrics
+	metrics *metrics.Buffer
+	// lastGauges is when the gauges were last set (loop.go).
+	lastGauges time.Time
 	// beat is what the watchdog watches; hb is how the loop reaches it (tests put a
 	// recorder in between).
 	beat  *stuckdetector.Heartbeat
@@ -239,7 +241,7 @@ func (p *StreamProcessor[T]) Run(ctx context.Context) error {
 // shutdown ends a run that was asked to stop.
 func (p *StreamProcessor[T]) shutdown() error {
 	start := time.Now()
-	defer func() { p.m.shutdownTime += time.Since(start) }()
+	defer func() { p.m.shutdownTime.Add(time.Since(start)) }()
 	p.log.Info("processor: shutting down")
 	var errs []error
 	if err := p.closeStrategy(); err != nil {
@@ -264,7 +266,7 @@ func (p *StreamProcessor[T]) fail(err error) error {
 			p.log.Error("processor: terminate strategy", zap.Error(perr))
 		}
 		p.strategy = nil
-		p.m.closeStrategy++
+		p.m.closeStrategy.Add(1)
 	}
 	if cerr := p.consumer.Close(); cerr != nil {
 		p.log.Error("processor: close consumer after failure", zap.Error(cerr))
@@ -303,16 +305,16 @@ func protect(f func()) (err error) {
 }
 
 // startObservers starts the metrics buffer, the watchdog and the clock's ticker; the
-// returned function flushes and stops them.
+// returned function records the figures still held by the loop and stops them.
 func (p *StreamProcessor[T]) startObservers() (stop func()) {
 	buf, err := metrics.NewBuffer(p.cfg.Metrics, metrics.BufferConfig{})
 	if err != nil {
 		// The zero BufferConfig is valid; an error here is a bug in package metrics.
 		panic(fmt.Sprintf("processor: metrics.NewBuffer with the zero config: %v", err))
 	}
-	p.metrics = buf
+	p.metrics, p.m = buf, newLoopMetrics(buf)
 	p.epoch = time.Now()
-	p.now, p.m.lastFlush = p.epoch, p.epoch
+	p.now, p.lastGauges = p.epoch, p.epoch
 	wd := stuckdetector.Start(p.beat, p.stuckConfig())
 	stopTicker, tickerDone := make(chan struct{}), make(chan struct{})
 	go func() {
@@ -323,7 +325,8 @@ func (p *StreamProcessor[T]) startObservers() (stop func()) {
 		close(stopTicker)
 		<-tickerDone
 		wd.Stop()
-		p.flushMetrics(time.Now())
+		p.countRuns()
+		p.recordGauges(time.Now())
 		buf.Close()
 	}
 }

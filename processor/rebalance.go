@@ -41,11 +41,11 @@ func (p *StreamProcessor[T]) callback(f func() error) {
 	}
 	p.cbErr = err
 	p.setPhase(prev)
-	p.m.callbackTime += time.Since(start)
+	p.m.callbackTime.Add(time.Since(start))
 }
 
 func (p *StreamProcessor[T]) assign(added []Partition) error {
-	p.m.assigned += int64(len(added))
+	p.m.assigned.Add(int64(len(added)))
 	p.flushHot()
 	for _, part := range added {
 		p.assigned[part] = true
@@ -58,7 +58,7 @@ func (p *StreamProcessor[T]) assign(added []Partition) error {
 			return fmt.Errorf("processor: create strategy for %v: %w", all, err)
 		}
 		p.strategy = s
-		p.m.createStrategy++
+		p.m.createStrategy.Add(1)
 	} else if w, ok := p.factory.(AssignmentWatcher); ok {
 		w.PartitionsChanged(all)
 	}
@@ -73,7 +73,7 @@ func (p *StreamProcessor[T]) assign(added []Partition) error {
 // (cooperative) the chain keeps running for them and revoke waits, within
 // JoinTimeout, for the revoked partitions' offsets to reach what was submitted.
 func (p *StreamProcessor[T]) revoke(revoked []Partition) error {
-	p.m.revoked += int64(len(revoked))
+	p.m.revoked.Add(int64(len(revoked)))
 	p.flushHot()
 	gone := make(map[Partition]bool, len(revoked))
 	for _, part := range revoked {
@@ -130,7 +130,7 @@ func (p *StreamProcessor[T]) drainRevoked(gone map[Partition]bool) error {
 			return nil
 		}
 		if !time.Now().Before(deadline) {
-			p.m.revokeTimeouts++
+			p.m.revokeTimeouts.Add(1)
 			p.log.Warn("processor: revoked partitions released with uncommitted work; it will be redelivered",
 				zap.Stringers("partitions", pending), zap.Duration("waited", p.cfg.JoinTimeout))
 			return nil
@@ -189,8 +189,8 @@ func (p *StreamProcessor[T]) closeStrategy() error {
 		err = perr
 	}
 	cancel()
-	p.m.joinTime += time.Since(start)
-	p.m.closeStrategy++
+	p.m.joinTime.Add(time.Since(start))
+	p.m.closeStrategy.Add(1)
 	p.strategy = nil
 	p.resetBackpressure()
 	p.setPhase(prev)
