@@ -72,7 +72,6 @@ const (
 	defaultPauseAfter        = 5 * time.Second
 	defaultPollTimeout       = time.Second
 	defaultPausedPollTimeout = 100 * time.Millisecond
-	defaultStuckTimeout      = time.Minute
 )
 
 func (c Config[T]) withDefaults() (Config[T], error) {
@@ -94,7 +93,7 @@ func (c Config[T]) withDefaults() (Config[T], error) {
 		defaults.Duration{Name: "processor: Config.BackpressurePauseAfter", Value: &c.BackpressurePauseAfter, Default: defaultPauseAfter},
 		defaults.Duration{Name: "processor: Config.PollTimeout", Value: &c.PollTimeout, Default: defaultPollTimeout},
 		defaults.Duration{Name: "processor: Config.PausedPollTimeout", Value: &c.PausedPollTimeout, Default: defaultPausedPollTimeout},
-		defaults.Duration{Name: "processor: Config.Stuck.Timeout", Value: &c.Stuck.Timeout, Default: defaultStuckTimeout},
+		defaults.Duration{Name: "processor: Config.Stuck.Timeout", Value: &c.Stuck.Timeout, Default: stuckdetector.DefaultTimeout},
 	); err != nil {
 		return c, err
 	}

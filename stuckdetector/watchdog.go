@@ -11,13 +11,13 @@ import (
 	"go.uber.org/zap"
 )
 
-// DefaultTimeout is how long a loop may go without a beat before it is reported,
+// DefaultTimeout is how long a loop may go without a tick before it is reported,
 // when Config leaves Timeout unset.
 const DefaultTimeout = 60 * time.Second
 
 // Config configures a Watchdog. The zero value is valid.
 type Config struct {
-	// Timeout is how long the loop may go without a beat before it is reported as
+	// Timeout is how long the loop may go without a tick before it is reported as
 	// stuck, and then how often the report repeats while it stays stuck.
 	// Zero means DefaultTimeout.
 	Timeout time.Duration
@@ -33,9 +33,6 @@ type Config struct {
 	// Metrics receives the consumer.stuck counter. Pass the processor's metrics
 	// Buffer. The default discards.
 	Metrics metrics.Metrics
-	// Now tells the time. The default is time.Now; a loop on another clock must beat
-	// with Heartbeat.BeatAt on the same clock.
-	Now func() time.Time
 }
 
 // Validate reports what is wrong with c, so that a caller can refuse a bad
@@ -67,14 +64,11 @@ func (c Config) withDefaults() Config {
 	if c.Metrics == nil {
 		c.Metrics = metrics.Noop{}
 	}
-	if c.Now == nil {
-		c.Now = time.Now
-	}
 	return c
 }
 
 // Watchdog watches a Heartbeat from its own goroutine and reports when the loop
-// stops beating. Create it with Start and stop it with Stop.
+// stops ticking. Create it with Start and stop it with Stop.
 type Watchdog struct {
 	d         *detector
 	stop      chan struct{}
@@ -84,8 +78,6 @@ type Watchdog struct {
 
 // Start starts watching hb. It panics if cfg is invalid (see Config.Validate), like
 // time.NewTicker does for a bad period: callers validate their configuration first.
-// A heartbeat must have only one watchdog, because the watchdog consumes the
-// heartbeat's record of its longest gap.
 func Start(hb *Heartbeat, cfg Config) *Watchdog {
 	if hb == nil {
 		panic("stuckdetector: Start needs a Heartbeat")
@@ -95,7 +87,7 @@ func Start(hb *Heartbeat, cfg Config) *Watchdog {
 	}
 	cfg = cfg.withDefaults()
 	w := &Watchdog{
-		d:    newDetector(hb, cfg),
+		d:    newDetector(hb, cfg, time.Now()),
 		stop: make(chan struct{}),
 		done: make(chan struct{}),
 	}
@@ -117,7 +109,7 @@ func (w *Watchdog) run(every time.Duration) {
 	for {
 		select {
 		case <-t.C:
-			w.d.check(w.d.cfg.Now())
+			w.d.check(time.Now())
 		case <-w.stop:
 			return
 		}
@@ -135,59 +127,39 @@ func (w *Watchdog) Stop() {
 type detector struct {
 	hb  *Heartbeat
 	cfg Config
-	// start stands in for the last beat until the loop beats for the first time.
-	start time.Duration
 	// ticks is the heartbeat's tick count as last read, and ticked when this
-	// watchdog first saw that count, on its own clock: for a loop that ticks, the
-	// time of its last beat to within a check interval.
+	// watchdog first saw that count (at first, when it started): the time of the
+	// loop's last tick to within a check interval.
 	ticks  uint64
-	ticked time.Duration
+	ticked time.Time
 
 	stuck      bool
-	stuckAfter time.Duration // the beat the current stall followed
-	lastReport time.Duration
+	stuckAfter time.Time // the tick the current stall followed
+	lastReport time.Time
 	hardFired  bool
 }
 
-func newDetector(hb *Heartbeat, cfg Config) *detector {
-	return &detector{hb: hb, cfg: cfg, start: cfg.Now().Sub(epoch)}
+func newDetector(hb *Heartbeat, cfg Config, start time.Time) *detector {
+	return &detector{hb: hb, cfg: cfg, ticked: start}
 }
 
 // check compares the heartbeat with now and reports what changed.
 func (d *detector) check(now time.Time) {
-	n := now.Sub(epoch)
-	if !d.stuck {
-		// Forget gaps that were no stall before reading the beat, so that the gap a
-		// stall leaves behind is the only one left when the loop recovers.
-		d.hb.takeMaxGap()
-	}
-	last, ok := d.hb.lastBeat()
 	if t := d.hb.ticks(); t != d.ticks {
-		d.ticks, d.ticked = t, n
+		d.ticks, d.ticked = t, now
 	}
-	if d.ticks != 0 && (!ok || d.ticked > last) {
-		last, ok = d.ticked, true
-	}
-	if !ok {
-		last = d.start
-	}
-	if d.stuck && last != d.stuckAfter {
-		stall := d.hb.takeMaxGap()
-		if stall == 0 {
-			// The loop ticks, or had never beaten before the stall: no gap was
-			// recorded, so the stall is timed from this watchdog's own readings.
-			stall = last - d.stuckAfter
-		}
+	last := d.ticked
+	if d.stuck && !last.Equal(d.stuckAfter) {
 		d.cfg.Logger.Info("loop recovered from a stall",
-			zap.String("phase", d.hb.Phase()), zap.Duration("stall", stall))
+			zap.String("phase", d.hb.Phase()), zap.Duration("stall", last.Sub(d.stuckAfter)))
 		d.stuck, d.hardFired = false, false
 	}
-	stall := n - last
+	stall := now.Sub(last)
 	if stall <= d.cfg.Timeout {
 		return
 	}
-	if !d.stuck || n-d.lastReport >= d.cfg.Timeout {
-		d.stuck, d.stuckAfter, d.lastReport = true, last, n
+	if !d.stuck || now.Sub(d.lastReport) >= d.cfg.Timeout {
+		d.stuck, d.stuckAfter, d.lastReport = true, last, now
 		phase := d.hb.Phase()
 		d.cfg.Logger.Warn("loop is stuck",
 			zap.String("phase", phase), zap.Duration("stall", stall),
