@@ -2,18 +2,19 @@ package stacks
 
 import (
 	"bytes"
+	"sync"
 	"testing"
 )
 
 func TestAll(t *testing.T) {
 	parked := make(chan struct{})
 	defer close(parked)
-	started := make(chan struct{})
+	var started sync.WaitGroup
+	started.Add(1)
 	go func() {
-		close(started)
-		parkedHere(parked)
+		parkedHere(parked, started.Done)
 	}()
-	<-started
+	started.Wait()
 	dump := All()
 	tests := []struct {
 		name, want string
@@ -31,19 +32,26 @@ func TestAll(t *testing.T) {
 	}
 }
 
-// parkedHere blocks with a name of its own on the stack for TestAll to find.
+// parkedHere blocks with a name of its own on the stack for the tests to find; it
+// calls entered first, so that a test knows the frame is on the stack.
 //
 //go:noinline
-func parkedHere(c <-chan struct{}) { <-c }
+func parkedHere(c <-chan struct{}, entered func()) {
+	entered()
+	<-c
+}
 
 // TestAllGrows checks that a dump larger than the first buffer is not truncated:
 // enough parked goroutines need more than the initial 64 KiB.
 func TestAllGrows(t *testing.T) {
 	stop := make(chan struct{})
 	defer close(stop)
+	var started sync.WaitGroup
+	started.Add(2000)
 	for range 2000 {
-		go parkedHere(stop)
+		go parkedHere(stop, started.Done)
 	}
+	started.Wait()
 	dump := All()
 	if len(dump) <= 64<<10 {
 		t.Fatalf("dump is %d bytes; want more than the initial 64 KiB", len(dump))
