@@ -54,19 +54,15 @@ func (p DLQPolicy[T]) withDefaults() (DLQPolicy[T], error) {
 		return p, fmt.Errorf("processor: DLQPolicy.MaxInvalidRatio is %v; set it >= 0 (0 = no limit)", p.MaxInvalidRatio)
 	case p.MaxConsecutiveInvalid < 0:
 		return p, fmt.Errorf("processor: DLQPolicy.MaxConsecutiveInvalid is %d; set it >= 0 (0 = no limit)", p.MaxConsecutiveInvalid)
-	case p.BufferBytesPerPartition < 0:
-		return p, fmt.Errorf("processor: DLQPolicy.BufferBytesPerPartition is %d; set it > 0, or 0 for %d", p.BufferBytesPerPartition, defaultDLQBufferBytes)
-	case p.MaxPendingPerPartition < 0:
-		return p, fmt.Errorf("processor: DLQPolicy.MaxPendingPerPartition is %d; set it > 0, or 0 for %d", p.MaxPendingPerPartition, defaultDLQMaxPending)
+	}
+	if err := defaults.Ints(
+		defaults.Int{Name: "processor: DLQPolicy.BufferBytesPerPartition", Value: &p.BufferBytesPerPartition, Default: defaultDLQBufferBytes},
+		defaults.Int{Name: "processor: DLQPolicy.MaxPendingPerPartition", Value: &p.MaxPendingPerPartition, Default: defaultDLQMaxPending},
+	); err != nil {
+		return p, err
 	}
 	if err := defaults.Durations(defaults.Duration{Name: "processor: DLQPolicy.Timeout", Value: &p.Timeout, Default: defaultDLQTimeout}); err != nil {
 		return p, err
-	}
-	if p.BufferBytesPerPartition == 0 {
-		p.BufferBytesPerPartition = defaultDLQBufferBytes
-	}
-	if p.MaxPendingPerPartition == 0 {
-		p.MaxPendingPerPartition = defaultDLQMaxPending
 	}
 	if p.Size == nil {
 		var zero T

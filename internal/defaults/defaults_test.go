@@ -54,3 +54,27 @@ func TestDurationsStopsAtFirstNegative(t *testing.T) {
 		t.Errorf("A = %v, want its default 1s", a)
 	}
 }
+
+func TestInts(t *testing.T) {
+	tests := []struct {
+		name        string
+		value, want int
+		wantErr     string
+	}{
+		{"zero takes the default", 0, 2000, ""},
+		{"set value stays", 5, 5, ""},
+		{"negative names the default", -1, -1, "p: Policy.N is -1; set it > 0, or leave it 0 for 2000"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v := tt.value
+			err := Ints(Int{Name: "p: Policy.N", Value: &v, Default: 2000})
+			if (err == nil) != (tt.wantErr == "") || (err != nil && err.Error() != tt.wantErr) {
+				t.Fatalf("Ints error = %v, want %q", err, tt.wantErr)
+			}
+			if v != tt.want {
+				t.Errorf("value = %d, want %d", v, tt.want)
+			}
+		})
+	}
+}
