@@ -110,6 +110,9 @@ type dlq[T any] struct {
 	parts   map[Partition]*dlqPartition[T]
 	log     *zap.Logger
 	m       *loopMetrics
+	// evicted counts evictions until the loop adds them to m.dlqEvicted at its
+	// next clock reading (loop.go).
+	evicted int64
 }
 
 func newDLQ[T any](policy DLQPolicy[T], fetcher Fetcher[T], log *zap.Logger, m *loopMetrics) *dlq[T] {
@@ -137,10 +140,10 @@ func (d *dlq[T]) record(pos Position, msg Message[T]) {
 		dp.entries[dp.head] = dlqEntry[T]{}
 		dp.head++
 		dp.bytes -= e.size
-		d.m.dlqEvicted.Add(1)
+		d.evicted++
 	}
 	if size > limit {
-		d.m.dlqEvicted.Add(1)
+		d.evicted++
 		return
 	}
 	dp.entries = append(dp.entries, dlqEntry[T]{offset: pos.Offset, size: size, msg: msg})

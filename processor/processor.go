@@ -324,7 +324,7 @@ func (p *StreamProcessor[T]) startObservers() (stop func()) {
 		close(stopTicker)
 		<-tickerDone
 		wd.Stop()
-		p.countRuns()
+		p.addPerMessageCounts()
 		p.recordGauges(time.Now())
 		buf.Close()
 	}
