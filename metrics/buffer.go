@@ -2,7 +2,6 @@ package metrics
 
 import (
 	"errors"
-	"fmt"
 	"math"
 	"math/bits"
 	"runtime"
@@ -10,6 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 	"unsafe"
+
+	"github.com/creekstream/creek/internal/defaults"
 )
 
 // DefaultFlushInterval is how often a Buffer flushes when BufferConfig leaves it unset.
@@ -93,11 +94,8 @@ func NewBuffer(backend Metrics, cfg BufferConfig) (*Buffer, error) {
 	if backend == nil {
 		return nil, errors.New("metrics: NewBuffer needs a backend; pass metrics.Noop{} to discard")
 	}
-	if cfg.FlushInterval < 0 {
-		return nil, fmt.Errorf("metrics: BufferConfig.FlushInterval is %v; set a positive duration, or 0 for the default %v", cfg.FlushInterval, DefaultFlushInterval)
-	}
-	if cfg.FlushInterval == 0 {
-		cfg.FlushInterval = DefaultFlushInterval
+	if err := defaults.Durations(defaults.Duration{Name: "metrics: BufferConfig.FlushInterval", Value: &cfg.FlushInterval, Default: DefaultFlushInterval}); err != nil {
+		return nil, err
 	}
 	// Four times as many stripes as threads that can run at once keeps collisions
 	// between concurrent writers of one series rare.
@@ -130,14 +128,51 @@ func (b *Buffer) run(interval time.Duration) {
 
 // Increment adds value to a counter.
 func (b *Buffer) Increment(name string, value int64, tags ...Tag) {
-	s := b.lookup(kindCounter, name, tags)
-	s.stripes[b.stripe()].v.Add(value)
+	b.lookup(kindCounter, name, tags).add(value)
 }
 
 // Timing adds d to the total time of name and tags in this interval.
 func (b *Buffer) Timing(name string, d time.Duration, tags ...Tag) {
-	s := b.lookup(kindTiming, name, tags)
-	s.stripes[b.stripe()].v.Add(int64(d))
+	b.lookup(kindTiming, name, tags).add(int64(d))
+}
+
+// Counter returns the counter of name and tags, looked up once, for a writer that
+// adds to one series so often that even the lookup cache's cost shows.
+func (b *Buffer) Counter(name string, tags ...Tag) Counter {
+	return Counter{b.lookup(kindCounter, name, tags)}
+}
+
+// Timer returns the timing of name and tags, looked up once; see Counter.
+func (b *Buffer) Timer(name string, tags ...Tag) Timer {
+	return Timer{b.lookup(kindTiming, name, tags)}
+}
+
+// Counter is one counter series of a Buffer. Add is Buffer.Increment without the
+// lookup, safe from any goroutine. The zero Counter discards what is added, so that
+// a component can hold one before it has a Buffer.
+type Counter struct{ s *series }
+
+// Add adds n to the counter.
+func (c Counter) Add(n int64) {
+	if c.s != nil {
+		c.s.add(n)
+	}
+}
+
+// Timer is one timing series of a Buffer. Add is Buffer.Timing without the lookup,
+// safe from any goroutine. The zero Timer discards what is added.
+type Timer struct{ s *series }
+
+// Add adds d to the total time of the series in this interval.
+func (t Timer) Add(d time.Duration) {
+	if t.s != nil {
+		t.s.add(int64(d))
+	}
+}
+
+// add adds n to the stripe of the calling goroutine.
+func (s *series) add(n int64) {
+	s.stripes[stripe()&uint32(len(s.stripes)-1)].v.Add(n)
 }
 
 // stripe picks the stripe a writer adds to from the address of its goroutine's stack:
@@ -145,10 +180,10 @@ func (b *Buffer) Timing(name string, d time.Duration, tags ...Tag) {
 // line its core already holds, and different goroutines mostly land on different
 // lines. A random pick would make two cores trade the same lines on almost every
 // write. The address is only hashed; a stack that moves merely changes the stripe.
-func (b *Buffer) stripe() uint32 {
+func stripe() uint32 {
 	var marker byte
 	h := uint64(uintptr(unsafe.Pointer(&marker))>>12) * 0x9e3779b97f4a7c15
-	return uint32(h>>32) & b.stripeMask
+	return uint32(h >> 32)
 }
 
 // Gauge sets a gauge; the last value set before a flush is sent.

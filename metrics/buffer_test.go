@@ -1,4 +1,4 @@
-package metrics
+package metrics_test
 
 import (
 	"context"
@@ -8,16 +8,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/creekstream/creek/metrics"
+	"github.com/creekstream/creek/metrics/metricstest"
 	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// newTestBuffer returns a Buffer that flushes only when told to, closed at the end
+// newTestBuffer returns a metrics.Buffer that flushes only when told to, closed at the end
 // of the test.
-func newTestBuffer(t *testing.T, backend Metrics) *Buffer {
+func newTestBuffer(t *testing.T, backend metrics.Metrics) *metrics.Buffer {
 	t.Helper()
-	b, err := NewBuffer(backend, BufferConfig{FlushInterval: time.Hour})
+	b, err := metrics.NewBuffer(backend, metrics.BufferConfig{FlushInterval: time.Hour})
 	if err != nil {
 		t.Fatalf("NewBuffer: %v", err)
 	}
@@ -37,16 +39,16 @@ func waitClosed(t *testing.T, ch <-chan struct{}, what string) {
 
 func TestBufferConcurrentWritesAndFlushesSumExactly(t *testing.T) {
 	const writers, perWriter = 10, 100
-	tags := []Tag{{"phase", "poll"}, {"shard", "1"}}
-	reversed := []Tag{tags[1], tags[0]}
+	tags := []metrics.Tag{{Key: "phase", Value: "poll"}, {Key: "shard", Value: "1"}}
+	reversed := []metrics.Tag{tags[1], tags[0]}
 	tests := []struct {
 		name  string
-		write func(b *Buffer, i int)
-		total func(r *Recorder) int64
+		write func(b *metrics.Buffer, i int)
+		total func(r *metricstest.Recorder) int64
 	}{
 		{
 			name: "counter",
-			write: func(b *Buffer, i int) {
+			write: func(b *metrics.Buffer, i int) {
 				// Half the writers list the tags the other way round: one series.
 				if i%2 == 0 {
 					b.Increment("consumer.run.count", 1, tags...)
@@ -54,18 +56,18 @@ func TestBufferConcurrentWritesAndFlushesSumExactly(t *testing.T) {
 					b.Increment("consumer.run.count", 1, reversed...)
 				}
 			},
-			total: func(r *Recorder) int64 { return r.Counter("consumer.run.count", tags...) },
+			total: func(r *metricstest.Recorder) int64 { return r.Counter("consumer.run.count", tags...) },
 		},
 		{
 			name: "timing",
-			write: func(b *Buffer, i int) {
+			write: func(b *metrics.Buffer, i int) {
 				if i%2 == 0 {
 					b.Timing("consumer.poll.time", time.Millisecond, tags...)
 				} else {
 					b.Timing("consumer.poll.time", time.Millisecond, reversed...)
 				}
 			},
-			total: func(r *Recorder) int64 {
+			total: func(r *metricstest.Recorder) int64 {
 				var sum time.Duration
 				for _, d := range r.Timings("consumer.poll.time", tags...) {
 					sum += d
@@ -76,7 +78,7 @@ func TestBufferConcurrentWritesAndFlushesSumExactly(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			rec := NewRecorder()
+			rec := metricstest.NewRecorder()
 			b := newTestBuffer(t, rec)
 			start := make(chan struct{})
 			var wg sync.WaitGroup
@@ -109,7 +111,7 @@ func TestBufferConcurrentWritesAndFlushesSumExactly(t *testing.T) {
 }
 
 func TestBufferFlushEmptiesIt(t *testing.T) {
-	rec := NewRecorder()
+	rec := metricstest.NewRecorder()
 	b := newTestBuffer(t, rec)
 	b.Increment("c", 2)
 	b.Timing("t", time.Second)
@@ -131,13 +133,13 @@ func TestBufferFlushEmptiesIt(t *testing.T) {
 
 func TestBufferGaugeKeepsLastValue(t *testing.T) {
 	var calls atomic.Int64
-	rec := NewRecorder()
+	rec := metricstest.NewRecorder()
 	b := newTestBuffer(t, countingBackend{rec, &calls})
 	for _, v := range []float64{3, 1, 2} {
-		b.Gauge("consumer.dlq_buffer.len", v, Tag{"partition", "0"})
+		b.Gauge("consumer.dlq_buffer.len", v, metrics.Tag{Key: "partition", Value: "0"})
 	}
 	b.Flush()
-	if got, ok := rec.GaugeValue("consumer.dlq_buffer.len", Tag{"partition", "0"}); !ok || got != 2 {
+	if got, ok := rec.GaugeValue("consumer.dlq_buffer.len", metrics.Tag{Key: "partition", Value: "0"}); !ok || got != 2 {
 		t.Errorf("gauge = %v (set %v), want 2", got, ok)
 	}
 	if got := calls.Load(); got != 1 {
@@ -147,8 +149,8 @@ func TestBufferGaugeKeepsLastValue(t *testing.T) {
 
 func TestBufferFlushRacingCloseLosesNothing(t *testing.T) {
 	for range 50 {
-		rec := NewRecorder()
-		b, err := NewBuffer(rec, BufferConfig{FlushInterval: time.Millisecond})
+		rec := metricstest.NewRecorder()
+		b, err := metrics.NewBuffer(rec, metrics.BufferConfig{FlushInterval: time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -175,7 +177,7 @@ func TestBufferFlushRacingCloseLosesNothing(t *testing.T) {
 func TestBufferBlockedBackendDoesNotBlockWriters(t *testing.T) {
 	entered := make(chan struct{})
 	release := make(chan struct{})
-	rec := NewRecorder()
+	rec := metricstest.NewRecorder()
 	b := newTestBuffer(t, &blockingBackend{Recorder: rec, entered: entered, release: release})
 	b.Increment("n", 1)
 	flushed := make(chan struct{})
@@ -186,7 +188,7 @@ func TestBufferBlockedBackendDoesNotBlockWriters(t *testing.T) {
 	go func() {
 		for range 1000 {
 			b.Increment("n", 1)
-			b.Increment("fresh", 1, Tag{"k", "v"})
+			b.Increment("fresh", 1, metrics.Tag{Key: "k", Value: "v"})
 			b.Gauge("g", 1)
 			b.Timing("t", time.Millisecond)
 		}
@@ -199,14 +201,14 @@ func TestBufferBlockedBackendDoesNotBlockWriters(t *testing.T) {
 	if got := rec.Counter("n"); got != 1001 {
 		t.Errorf("counter n = %d, want 1001", got)
 	}
-	if got := rec.Counter("fresh", Tag{"k", "v"}); got != 1000 {
+	if got := rec.Counter("fresh", metrics.Tag{Key: "k", Value: "v"}); got != 1000 {
 		t.Errorf("counter fresh = %d, want 1000", got)
 	}
 }
 
 func TestBufferFlushesOnItsOwn(t *testing.T) {
-	rec := NewRecorder()
-	b, err := NewBuffer(rec, BufferConfig{FlushInterval: time.Millisecond})
+	rec := metricstest.NewRecorder()
+	b, err := metrics.NewBuffer(rec, metrics.BufferConfig{FlushInterval: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,8 +222,8 @@ func TestBufferFlushesOnItsOwn(t *testing.T) {
 }
 
 func TestBufferCloseFlushesAndIsIdempotent(t *testing.T) {
-	rec := NewRecorder()
-	b, err := NewBuffer(rec, BufferConfig{})
+	rec := metricstest.NewRecorder()
+	b, err := metrics.NewBuffer(rec, metrics.BufferConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,16 +238,16 @@ func TestBufferCloseFlushesAndIsIdempotent(t *testing.T) {
 func TestNewBufferRejectsBadConfig(t *testing.T) {
 	tests := []struct {
 		name    string
-		backend Metrics
-		cfg     BufferConfig
+		backend metrics.Metrics
+		cfg     metrics.BufferConfig
 		want    string
 	}{
-		{"nil backend", nil, BufferConfig{}, "needs a backend"},
-		{"negative interval", Noop{}, BufferConfig{FlushInterval: -time.Second}, "FlushInterval is -1s"},
+		{"nil backend", nil, metrics.BufferConfig{}, "needs a backend"},
+		{"negative interval", metrics.Noop{}, metrics.BufferConfig{FlushInterval: -time.Second}, "FlushInterval is -1s"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			b, err := NewBuffer(tt.backend, tt.cfg)
+			b, err := metrics.NewBuffer(tt.backend, tt.cfg)
 			if err == nil {
 				b.Close()
 				t.Fatal("NewBuffer accepted a bad configuration")
@@ -258,8 +260,8 @@ func TestNewBufferRejectsBadConfig(t *testing.T) {
 }
 
 func TestBufferWritesOfSeenSeriesDoNotAllocate(t *testing.T) {
-	b := newTestBuffer(t, Noop{})
-	tags := []Tag{{"phase", "poll"}, {"partition", "3"}}
+	b := newTestBuffer(t, metrics.Noop{})
+	tags := []metrics.Tag{{Key: "phase", Value: "poll"}, {Key: "partition", Value: "3"}}
 	write := func() {
 		b.Increment("consumer.run.count", 1, tags...)
 		b.Timing("consumer.poll.time", time.Millisecond, tags...)
@@ -272,27 +274,67 @@ func TestBufferWritesOfSeenSeriesDoNotAllocate(t *testing.T) {
 }
 
 type countingBackend struct {
-	Metrics
+	metrics.Metrics
 	calls *atomic.Int64
 }
 
-func (c countingBackend) Gauge(name string, v float64, tags ...Tag) {
+func (c countingBackend) Gauge(name string, v float64, tags ...metrics.Tag) {
 	c.calls.Add(1)
 	c.Metrics.Gauge(name, v, tags...)
 }
 
 // blockingBackend blocks its first Increment until release is closed.
 type blockingBackend struct {
-	*Recorder
+	*metricstest.Recorder
 	once    sync.Once
 	entered chan struct{}
 	release chan struct{}
 }
 
-func (b *blockingBackend) Increment(name string, v int64, tags ...Tag) {
+func (b *blockingBackend) Increment(name string, v int64, tags ...metrics.Tag) {
 	b.once.Do(func() {
 		close(b.entered)
 		<-b.release
 	})
 	b.Recorder.Increment(name, v, tags...)
+}
+
+// TestBufferHandlesShareTheSeries checks that a Counter or Timer adds to the same
+// series as Increment and Timing with that name and tag set, in any tag order, from
+// many goroutines, and that the zero handles discard.
+func TestBufferHandlesShareTheSeries(t *testing.T) {
+	rec := metricstest.NewRecorder()
+	b := newTestBuffer(t, rec)
+	ok := metrics.Tag{Key: "status", Value: "ok"}
+	shard := metrics.Tag{Key: "shard", Value: "1"}
+	c := b.Counter("consumer.commit_status", ok, shard)
+	tm := b.Timer("consumer.poll.time")
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 1000 {
+				c.Add(2)
+				tm.Add(time.Millisecond)
+				b.Increment("consumer.commit_status", 1, shard, ok)
+			}
+		})
+	}
+	wg.Wait()
+	metrics.Counter{}.Add(1)
+	metrics.Timer{}.Add(time.Second)
+	b.Flush()
+	if got := rec.Counter("consumer.commit_status", ok, shard); got != 8*1000*3 {
+		t.Errorf("counter = %d, want %d", got, 8*1000*3)
+	}
+	if got := rec.Timings("consumer.poll.time"); len(got) != 1 || got[0] != 8*1000*time.Millisecond {
+		t.Errorf("timings = %v, want one of %v", got, 8*1000*time.Millisecond)
+	}
+}
+
+func TestBufferHandlesDoNotAllocate(t *testing.T) {
+	b := newTestBuffer(t, metrics.Noop{})
+	c, tm := b.Counter("c"), b.Timer("t")
+	if n := testing.AllocsPerRun(1000, func() { c.Add(1); tm.Add(time.Millisecond) }); n != 0 {
+		t.Errorf("handle writes allocate %v times per run, want 0", n)
+	}
 }

@@ -2,8 +2,8 @@
 //
 // Everything in creek records through the Metrics interface: counters (Increment),
 // gauges (Gauge) and timings (Timing), each with tags. The backends are DogStatsD
-// (datadog-go), Prometheus (client_golang), Recorder (in memory, for tests, with
-// accessors and waits) and Noop. The DogStatsD and Prometheus backends put a prefix,
+// (datadog-go), Prometheus (client_golang) and Noop; package metricstest has an
+// in-memory Recorder for tests. The DogStatsD and Prometheus backends put a prefix,
 // DefaultPrefix unless configured, in front of every name.
 //
 // A Buffer sits in front of a backend for figures recorded at a high rate, such as

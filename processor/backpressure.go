@@ -68,7 +68,7 @@ func (p *StreamProcessor[T]) accepted() {
 	if p.bp.since.IsZero() {
 		return
 	}
-	p.m.backpressureTime += time.Since(p.bp.since)
+	p.m.backpressureTime.Add(time.Since(p.bp.since))
 	p.bp.since = time.Time{}
 	if p.bp.paused {
 		p.resume()
@@ -95,18 +95,18 @@ func (p *StreamProcessor[T]) rejected(ctx context.Context) {
 
 func (p *StreamProcessor[T]) pause() {
 	parts := p.assignment()
-	p.log.Info("creek: pausing partitions after continuous backpressure",
+	p.log.Info("processor: pausing partitions after continuous backpressure",
 		zap.Duration("for", time.Since(p.bp.since)), zap.Int("partitions", len(parts)))
 	p.consumer.Pause(parts)
 	p.bp.paused = true
-	p.m.pauses++
+	p.m.pauses.Add(1)
 }
 
 func (p *StreamProcessor[T]) resume() {
-	p.log.Info("creek: resuming partitions")
+	p.log.Info("processor: resuming partitions")
 	p.consumer.Resume(p.consumer.Paused())
 	p.bp.paused = false
-	p.m.resumes++
+	p.m.resumes.Add(1)
 }
 
 // resetBackpressure forgets the backpressure state when the strategy is closed: its
@@ -116,7 +116,7 @@ func (p *StreamProcessor[T]) resetBackpressure() {
 		p.resume()
 	}
 	if !p.bp.since.IsZero() {
-		p.m.backpressureTime += time.Since(p.bp.since)
+		p.m.backpressureTime.Add(time.Since(p.bp.since))
 	}
 	clear(p.bp.carried)
 	p.bp.carried, p.bp.head = p.bp.carried[:0], 0

@@ -1,4 +1,4 @@
-package processor
+package processor_test
 
 import (
 	"fmt"
@@ -7,7 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/creekstream/creek/metrics"
+	"github.com/creekstream/creek/metrics/metricstest"
+	"github.com/creekstream/creek/processor"
+	"github.com/creekstream/creek/processor/processortest"
 )
 
 func TestBackpressureCarriesPausesAndResumes(t *testing.T) {
@@ -25,48 +27,48 @@ func TestBackpressureCarriesPausesAndResumes(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var open atomic.Bool
 			var attemptsUnpaused atomic.Int64
-			rec := metrics.NewRecorder()
+			rec := metricstest.NewRecorder()
 			var h *harness
-			h = newHarness(t, Config[string]{
-				CommitPolicy:           ImmediateCommit(),
+			h = newHarness(t, processor.Config[string]{
+				CommitPolicy:           processor.ImmediateCommit(),
 				BackpressurePauseAfter: pauseAfter,
 				Metrics:                rec,
-			}, func(s *fakeStrategy) {
-				s.onSubmit = func(s *fakeStrategy, m Message[string]) error {
+			}, func(s *processortest.Strategy[string]) {
+				s.OnSubmit = func(s *processortest.Strategy[string], m processor.Message[string]) error {
 					if !open.Load() {
-						if len(h.consumer.Paused()) == 0 {
+						if len(h.Consumer.Paused()) == 0 {
 							attemptsUnpaused.Add(1)
 						}
-						return ErrMessageRejected
+						return processor.ErrMessageRejected
 					}
-					s.accept(m)
-					return s.commit(m.Committable, false)
+					s.Accept(m)
+					return s.Commit(m.Committable, false)
 				}
 			})
-			h.consumer.ignorePause = tc.ignorePause
-			h.consumer.produce(p0, 0, 5)
-			h.start()
-			h.consumer.assign(p0)
-			h.waitUntil("the partition paused", func() bool { return h.ev.has("pause [t/0]") })
-			s := h.factory.strategy(t, 0)
-			if got := s.payloads(); len(got) != 0 {
+			h.Consumer.SetIgnorePause(tc.ignorePause)
+			h.produce(p0, 0, 5)
+			h.Start()
+			h.Consumer.Assign(p0)
+			h.WaitUntil("the partition paused", func() bool { return h.Events.Has("pause [t/0]") })
+			s := h.factory.Strategy(t, 0)
+			if got := s.Payloads(); len(got) != 0 {
 				t.Fatalf("accepted %v while rejecting", got)
 			}
 			// Offers before the pause are spaced by the retry timer, not a busy loop.
-			if n, max := attemptsUnpaused.Load(), int64(pauseAfter/retryInterval)+2; n > max {
+			if n, max := attemptsUnpaused.Load(), int64(pauseAfter/processor.RetryInterval)+2; n > max {
 				t.Errorf("%d offers in the %v before the pause; a timer-paced retry makes at most %d", n, pauseAfter, max)
 			}
 			open.Store(true)
-			h.waitUntil("offset 5 committed", func() bool { return h.consumer.committedOffset(p0) == 5 })
-			h.ev.index(t, "resume [t/0]")
-			if err := h.stop(); err != nil {
+			h.WaitUntil("offset 5 committed", func() bool { return h.Consumer.Committed(p0) == 5 })
+			h.Events.Index(t, "resume [t/0]")
+			if err := h.Stop(); err != nil {
 				t.Fatal(err)
 			}
 			var want []string
 			for o := range 5 {
 				want = append(want, fmt.Sprintf("t/0@%d", o))
 			}
-			if got := s.payloads(); !slices.Equal(got, want) {
+			if got := s.Payloads(); !slices.Equal(got, want) {
 				t.Fatalf("accepted %v, want each message once in order: %v", got, want)
 			}
 			if rec.Counter("consumer.pause") != 1 || rec.Counter("consumer.resume") != 1 {
@@ -81,26 +83,26 @@ func TestBackpressureCarriesPausesAndResumes(t *testing.T) {
 
 func TestInvalidSubmitWhilePausedResumes(t *testing.T) {
 	var open atomic.Bool
-	h := newHarness(t, Config[string]{CommitPolicy: ImmediateCommit(), BackpressurePauseAfter: time.Millisecond}, func(s *fakeStrategy) {
-		s.onSubmit = func(s *fakeStrategy, m Message[string]) error {
+	h := newHarness(t, processor.Config[string]{CommitPolicy: processor.ImmediateCommit(), BackpressurePauseAfter: time.Millisecond}, func(s *processortest.Strategy[string]) {
+		s.OnSubmit = func(s *processortest.Strategy[string], m processor.Message[string]) error {
 			if !open.Load() {
-				return ErrMessageRejected
+				return processor.ErrMessageRejected
 			}
 			if pos, _ := m.Origin(); pos.Offset == 0 {
-				return Invalid(m, fmt.Errorf("bad"))
+				return processor.Invalid(m, fmt.Errorf("bad"))
 			}
-			s.accept(m)
-			return s.commit(m.Committable, false)
+			s.Accept(m)
+			return s.Commit(m.Committable, false)
 		}
 	})
-	h.consumer.produce(p0, 0, 3)
-	h.start()
-	h.consumer.assign(p0)
-	h.waitUntil("the partition paused", func() bool { return h.ev.has("pause [t/0]") })
+	h.produce(p0, 0, 3)
+	h.Start()
+	h.Consumer.Assign(p0)
+	h.WaitUntil("the partition paused", func() bool { return h.Events.Has("pause [t/0]") })
 	open.Store(true)
-	h.waitUntil("offset 3 committed", func() bool { return h.consumer.committedOffset(p0) == 3 })
-	h.ev.index(t, "resume [t/0]")
-	if got := h.factory.strategy(t, 0).payloads(); !slices.Equal(got, []string{"t/0@1", "t/0@2"}) {
+	h.WaitUntil("offset 3 committed", func() bool { return h.Consumer.Committed(p0) == 3 })
+	h.Events.Index(t, "resume [t/0]")
+	if got := h.factory.Strategy(t, 0).Payloads(); !slices.Equal(got, []string{"t/0@1", "t/0@2"}) {
 		t.Fatalf("accepted %v, want the two valid messages", got)
 	}
 }

@@ -84,16 +84,16 @@ func (p *StreamProcessor[T]) commit(force bool) error {
 	cancel()
 	now := time.Now()
 	if err != nil {
-		p.m.commitErr++
+		p.m.commitErr.Add(1)
 		p.retryCommitAt = now.Add(commitRetryDelay)
 		p.commitDueAt = p.retryCommitAt
 		if force {
-			return fmt.Errorf("creek: commit %s: %w", CommittableFromMap(offsets), err)
+			return fmt.Errorf("processor: commit %s: %w", CommittableFromMap(offsets), err)
 		}
-		p.log.Warn("creek: commit failed; offsets stay staged", zap.Error(err))
+		p.log.Warn("processor: commit failed; offsets stay staged", zap.Error(err))
 		return nil
 	}
-	p.m.commitOK++
+	p.m.commitOK.Add(1)
 	p.retryCommitAt = time.Time{}
 	p.commitDueAt = now.Add(p.cfg.CommitPolicy.MinInterval)
 	p.policy.DidCommit(now, offsets)

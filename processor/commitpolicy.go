@@ -20,7 +20,7 @@ func ImmediateCommit() CommitPolicy { return CommitPolicy{MinMessages: 1} }
 func DefaultCommitPolicy() CommitPolicy { return CommitPolicy{MinInterval: time.Second} }
 
 // ErrInvalidCommitPolicy is returned for a CommitPolicy that can never commit.
-var ErrInvalidCommitPolicy = errors.New("creek: commit policy needs MinInterval > 0 or MinMessages > 0")
+var ErrInvalidCommitPolicy = errors.New("processor: commit policy needs MinInterval > 0 or MinMessages > 0")
 
 // Validate reports a policy that sets neither limit, or a negative one.
 func (p CommitPolicy) Validate() error {

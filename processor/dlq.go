@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"time"
 
+	"github.com/creekstream/creek/internal/defaults"
 	"go.uber.org/zap"
 )
 
@@ -48,31 +49,25 @@ const (
 func (p DLQPolicy[T]) withDefaults() (DLQPolicy[T], error) {
 	switch {
 	case p.Producer == nil:
-		return p, errors.New("creek: DLQPolicy.Producer is nil; set it (kafka.NewDLQProducer for Kafka) or leave Config.DLQ nil")
+		return p, errors.New("processor: DLQPolicy.Producer is nil; set it (kafka.NewDLQProducer for Kafka) or leave Config.DLQ nil")
 	case p.MaxInvalidRatio < 0:
-		return p, fmt.Errorf("creek: DLQPolicy.MaxInvalidRatio is %v; set it >= 0 (0 = no limit)", p.MaxInvalidRatio)
+		return p, fmt.Errorf("processor: DLQPolicy.MaxInvalidRatio is %v; set it >= 0 (0 = no limit)", p.MaxInvalidRatio)
 	case p.MaxConsecutiveInvalid < 0:
-		return p, fmt.Errorf("creek: DLQPolicy.MaxConsecutiveInvalid is %d; set it >= 0 (0 = no limit)", p.MaxConsecutiveInvalid)
-	case p.BufferBytesPerPartition < 0:
-		return p, fmt.Errorf("creek: DLQPolicy.BufferBytesPerPartition is %d; set it > 0, or 0 for %d", p.BufferBytesPerPartition, defaultDLQBufferBytes)
-	case p.MaxPendingPerPartition < 0:
-		return p, fmt.Errorf("creek: DLQPolicy.MaxPendingPerPartition is %d; set it > 0, or 0 for %d", p.MaxPendingPerPartition, defaultDLQMaxPending)
-	case p.Timeout < 0:
-		return p, fmt.Errorf("creek: DLQPolicy.Timeout is %v; set it > 0, or 0 for %v", p.Timeout, defaultDLQTimeout)
+		return p, fmt.Errorf("processor: DLQPolicy.MaxConsecutiveInvalid is %d; set it >= 0 (0 = no limit)", p.MaxConsecutiveInvalid)
 	}
-	if p.BufferBytesPerPartition == 0 {
-		p.BufferBytesPerPartition = defaultDLQBufferBytes
+	if err := defaults.Ints(
+		defaults.Int{Name: "processor: DLQPolicy.BufferBytesPerPartition", Value: &p.BufferBytesPerPartition, Default: defaultDLQBufferBytes},
+		defaults.Int{Name: "processor: DLQPolicy.MaxPendingPerPartition", Value: &p.MaxPendingPerPartition, Default: defaultDLQMaxPending},
+	); err != nil {
+		return p, err
 	}
-	if p.MaxPendingPerPartition == 0 {
-		p.MaxPendingPerPartition = defaultDLQMaxPending
-	}
-	if p.Timeout == 0 {
-		p.Timeout = defaultDLQTimeout
+	if err := defaults.Durations(defaults.Duration{Name: "processor: DLQPolicy.Timeout", Value: &p.Timeout, Default: defaultDLQTimeout}); err != nil {
+		return p, err
 	}
 	if p.Size == nil {
 		var zero T
 		if _, ok := any(zero).(interface{ Size() int }); !ok {
-			return p, fmt.Errorf("creek: DLQPolicy.Size is nil and %v has no Size() int method; set Size", reflect.TypeFor[T]())
+			return p, fmt.Errorf("processor: DLQPolicy.Size is nil and %v has no Size() int method; set Size", reflect.TypeFor[T]())
 		}
 		p.Size = func(v T) int { return any(v).(interface{ Size() int }).Size() }
 	}
@@ -115,6 +110,9 @@ type dlq[T any] struct {
 	parts   map[Partition]*dlqPartition[T]
 	log     *zap.Logger
 	m       *loopMetrics
+	// evicted counts evictions until the loop adds them to m.dlqEvicted at its
+	// next clock reading (loop.go).
+	evicted int64
 }
 
 func newDLQ[T any](policy DLQPolicy[T], fetcher Fetcher[T], log *zap.Logger, m *loopMetrics) *dlq[T] {
@@ -142,10 +140,10 @@ func (d *dlq[T]) record(pos Position, msg Message[T]) {
 		dp.entries[dp.head] = dlqEntry[T]{}
 		dp.head++
 		dp.bytes -= e.size
-		d.m.dlqEvicted++
+		d.evicted++
 	}
 	if size > limit {
-		d.m.dlqEvicted++
+		d.evicted++
 		return
 	}
 	dp.entries = append(dp.entries, dlqEntry[T]{offset: pos.Offset, size: size, msg: msg})
@@ -235,7 +233,7 @@ func (d *dlq[T]) refetch(inv *InvalidMessageError) (Message[T], error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), d.policy.Timeout)
 	defer cancel()
-	d.m.dlqRefetched++
+	d.m.dlqRefetched.Add(1)
 	msg, err := d.fetcher.Fetch(ctx, Position{Partition: inv.Partition, Offset: inv.Offset})
 	if err != nil {
 		return Message[T]{}, fmt.Errorf("fetch evicted message: %w", err)
@@ -244,7 +242,7 @@ func (d *dlq[T]) refetch(inv *InvalidMessageError) (Message[T], error) {
 }
 
 func (d *dlq[T]) drop(inv *InvalidMessageError, why string, err error) {
-	d.m.dlqDropped++
+	d.m.dlqDropped.Add(1)
 	d.log.Warn("invalid message not sent to the dead-letter queue",
 		zap.Stringer("partition", inv.Partition), zap.Int64("offset", inv.Offset),
 		zap.String("reason", inv.Reason), zap.String("why", why), zap.Error(err))
@@ -279,7 +277,7 @@ func (d *dlq[T]) await(dp *dlqPartition[T], next int64) {
 	}
 	clear(dp.pending[:n])
 	dp.pending = dp.pending[n:]
-	d.m.dlqTime += time.Since(start)
+	d.m.dlqTime.Add(time.Since(start))
 }
 
 // beforeCommit waits for the deliveries of messages below the offsets about to be

@@ -1,4 +1,4 @@
-package processor
+package processor_test
 
 import (
 	"context"
@@ -9,30 +9,32 @@ import (
 	"testing"
 	"time"
 
-	"github.com/creekstream/creek/metrics"
+	"github.com/creekstream/creek/metrics/metricstest"
+	"github.com/creekstream/creek/processor"
+	"github.com/creekstream/creek/processor/processortest"
 )
 
 // fakeDLQ records what is dead-lettered. Deliveries resolve at once unless hold is
 // set, and fail with err when it is set.
 type fakeDLQ struct {
-	n *notifier
+	n *processortest.Events
 
 	mu         sync.Mutex
-	produced   []Message[string]
-	reasons    []*InvalidMessageError
-	deliveries []*Delivery
+	produced   []processor.Message[string]
+	reasons    []*processor.InvalidMessageError
+	deliveries []*processor.Delivery
 	hold       bool
 	err        error
 }
 
-func (f *fakeDLQ) Produce(ctx context.Context, m Message[string], inv *InvalidMessageError) *Delivery {
+func (f *fakeDLQ) Produce(ctx context.Context, m processor.Message[string], inv *processor.InvalidMessageError) *processor.Delivery {
 	f.mu.Lock()
-	d := NewDelivery()
+	d := processor.NewDelivery()
 	f.produced = append(f.produced, m)
 	f.reasons = append(f.reasons, inv)
 	f.deliveries = append(f.deliveries, d)
 	if !f.hold {
-		d.Resolve(Position{}, f.err)
+		d.Resolve(processor.Position{}, f.err)
 	}
 	f.mu.Unlock()
 	if f.n != nil {
@@ -51,7 +53,7 @@ func (f *fakeDLQ) payloads() []string {
 	return out
 }
 
-func (f *fakeDLQ) pending() []*Delivery {
+func (f *fakeDLQ) pending() []*processor.Delivery {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return slices.Clone(f.deliveries)
@@ -59,14 +61,14 @@ func (f *fakeDLQ) pending() []*Delivery {
 
 // invalidAt returns a setup under which the strategy reports the given offsets of p0
 // invalid from Submit and accepts and stages the rest.
-func invalidAt(offsets ...int64) func(*fakeStrategy) {
-	return func(s *fakeStrategy) {
-		s.onSubmit = func(s *fakeStrategy, m Message[string]) error {
+func invalidAt(offsets ...int64) func(*processortest.Strategy[string]) {
+	return func(s *processortest.Strategy[string]) {
+		s.OnSubmit = func(s *processortest.Strategy[string], m processor.Message[string]) error {
 			if pos, _ := m.Origin(); slices.Contains(offsets, pos.Offset) {
-				return Invalid(m, errors.New("bad payload"))
+				return processor.Invalid(m, errors.New("bad payload"))
 			}
-			s.accept(m)
-			return s.commit(m.Committable, false)
+			s.Accept(m)
+			return s.Commit(m.Committable, false)
 		}
 	}
 }
@@ -74,29 +76,29 @@ func invalidAt(offsets ...int64) func(*fakeStrategy) {
 func sizeOf(s string) int { return len(s) }
 
 func TestInvalidMessagesGoToTheDLQ(t *testing.T) {
-	rec := metrics.NewRecorder()
+	rec := metricstest.NewRecorder()
 	dlq := &fakeDLQ{}
 	var reported atomic.Bool
-	h := newHarness(t, Config[string]{
-		CommitPolicy: ImmediateCommit(),
+	h := newHarness(t, processor.Config[string]{
+		CommitPolicy: processor.ImmediateCommit(),
 		Metrics:      rec,
-		DLQ:          &DLQPolicy[string]{Producer: dlq, Size: sizeOf},
-	}, func(s *fakeStrategy) {
+		DLQ:          &processor.DLQPolicy[string]{Producer: dlq, Size: sizeOf},
+	}, func(s *processortest.Strategy[string]) {
 		invalidAt(2)(s)
 		// Offset 5 is accepted, then found invalid later (as an asynchronous step would).
-		s.onPoll = func(s *fakeStrategy) error {
-			if slices.Contains(s.payloads(), "t/0@5") && reported.CompareAndSwap(false, true) {
-				return &InvalidMessageError{Partition: p0, Offset: 5, Reason: "late"}
+		s.OnPoll = func(s *processortest.Strategy[string]) error {
+			if slices.Contains(s.Payloads(), "t/0@5") && reported.CompareAndSwap(false, true) {
+				return &processor.InvalidMessageError{Partition: p0, Offset: 5, Reason: "late"}
 			}
 			return nil
 		}
 	})
-	dlq.n = h.n
-	h.consumer.produce(p0, 0, 10)
-	h.start()
-	h.consumer.assign(p0)
-	h.waitUntil("offset 10 committed", func() bool { return h.consumer.committedOffset(p0) == 10 })
-	if err := h.stop(); err != nil {
+	dlq.n = h.Events
+	h.produce(p0, 0, 10)
+	h.Start()
+	h.Consumer.Assign(p0)
+	h.WaitUntil("offset 10 committed", func() bool { return h.Consumer.Committed(p0) == 10 })
+	if err := h.Stop(); err != nil {
 		t.Fatal(err)
 	}
 	if got := dlq.payloads(); !slices.Equal(got, []string{"t/0@2", "t/0@5"}) {
@@ -108,7 +110,7 @@ func TestInvalidMessagesGoToTheDLQ(t *testing.T) {
 	if got := rec.Counter("consumer.invalid_message.count"); got != 2 {
 		t.Errorf("invalid_message.count = %d, want 2", got)
 	}
-	if n := h.proc.dlq.buffered(); n != 0 {
+	if n := processor.DLQBuffered(h.Processor); n != 0 {
 		t.Errorf("%d raw messages still buffered after everything was committed", n)
 	}
 }
@@ -116,28 +118,28 @@ func TestInvalidMessagesGoToTheDLQ(t *testing.T) {
 func TestDLQLimitsDropWithoutStopping(t *testing.T) {
 	cases := []struct {
 		name    string
-		policy  DLQPolicy[string]
+		policy  processor.DLQPolicy[string]
 		invalid []int64
 		want    []string
 		dropped int64
 	}{
-		{"consecutive", DLQPolicy[string]{MaxConsecutiveInvalid: 2}, []int64{3, 4, 5, 6, 8}, []string{"t/0@3", "t/0@4", "t/0@8"}, 2},
+		{"consecutive", processor.DLQPolicy[string]{MaxConsecutiveInvalid: 2}, []int64{3, 4, 5, 6, 8}, []string{"t/0@3", "t/0@4", "t/0@8"}, 2},
 		// At offset 6, 3 invalid against 4 valid is above 0.5.
-		{"ratio", DLQPolicy[string]{MaxInvalidRatio: 0.5}, []int64{4, 5, 6}, []string{"t/0@4", "t/0@5"}, 1},
-		{"ratio with nothing valid yet", DLQPolicy[string]{MaxInvalidRatio: 0.5}, []int64{0}, nil, 1},
+		{"ratio", processor.DLQPolicy[string]{MaxInvalidRatio: 0.5}, []int64{4, 5, 6}, []string{"t/0@4", "t/0@5"}, 1},
+		{"ratio with nothing valid yet", processor.DLQPolicy[string]{MaxInvalidRatio: 0.5}, []int64{0}, nil, 1},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			rec := metrics.NewRecorder()
+			rec := metricstest.NewRecorder()
 			dlq := &fakeDLQ{}
 			policy := tc.policy
 			policy.Producer, policy.Size = dlq, sizeOf
-			h := newHarness(t, Config[string]{CommitPolicy: ImmediateCommit(), Metrics: rec, DLQ: &policy}, invalidAt(tc.invalid...))
-			h.consumer.produce(p0, 0, 10)
-			h.start()
-			h.consumer.assign(p0)
-			h.waitUntil("offset 10 committed", func() bool { return h.consumer.committedOffset(p0) == 10 })
-			if err := h.stop(); err != nil {
+			h := newHarness(t, processor.Config[string]{CommitPolicy: processor.ImmediateCommit(), Metrics: rec, DLQ: &policy}, invalidAt(tc.invalid...))
+			h.produce(p0, 0, 10)
+			h.Start()
+			h.Consumer.Assign(p0)
+			h.WaitUntil("offset 10 committed", func() bool { return h.Consumer.Committed(p0) == 10 })
+			if err := h.Stop(); err != nil {
 				t.Fatal(err)
 			}
 			if got := dlq.payloads(); !slices.Equal(got, tc.want) {
@@ -151,13 +153,13 @@ func TestDLQLimitsDropWithoutStopping(t *testing.T) {
 }
 
 func TestWithoutDLQInvalidMessagesAreSkipped(t *testing.T) {
-	rec := metrics.NewRecorder()
-	h := newHarness(t, Config[string]{CommitPolicy: ImmediateCommit(), Metrics: rec}, invalidAt(1))
-	h.consumer.produce(p0, 0, 3)
-	h.start()
-	h.consumer.assign(p0)
-	h.waitUntil("offset 3 committed", func() bool { return h.consumer.committedOffset(p0) == 3 })
-	if err := h.stop(); err != nil {
+	rec := metricstest.NewRecorder()
+	h := newHarness(t, processor.Config[string]{CommitPolicy: processor.ImmediateCommit(), Metrics: rec}, invalidAt(1))
+	h.produce(p0, 0, 3)
+	h.Start()
+	h.Consumer.Assign(p0)
+	h.WaitUntil("offset 3 committed", func() bool { return h.Consumer.Committed(p0) == 3 })
+	if err := h.Stop(); err != nil {
 		t.Fatal(err)
 	}
 	if got := rec.Counter("consumer.invalid_message.count"); got != 1 {
@@ -178,39 +180,39 @@ func TestDLQRefetchesEvictedMessages(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			rec := metrics.NewRecorder()
+			rec := metricstest.NewRecorder()
 			dlq := &fakeDLQ{}
 			var reported atomic.Bool
 			// Payloads are 5 bytes: a 10-byte buffer keeps the last two messages.
-			cfg := Config[string]{CommitPolicy: ImmediateCommit(), Metrics: rec,
-				DLQ: &DLQPolicy[string]{Producer: dlq, Size: sizeOf, BufferBytesPerPartition: 10}}
-			h := newHarness(t, cfg, func(s *fakeStrategy) {
-				s.onSubmit = func(s *fakeStrategy, m Message[string]) error {
-					s.hold(m)
+			cfg := processor.Config[string]{CommitPolicy: processor.ImmediateCommit(), Metrics: rec,
+				DLQ: &processor.DLQPolicy[string]{Producer: dlq, Size: sizeOf, BufferBytesPerPartition: 10}}
+			h := newHarness(t, cfg, func(s *processortest.Strategy[string]) {
+				s.OnSubmit = func(s *processortest.Strategy[string], m processor.Message[string]) error {
+					s.Hold(m)
 					return nil
 				}
-				s.onPoll = func(s *fakeStrategy) error {
-					if len(s.payloads()) == 5 && reported.CompareAndSwap(false, true) {
-						return &InvalidMessageError{Partition: p0, Offset: 0, Reason: "late"}
+				s.OnPoll = func(s *processortest.Strategy[string]) error {
+					if len(s.Payloads()) == 5 && reported.CompareAndSwap(false, true) {
+						return &processor.InvalidMessageError{Partition: p0, Offset: 0, Reason: "late"}
 					}
 					if reported.Load() {
-						return s.release()
+						return s.Release()
 					}
 					return nil
 				}
 			})
 			if tc.hideFetch {
-				p, err := New[string](struct{ Consumer[string] }{h.consumer}, h.factory, h.proc.cfg)
+				p, err := processor.New[string](struct{ processor.Consumer[string] }{h.Consumer}, h.factory, h.Config)
 				if err != nil {
 					t.Fatal(err)
 				}
-				h.proc = p
+				h.Processor = p
 			}
-			h.consumer.produce(p0, 0, 5)
-			h.start()
-			h.consumer.assign(p0)
-			h.waitUntil("offset 5 committed", func() bool { return h.consumer.committedOffset(p0) == 5 })
-			if err := h.stop(); err != nil {
+			h.produce(p0, 0, 5)
+			h.Start()
+			h.Consumer.Assign(p0)
+			h.WaitUntil("offset 5 committed", func() bool { return h.Consumer.Committed(p0) == 5 })
+			if err := h.Stop(); err != nil {
 				t.Fatal(err)
 			}
 			if got := dlq.payloads(); !slices.Equal(got, tc.want) {
@@ -222,23 +224,23 @@ func TestDLQRefetchesEvictedMessages(t *testing.T) {
 			if got := rec.Counter("consumer.dlq_buffer.exceeded"); got != 3 {
 				t.Errorf("dlq_buffer.exceeded = %d, want 3 evictions", got)
 			}
-			if h.consumer.fetches != tc.wantFetch {
-				t.Errorf("%d fetches, want %d", h.consumer.fetches, tc.wantFetch)
+			if h.Consumer.Fetches() != tc.wantFetch {
+				t.Errorf("%d fetches, want %d", h.Consumer.Fetches(), tc.wantFetch)
 			}
 		})
 	}
 }
 
 func TestDLQProduceFailureIsCountedAndConsumptionGoesOn(t *testing.T) {
-	rec := metrics.NewRecorder()
+	rec := metricstest.NewRecorder()
 	dlq := &fakeDLQ{err: errors.New("dlq broker down")}
-	h := newHarness(t, Config[string]{CommitPolicy: ImmediateCommit(), Metrics: rec,
-		DLQ: &DLQPolicy[string]{Producer: dlq, Size: sizeOf}}, invalidAt(1))
-	h.consumer.produce(p0, 0, 4)
-	h.start()
-	h.consumer.assign(p0)
-	h.waitUntil("offset 4 committed", func() bool { return h.consumer.committedOffset(p0) == 4 })
-	if err := h.stop(); err != nil {
+	h := newHarness(t, processor.Config[string]{CommitPolicy: processor.ImmediateCommit(), Metrics: rec,
+		DLQ: &processor.DLQPolicy[string]{Producer: dlq, Size: sizeOf}}, invalidAt(1))
+	h.produce(p0, 0, 4)
+	h.Start()
+	h.Consumer.Assign(p0)
+	h.WaitUntil("offset 4 committed", func() bool { return h.Consumer.Committed(p0) == 4 })
+	if err := h.Stop(); err != nil {
 		t.Fatalf("Run = %v; a DLQ failure must not stop the consumer", err)
 	}
 	if got := rec.Counter("consumer.dlq.dropped_messages"); got != 1 {
@@ -248,45 +250,43 @@ func TestDLQProduceFailureIsCountedAndConsumptionGoesOn(t *testing.T) {
 
 func TestCommitWaitsForDLQDeliveries(t *testing.T) {
 	dlq := &fakeDLQ{hold: true}
-	h := newHarness(t, Config[string]{CommitPolicy: ImmediateCommit(),
-		DLQ: &DLQPolicy[string]{Producer: dlq, Size: sizeOf}}, invalidAt(0))
-	dlq.n = h.n
-	phases := h.recordPhases()
-	h.consumer.produce(p0, 0, 2)
-	h.start()
-	h.consumer.assign(p0)
-	h.waitUntil("the loop to wait in the commit phase", func() bool {
-		return len(dlq.pending()) == 1 && phases.current() == phaseCommit
+	h := newHarness(t, processor.Config[string]{CommitPolicy: processor.ImmediateCommit(),
+		DLQ: &processor.DLQPolicy[string]{Producer: dlq, Size: sizeOf}}, invalidAt(0))
+	dlq.n = h.Events
+	phases := processor.RecordPhases(h.Processor, h.Events.Notify)
+	h.produce(p0, 0, 2)
+	h.Start()
+	h.Consumer.Assign(p0)
+	h.WaitUntil("the loop to wait in the commit phase", func() bool {
+		return len(dlq.pending()) == 1 && phases.Current() == processor.PhaseCommit
 	})
-	if got := h.consumer.commitList(); len(got) != 0 {
+	if got := h.Consumer.Commits(); len(got) != 0 {
 		t.Fatalf("committed %v before the DLQ delivery of offset 0 was done", got)
 	}
-	dlq.pending()[0].Resolve(Position{}, nil)
-	h.waitUntil("offset 2 committed", func() bool { return h.consumer.committedOffset(p0) == 2 })
+	dlq.pending()[0].Resolve(processor.Position{}, nil)
+	h.WaitUntil("offset 2 committed", func() bool { return h.Consumer.Committed(p0) == 2 })
 }
 
 func TestDLQBlocksOnTheOldestDeliveryWhenPendingIsFull(t *testing.T) {
 	dlq := &fakeDLQ{hold: true}
-	h := newHarness(t, Config[string]{CommitPolicy: CommitPolicy{MinInterval: time.Hour},
-		DLQ: &DLQPolicy[string]{Producer: dlq, Size: sizeOf, MaxPendingPerPartition: 1}}, invalidAt(1, 2))
-	dlq.n = h.n
-	h.consumer.produce(p0, 0, 4)
-	h.start()
-	h.consumer.assign(p0)
-	h.waitUntil("offset 2 offered and the first DLQ delivery pending", func() bool {
-		if h.factory.count() == 0 || len(dlq.pending()) != 1 {
+	h := newHarness(t, processor.Config[string]{CommitPolicy: processor.CommitPolicy{MinInterval: time.Hour},
+		DLQ: &processor.DLQPolicy[string]{Producer: dlq, Size: sizeOf, MaxPendingPerPartition: 1}}, invalidAt(1, 2))
+	dlq.n = h.Events
+	h.produce(p0, 0, 4)
+	h.Start()
+	h.Consumer.Assign(p0)
+	h.WaitUntil("offset 2 offered and the first DLQ delivery pending", func() bool {
+		if h.factory.Count() == 0 || len(dlq.pending()) != 1 {
 			return false
 		}
-		s := h.factory.strategy(t, 0)
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		return s.attempts >= 3
+		s := h.factory.Strategy(t, 0)
+		return s.Attempts() >= 3
 	})
 	if got := dlq.payloads(); len(got) != 1 {
 		t.Fatalf("dead-lettered %v while the one pending delivery was not done, want only the first", got)
 	}
-	dlq.pending()[0].Resolve(Position{}, nil)
-	h.waitUntil("the second invalid message dead-lettered", func() bool { return len(dlq.pending()) == 2 })
-	dlq.pending()[1].Resolve(Position{}, nil)
-	h.waitUntil("offset 4 submitted", func() bool { return slices.Contains(h.factory.strategy(t, 0).payloads(), "t/0@3") })
+	dlq.pending()[0].Resolve(processor.Position{}, nil)
+	h.WaitUntil("the second invalid message dead-lettered", func() bool { return len(dlq.pending()) == 2 })
+	dlq.pending()[1].Resolve(processor.Position{}, nil)
+	h.WaitUntil("offset 4 submitted", func() bool { return slices.Contains(h.factory.Strategy(t, 0).Payloads(), "t/0@3") })
 }

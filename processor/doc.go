@@ -14,4 +14,8 @@
 // caller keeps the message and offers it again later. A message that cannot be
 // processed at all is reported as an *InvalidMessageError and, when a dead-letter
 // queue is configured, sent there while the consumer carries on.
+//
+// Package processortest has test doubles (a fake Consumer, a scriptable Strategy and
+// Factory, a run harness) for testing strategies and factories on a real
+// StreamProcessor.
 package processor

@@ -7,7 +7,7 @@ import (
 
 // ErrMessageRejected is returned by Strategy.Submit when the strategy cannot take
 // the message now. The caller keeps the message and offers it again later.
-var ErrMessageRejected = errors.New("creek: message rejected (backpressure)")
+var ErrMessageRejected = errors.New("processor: message rejected (backpressure)")
 
 // InvalidMessageError reports a message that can never be processed. Strategies
 // return it from Submit or Poll; the processor sends the message to the dead-letter
@@ -22,7 +22,7 @@ type InvalidMessageError struct {
 }
 
 func (e *InvalidMessageError) Error() string {
-	return fmt.Sprintf("creek: invalid message at %s offset %d: %s", e.Partition, e.Offset, e.Reason)
+	return fmt.Sprintf("processor: invalid message at %s offset %d: %s", e.Partition, e.Offset, e.Reason)
 }
 
 func (e *InvalidMessageError) Unwrap() error { return e.Err }
@@ -34,7 +34,7 @@ func (e *InvalidMessageError) Unwrap() error { return e.Err }
 func Invalid[T any](m Message[T], err error) error {
 	pos, ok := m.Origin()
 	if !ok {
-		return fmt.Errorf("creek: invalid message without a broker origin (committable %s): %w", m.Committable, err)
+		return fmt.Errorf("processor: invalid message without a broker origin (committable %s): %w", m.Committable, err)
 	}
 	return &InvalidMessageError{Partition: pos.Partition, Offset: pos.Offset, Reason: err.Error(), Err: err}
 }

@@ -66,7 +66,7 @@ func (p *StreamProcessor[T]) iterate(ctx context.Context) (err error) {
 // runOnce is one iteration of the loop: poll the consumer (unless a message is
 // carried), poll the strategy, submit.
 func (p *StreamProcessor[T]) runOnce(ctx context.Context) (err error) {
-	p.m.runs++
+	p.sinceClock++
 	var msg Message[T]
 	var fresh bool
 	if p.bp.empty() || p.bp.paused {
@@ -77,7 +77,7 @@ func (p *StreamProcessor[T]) runOnce(ctx context.Context) (err error) {
 			p.readClock()
 			msg, fresh, err = p.pollConsumer(ctx, true)
 			now := p.clock()
-			p.m.pollTime += now.Sub(p.now)
+			p.m.pollTime.Add(now.Sub(p.now))
 			p.now = now
 		}
 		if err != nil {
@@ -92,24 +92,24 @@ func (p *StreamProcessor[T]) runOnce(ctx context.Context) (err error) {
 	return nil
 }
 
-// advanceClock counts an iteration and reads the clock if it is due (see clockStride).
+// advanceClock reads the clock if it is due (see clockStride).
 func (p *StreamProcessor[T]) advanceClock() {
-	p.sinceClock++
 	if p.sinceClock >= clockStride || p.clockDue.Load() {
 		p.readClock()
 	}
 }
 
 // readClock sets p.now. The time since the previous reading was spent processing:
-// the waits for the consumer are all read and counted apart. The metrics are
-// flushed here since time moves only here.
+// the waits for the consumer are all read and counted apart. The gauges are set
+// here since time moves only here.
 func (p *StreamProcessor[T]) readClock() {
 	now := p.clock()
-	p.m.processingTime += now.Sub(p.now)
-	p.now, p.sinceClock = now, 0
+	p.m.processingTime.Add(now.Sub(p.now))
+	p.now = now
+	p.addPerMessageCounts()
 	p.clockDue.Store(false)
-	if now.Sub(p.m.lastFlush) >= time.Second {
-		p.flushMetrics(now)
+	if now.Sub(p.lastGauges) >= time.Second {
+		p.recordGauges(now)
 	}
 }
 
@@ -151,7 +151,7 @@ func (p *StreamProcessor[T]) process(ctx context.Context, msg Message[T], fresh 
 			}
 			return nil
 		}
-		return fmt.Errorf("creek: strategy poll: %w", err)
+		return fmt.Errorf("processor: strategy poll: %w", err)
 	}
 	if err := p.commitIfDue(); err != nil {
 		return err
@@ -191,21 +191,21 @@ func (p *StreamProcessor[T]) pollConsumer(ctx context.Context, mayWait bool) (ms
 		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
 			return msg, false, nil
 		}
-		return msg, false, fmt.Errorf("creek: poll consumer: %w", err)
+		return msg, false, fmt.Errorf("processor: poll consumer: %w", err)
 	}
 	if !ok {
 		return msg, false, nil
 	}
 	pos, hasPos := msg.Origin()
 	if p.strategy == nil {
-		return msg, false, fmt.Errorf("creek: state error: a message (committable %s) arrived while no strategy runs (nothing assigned)", msg.Committable)
+		return msg, false, fmt.Errorf("processor: state error: a message (committable %s) arrived while no strategy runs (nothing assigned)", msg.Committable)
 	}
 	if hasPos && !p.hotIn(pos.Partition).assigned {
 		// Fetched before a cooperative revocation; the partition's new owner reads it.
 		return msg, false, nil
 	}
 	if p.bp.paused && p.bp.len() >= maxHeldWhilePaused {
-		return msg, false, fmt.Errorf("creek: state error: the consumer handed out %d messages after Pause; it must stop fetching paused partitions", p.bp.len())
+		return msg, false, fmt.Errorf("processor: state error: the consumer handed out %d messages after Pause; it must stop fetching paused partitions", p.bp.len())
 	}
 	if p.dlq != nil && hasPos {
 		p.dlq.record(pos, msg)
@@ -245,16 +245,16 @@ func (p *StreamProcessor[T]) submit(ctx context.Context, msg Message[T], fresh b
 		p.accepted()
 		return nil
 	}
-	return fmt.Errorf("creek: submit to strategy: %w", err)
+	return fmt.Errorf("processor: submit to strategy: %w", err)
 }
 
 // handleInvalid counts an invalid message and sends it to the dead-letter queue. The
 // consumer never stops for a bad message; without a DLQ it is logged and skipped,
 // since stopping would only make it a poison pill that stops the partition for good.
 func (p *StreamProcessor[T]) handleInvalid(inv *InvalidMessageError) {
-	p.m.invalid++
+	p.m.invalid.Add(1)
 	if p.dlq == nil {
-		p.log.Error("creek: invalid message skipped (no DLQ configured)",
+		p.log.Error("processor: invalid message skipped (no DLQ configured)",
 			zap.Stringer("partition", inv.Partition), zap.Int64("offset", inv.Offset), zap.String("reason", inv.Reason))
 		return
 	}
@@ -266,70 +266,63 @@ func (p *StreamProcessor[T]) setPhase(phase string) {
 	p.hb.SetPhase(phase)
 }
 
-// loopMetrics accumulates the loop's figures in plain fields, owned by the loop, and
-// hands them to the metrics buffer at most once a second: the loop runs per message,
-// and a lock per figure per message would cost more than the work it measures.
+// loopMetrics are the loop's series in the metrics buffer, looked up once per run:
+// the loop records per message, and a lookup per figure would cost more than the
+// work it measures. The two counts that can move on every message, iterations and
+// DLQ buffer evictions, are carried in plain fields until the next clock reading
+// (addPerMessageCounts): an atomic add per message was 2% of the loop with the DLQ.
 type loopMetrics struct {
-	lastFlush time.Time
+	runs, invalid, pauses, resumes, assigned, revoked         metrics.Counter
+	createStrategy, closeStrategy                             metrics.Counter
+	dlqDropped, dlqEvicted, dlqRefetched, commitOK, commitErr metrics.Counter
+	revokeTimeouts                                            metrics.Counter
 
-	runs, invalid, pauses, resumes, assigned, revoked         int64
-	createStrategy, closeStrategy                             int64
-	dlqDropped, dlqEvicted, dlqRefetched, commitOK, commitErr int64
-	revokeTimeouts                                            int64
-
-	pollTime, processingTime, backpressureTime, dlqTime time.Duration
-	joinTime, callbackTime, shutdownTime                time.Duration
+	pollTime, processingTime, backpressureTime, dlqTime metrics.Timer
+	joinTime, callbackTime, shutdownTime                metrics.Timer
 }
 
-func (p *StreamProcessor[T]) flushMetrics(now time.Time) {
-	m := p.metrics
-	c := &p.m
-	counters := []struct {
-		name string
-		v    *int64
-		tags []metrics.Tag
-	}{
-		{"consumer.run.count", &c.runs, nil},
-		{"consumer.invalid_message.count", &c.invalid, nil},
-		{"consumer.pause", &c.pauses, nil},
-		{"consumer.resume", &c.resumes, nil},
-		{"consumer.partitions_assigned.count", &c.assigned, nil},
-		{"consumer.partitions_revoked.count", &c.revoked, nil},
-		{"consumer.run.create_strategy", &c.createStrategy, nil},
-		{"consumer.run.close_strategy", &c.closeStrategy, nil},
-		{"consumer.dlq.dropped_messages", &c.dlqDropped, nil},
-		{"consumer.dlq_buffer.exceeded", &c.dlqEvicted, nil},
-		{"consumer.dlq.refetched", &c.dlqRefetched, nil},
-		{"consumer.commit_status", &c.commitOK, []metrics.Tag{{Key: "status", Value: "ok"}}},
-		{"consumer.commit_status", &c.commitErr, []metrics.Tag{{Key: "status", Value: "error"}}},
-		{"consumer.revoke.timeout", &c.revokeTimeouts, nil},
+func newLoopMetrics(b *metrics.Buffer) loopMetrics {
+	return loopMetrics{
+		runs:           b.Counter("consumer.run.count"),
+		invalid:        b.Counter("consumer.invalid_message.count"),
+		pauses:         b.Counter("consumer.pause"),
+		resumes:        b.Counter("consumer.resume"),
+		assigned:       b.Counter("consumer.partitions_assigned.count"),
+		revoked:        b.Counter("consumer.partitions_revoked.count"),
+		createStrategy: b.Counter("consumer.run.create_strategy"),
+		closeStrategy:  b.Counter("consumer.run.close_strategy"),
+		dlqDropped:     b.Counter("consumer.dlq.dropped_messages"),
+		dlqEvicted:     b.Counter("consumer.dlq_buffer.exceeded"),
+		dlqRefetched:   b.Counter("consumer.dlq.refetched"),
+		commitOK:       b.Counter("consumer.commit_status", metrics.Tag{Key: "status", Value: "ok"}),
+		commitErr:      b.Counter("consumer.commit_status", metrics.Tag{Key: "status", Value: "error"}),
+		revokeTimeouts: b.Counter("consumer.revoke.timeout"),
+
+		pollTime:         b.Timer("consumer.poll.time"),
+		processingTime:   b.Timer("consumer.processing.time"),
+		backpressureTime: b.Timer("consumer.backpressure.time"),
+		dlqTime:          b.Timer("consumer.dlq.time"),
+		joinTime:         b.Timer("consumer.join.time"),
+		callbackTime:     b.Timer("consumer.callback.time"),
+		shutdownTime:     b.Timer("consumer.shutdown.time"),
 	}
-	for _, f := range counters {
-		if *f.v != 0 {
-			m.Increment(f.name, *f.v, f.tags...)
-			*f.v = 0
-		}
+}
+
+// addPerMessageCounts adds the iterations and DLQ evictions since the last clock
+// reading to their counters.
+func (p *StreamProcessor[T]) addPerMessageCounts() {
+	p.m.runs.Add(int64(p.sinceClock))
+	p.sinceClock = 0
+	if p.dlq != nil && p.dlq.evicted != 0 {
+		p.m.dlqEvicted.Add(p.dlq.evicted)
+		p.dlq.evicted = 0
 	}
-	timings := []struct {
-		name string
-		v    *time.Duration
-	}{
-		{"consumer.poll.time", &c.pollTime},
-		{"consumer.processing.time", &c.processingTime},
-		{"consumer.backpressure.time", &c.backpressureTime},
-		{"consumer.dlq.time", &c.dlqTime},
-		{"consumer.join.time", &c.joinTime},
-		{"consumer.callback.time", &c.callbackTime},
-		{"consumer.shutdown.time", &c.shutdownTime},
-	}
-	for _, f := range timings {
-		if *f.v != 0 {
-			m.Timing(f.name, *f.v)
-			*f.v = 0
-		}
-	}
+}
+
+// recordGauges sets the gauges, from the loop's goroutine since they read its state.
+func (p *StreamProcessor[T]) recordGauges(now time.Time) {
 	if p.dlq != nil {
-		m.Gauge("consumer.dlq_buffer.len", float64(p.dlq.buffered()))
+		p.metrics.Gauge("consumer.dlq_buffer.len", float64(p.dlq.buffered()))
 	}
-	c.lastFlush = now
+	p.lastGauges = now
 }

@@ -1,4 +1,4 @@
-package processor
+package processor_test
 
 import (
 	"context"
@@ -7,60 +7,63 @@ import (
 	"time"
 
 	"github.com/creekstream/creek/metrics"
+	"github.com/creekstream/creek/metrics/metricstest"
+	"github.com/creekstream/creek/processor"
+	"github.com/creekstream/creek/processor/processortest"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 )
 
 func TestWatchdogReportsAStrategyBlockedInSubmit(t *testing.T) {
-	rec := metrics.NewRecorder()
+	rec := metricstest.NewRecorder()
 	core, logs := observer.New(zap.WarnLevel)
 	unblock := make(chan struct{})
-	h := newHarness(t, Config[string]{
+	h := newHarness(t, processor.Config[string]{
 		Metrics: rec,
 		Logger:  zap.New(core),
-		Stuck:   StuckConfig{Timeout: 50 * time.Millisecond},
-	}, func(s *fakeStrategy) {
-		s.onSubmit = func(s *fakeStrategy, m Message[string]) error {
+		Stuck:   processor.StuckConfig{Timeout: 50 * time.Millisecond},
+	}, func(s *processortest.Strategy[string]) {
+		s.OnSubmit = func(s *processortest.Strategy[string], m processor.Message[string]) error {
 			<-unblock
-			s.accept(m)
+			s.Accept(m)
 			return nil
 		}
 	})
-	h.consumer.produce(p0, 0, 1)
-	h.start()
-	h.consumer.assign(p0)
+	h.produce(p0, 0, 1)
+	h.Start()
+	h.Consumer.Assign(p0)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	submit := metrics.Tag{Key: "phase", Value: phaseSubmit}
+	submit := metrics.Tag{Key: "phase", Value: processor.PhaseSubmit}
 	if err := rec.Wait(ctx, func() bool { return rec.Counter("consumer.stuck", submit) >= 1 }); err != nil {
 		t.Fatalf("waiting for consumer.stuck{phase:submit}: %v", err)
 	}
 	close(unblock)
-	if err := h.stop(); err != nil {
+	if err := h.Stop(); err != nil {
 		t.Fatal(err)
 	}
 	stuck := logs.FilterMessage("loop is stuck").All()
-	if len(stuck) == 0 || stuck[0].ContextMap()["phase"] != phaseSubmit {
-		t.Fatalf("stuck reports %v, want one naming phase %q", stuck, phaseSubmit)
+	if len(stuck) == 0 || stuck[0].ContextMap()["phase"] != processor.PhaseSubmit {
+		t.Fatalf("stuck reports %v, want one naming phase %q", stuck, processor.PhaseSubmit)
 	}
 }
 
 func TestExitOnStuckExitsAfterTheHardLimit(t *testing.T) {
 	exited := make(chan int, 1)
 	unblock := make(chan struct{})
-	h := newHarness(t, Config[string]{
-		Stuck: StuckConfig{Timeout: 20 * time.Millisecond, HardLimit: 40 * time.Millisecond, ExitOnStuck: true},
-	}, func(s *fakeStrategy) {
-		s.onSubmit = func(s *fakeStrategy, m Message[string]) error {
+	h := newHarness(t, processor.Config[string]{
+		Stuck: processor.StuckConfig{Timeout: 20 * time.Millisecond, HardLimit: 40 * time.Millisecond, ExitOnStuck: true},
+	}, func(s *processortest.Strategy[string]) {
+		s.OnSubmit = func(s *processortest.Strategy[string], m processor.Message[string]) error {
 			<-unblock
 			return nil
 		}
 	})
-	h.proc.cfg.exit = func(code int) { exited <- code }
-	h.consumer.produce(p0, 0, 1)
-	h.start()
-	h.consumer.assign(p0)
+	processor.SetExit(h.Processor, func(code int) { exited <- code })
+	h.produce(p0, 0, 1)
+	h.Start()
+	h.Consumer.Assign(p0)
 	select {
 	case code := <-exited:
 		if code != 1 {
@@ -70,7 +73,7 @@ func TestExitOnStuckExitsAfterTheHardLimit(t *testing.T) {
 		t.Fatal("timed out after 10s waiting for the hard limit to exit")
 	}
 	close(unblock)
-	if err := h.stop(); err != nil {
+	if err := h.Stop(); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -78,50 +81,55 @@ func TestExitOnStuckExitsAfterTheHardLimit(t *testing.T) {
 // benchConsumer hands out an endless stream of messages of one partition, as fast as
 // it is asked, so that a benchmark measures the loop and not a broker.
 type benchConsumer struct {
-	cb       RebalanceCallbacks
+	cb       processor.RebalanceCallbacks
 	next     int64
 	assigned bool
 }
 
-func (c *benchConsumer) Subscribe(_ []string, cb RebalanceCallbacks) error { c.cb = cb; return nil }
-func (c *benchConsumer) Poll(context.Context, time.Duration) (Message[string], bool, error) {
+func (c *benchConsumer) Subscribe(_ []string, cb processor.RebalanceCallbacks) error {
+	c.cb = cb
+	return nil
+}
+func (c *benchConsumer) Poll(context.Context, time.Duration) (processor.Message[string], bool, error) {
 	if !c.assigned {
 		c.assigned = true
-		c.cb.OnAssign([]Partition{p0})
-		return Message[string]{}, false, nil
+		c.cb.OnAssign([]processor.Partition{p0})
+		return processor.Message[string]{}, false, nil
 	}
-	m := NewBrokerMessage("payload of a typical small message", p0, c.next, time.Time{})
+	m := processor.NewBrokerMessage("payload of a typical small message", p0, c.next, time.Time{})
 	c.next++
 	return m, true, nil
 }
 
 // Buffered says that Poll never waits, as kafka.Consumer says while it holds a batch.
-func (c *benchConsumer) Buffered() int                                     { return 1 }
-func (c *benchConsumer) Pause([]Partition)                                 {}
-func (c *benchConsumer) Resume([]Partition)                                {}
-func (c *benchConsumer) Paused() []Partition                               { return nil }
-func (c *benchConsumer) Assignment() []Partition                           { return []Partition{p0} }
-func (c *benchConsumer) Commit(context.Context, map[Partition]int64) error { return nil }
-func (c *benchConsumer) Close() error                                      { return nil }
+func (c *benchConsumer) Buffered() int                                               { return 1 }
+func (c *benchConsumer) Pause([]processor.Partition)                                 {}
+func (c *benchConsumer) Resume([]processor.Partition)                                {}
+func (c *benchConsumer) Paused() []processor.Partition                               { return nil }
+func (c *benchConsumer) Assignment() []processor.Partition                           { return []processor.Partition{p0} }
+func (c *benchConsumer) Commit(context.Context, map[processor.Partition]int64) error { return nil }
+func (c *benchConsumer) Close() error                                                { return nil }
 
 // countingStrategy stages every message's offsets, as CommitOffsets does, and
 // cancels the run after n messages.
 type countingStrategy struct {
-	commit CommitFunc
+	commit processor.CommitFunc
 	n      int
 	cancel context.CancelFunc
 }
 
-func (s *countingStrategy) Submit(m Message[string]) error {
+func (s *countingStrategy) Submit(m processor.Message[string]) error {
 	if s.n--; s.n == 0 {
 		s.cancel()
 	}
 	return s.commit(m.Committable, false)
 }
-func (s *countingStrategy) Poll() error                { return nil }
-func (s *countingStrategy) Close()                     {}
-func (s *countingStrategy) Join(context.Context) error { return s.commit(Committable{}, true) }
-func (s *countingStrategy) Terminate()                 {}
+func (s *countingStrategy) Poll() error { return nil }
+func (s *countingStrategy) Close()      {}
+func (s *countingStrategy) Join(context.Context) error {
+	return s.commit(processor.Committable{}, true)
+}
+func (s *countingStrategy) Terminate() {}
 
 // BenchmarkLoop measures the processor's own cost per message: poll, strategy
 // poll, submit, staging and the once-a-second commit, with and without the DLQ
@@ -131,14 +139,14 @@ func BenchmarkLoop(b *testing.B) {
 		b.Run(fmt.Sprintf("dlq=%v", withDLQ), func(b *testing.B) {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			factory := FactoryFunc[string](func(commit CommitFunc, _ []Partition) (Strategy[string], error) {
+			factory := processor.FactoryFunc[string](func(commit processor.CommitFunc, _ []processor.Partition) (processor.Strategy[string], error) {
 				return &countingStrategy{commit: commit, n: b.N, cancel: cancel}, nil
 			})
-			cfg := Config[string]{Topics: []string{"t"}}
+			cfg := processor.Config[string]{Topics: []string{"t"}}
 			if withDLQ {
-				cfg.DLQ = &DLQPolicy[string]{Producer: nopDLQ[string]{}, Size: sizeOf}
+				cfg.DLQ = &processor.DLQPolicy[string]{Producer: nopDLQ[string]{}, Size: sizeOf}
 			}
-			p, err := New[string](&benchConsumer{}, factory, cfg)
+			p, err := processor.New[string](&benchConsumer{}, factory, cfg)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -160,7 +168,7 @@ type commitCountingConsumer struct {
 	firstCommitAt int64
 }
 
-func (c *commitCountingConsumer) Commit(context.Context, map[Partition]int64) error {
+func (c *commitCountingConsumer) Commit(context.Context, map[processor.Partition]int64) error {
 	if c.firstCommitAt == 0 {
 		c.firstCommitAt = c.next
 	}
@@ -173,24 +181,24 @@ type slowStrategy struct {
 	delay time.Duration
 }
 
-func (s *slowStrategy) Submit(m Message[string]) error {
+func (s *slowStrategy) Submit(m processor.Message[string]) error {
 	time.Sleep(s.delay) // the work of a message, not a synchronisation
 	return s.countingStrategy.Submit(m)
 }
 
-// The loop reads the clock only every clockStride iterations of a consumer with
+// The loop reads the clock only every processor.ClockStride iterations of a consumer with
 // buffered messages, and when clockPeriod has passed: with slow messages a
-// time-based commit must come after its interval, not after clockStride messages.
+// time-based commit must come after its interval, not after processor.ClockStride messages.
 func TestIntervalCommitDoesNotWaitForTheClockStride(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	c := &commitCountingConsumer{}
-	factory := FactoryFunc[string](func(commit CommitFunc, _ []Partition) (Strategy[string], error) {
-		return &slowStrategy{countingStrategy{commit: commit, n: clockStride, cancel: cancel}, time.Millisecond}, nil
+	factory := processor.FactoryFunc[string](func(commit processor.CommitFunc, _ []processor.Partition) (processor.Strategy[string], error) {
+		return &slowStrategy{countingStrategy{commit: commit, n: processor.ClockStride, cancel: cancel}, time.Millisecond}, nil
 	})
-	p, err := New[string](c, factory, Config[string]{
+	p, err := processor.New[string](c, factory, processor.Config[string]{
 		Topics:       []string{"t"},
-		CommitPolicy: CommitPolicy{MinInterval: 20 * time.Millisecond},
+		CommitPolicy: processor.CommitPolicy{MinInterval: 20 * time.Millisecond},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -200,8 +208,8 @@ func TestIntervalCommitDoesNotWaitForTheClockStride(t *testing.T) {
 	}
 	// 1 ms a message: the interval passes after about 20 messages, the ticker
 	// notices within clockPeriod (10 more).
-	if c.firstCommitAt == 0 || c.firstCommitAt >= clockStride/2 {
-		t.Errorf("first commit after %d messages of 1 ms with a 20 ms interval, want it well before the %d-message clock stride", c.firstCommitAt, clockStride)
+	if c.firstCommitAt == 0 || c.firstCommitAt >= processor.ClockStride/2 {
+		t.Errorf("first commit after %d messages of 1 ms with a 20 ms interval, want it well before the %d-message clock stride", c.firstCommitAt, processor.ClockStride)
 	}
 }
 
@@ -213,7 +221,7 @@ type blockingStrategy struct {
 	took     bool
 }
 
-func (s *blockingStrategy) Submit(Message[string]) error {
+func (s *blockingStrategy) Submit(processor.Message[string]) error {
 	if s.took && s.inSubmit {
 		<-s.release
 	}
@@ -237,7 +245,7 @@ func TestWatchdogNamesTheStrategyPhaseWithABufferedConsumer(t *testing.T) {
 	for _, tt := range []struct {
 		inSubmit bool
 		want     string
-	}{{false, phaseStrategyPoll}, {true, phaseSubmit}} {
+	}{{false, processor.PhaseStrategyPoll}, {true, processor.PhaseSubmit}} {
 		t.Run(tt.want, func(t *testing.T) {
 			core, logs := observer.New(zap.WarnLevel)
 			warned := make(chan struct{}, 1)
@@ -249,11 +257,11 @@ func TestWatchdogNamesTheStrategyPhaseWithABufferedConsumer(t *testing.T) {
 				return nil
 			}))
 			s := &blockingStrategy{inSubmit: tt.inSubmit, release: make(chan struct{})}
-			factory := FactoryFunc[string](func(CommitFunc, []Partition) (Strategy[string], error) { return s, nil })
-			p, err := New[string](&benchConsumer{}, factory, Config[string]{
+			factory := processor.FactoryFunc[string](func(processor.CommitFunc, []processor.Partition) (processor.Strategy[string], error) { return s, nil })
+			p, err := processor.New[string](&benchConsumer{}, factory, processor.Config[string]{
 				Topics: []string{"t"},
 				Logger: logger,
-				Stuck:  StuckConfig{Timeout: 20 * time.Millisecond},
+				Stuck:  processor.StuckConfig{Timeout: 20 * time.Millisecond},
 			})
 			if err != nil {
 				t.Fatal(err)

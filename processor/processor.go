@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/creekstream/creek/internal/defaults"
 	"github.com/creekstream/creek/metrics"
 	"github.com/creekstream/creek/stuckdetector"
 	"go.uber.org/zap"
@@ -71,50 +72,39 @@ const (
 	defaultPauseAfter        = 5 * time.Second
 	defaultPollTimeout       = time.Second
 	defaultPausedPollTimeout = 100 * time.Millisecond
-	defaultStuckTimeout      = time.Minute
 )
 
 func (c Config[T]) withDefaults() (Config[T], error) {
 	if len(c.Topics) == 0 {
-		return c, errors.New("creek: Config.Topics is empty; name at least one topic to consume")
+		return c, errors.New("processor: Config.Topics is empty; name at least one topic to consume")
 	}
 	if i := slices.Index(c.Topics, ""); i >= 0 {
-		return c, fmt.Errorf("creek: Config.Topics[%d] is empty; give every topic a name", i)
+		return c, fmt.Errorf("processor: Config.Topics[%d] is empty; give every topic a name", i)
 	}
 	if c.CommitPolicy == (CommitPolicy{}) {
 		c.CommitPolicy = DefaultCommitPolicy()
 	}
 	if err := c.CommitPolicy.Validate(); err != nil {
-		return c, fmt.Errorf("creek: Config.CommitPolicy: %w", err)
+		return c, fmt.Errorf("processor: Config.CommitPolicy: %w", err)
 	}
-	durations := []struct {
-		name string
-		d    *time.Duration
-		def  time.Duration
-	}{
-		{"CommitTimeout", &c.CommitTimeout, defaultCommitTimeout},
-		{"JoinTimeout", &c.JoinTimeout, defaultJoinTimeout},
-		{"BackpressurePauseAfter", &c.BackpressurePauseAfter, defaultPauseAfter},
-		{"PollTimeout", &c.PollTimeout, defaultPollTimeout},
-		{"PausedPollTimeout", &c.PausedPollTimeout, defaultPausedPollTimeout},
-		{"Stuck.Timeout", &c.Stuck.Timeout, defaultStuckTimeout},
-	}
-	for _, f := range durations {
-		if *f.d < 0 {
-			return c, fmt.Errorf("creek: Config.%s is %v; set it > 0, or leave it 0 for %v", f.name, *f.d, f.def)
-		}
-		if *f.d == 0 {
-			*f.d = f.def
-		}
+	if err := defaults.Durations(
+		defaults.Duration{Name: "processor: Config.CommitTimeout", Value: &c.CommitTimeout, Default: defaultCommitTimeout},
+		defaults.Duration{Name: "processor: Config.JoinTimeout", Value: &c.JoinTimeout, Default: defaultJoinTimeout},
+		defaults.Duration{Name: "processor: Config.BackpressurePauseAfter", Value: &c.BackpressurePauseAfter, Default: defaultPauseAfter},
+		defaults.Duration{Name: "processor: Config.PollTimeout", Value: &c.PollTimeout, Default: defaultPollTimeout},
+		defaults.Duration{Name: "processor: Config.PausedPollTimeout", Value: &c.PausedPollTimeout, Default: defaultPausedPollTimeout},
+		defaults.Duration{Name: "processor: Config.Stuck.Timeout", Value: &c.Stuck.Timeout, Default: stuckdetector.DefaultTimeout},
+	); err != nil {
+		return c, err
 	}
 	if c.Stuck.HardLimit < 0 {
-		return c, fmt.Errorf("creek: Config.Stuck.HardLimit is %v; set it > 0, or 0 for none", c.Stuck.HardLimit)
+		return c, fmt.Errorf("processor: Config.Stuck.HardLimit is %v; set it > 0, or 0 for none", c.Stuck.HardLimit)
 	}
 	if c.Stuck.ExitOnStuck && c.Stuck.HardLimit == 0 {
-		return c, errors.New("creek: Config.Stuck.ExitOnStuck needs Stuck.HardLimit > 0 to know when to exit")
+		return c, errors.New("processor: Config.Stuck.ExitOnStuck needs Stuck.HardLimit > 0 to know when to exit")
 	}
 	if err := (stuckdetector.Config{Timeout: c.Stuck.Timeout, HardLimit: c.Stuck.HardLimit}).Validate(); err != nil {
-		return c, fmt.Errorf("creek: Config.Stuck: %w", err)
+		return c, fmt.Errorf("processor: Config.Stuck: %w", err)
 	}
 	if c.DLQ != nil {
 		p, err := c.DLQ.withDefaults()
@@ -148,7 +138,9 @@ type StreamProcessor[T any] struct {
 
 	// The rest is owned by the goroutine running Run.
 	m       loopMetrics
-	metrics metrics.Metrics
+	metrics *metrics.Buffer
+	// lastGauges is when the gauges were last set (loop.go).
+	lastGauges time.Time
 	// beat is what the watchdog watches; hb is how the loop reaches it (tests put a
 	// recorder in between).
 	beat  *stuckdetector.Heartbeat
@@ -187,10 +179,10 @@ type StreamProcessor[T any] struct {
 // them with chains built by factory. It validates cfg once; the errors say what to fix.
 func New[T any](consumer Consumer[T], factory Factory[T], cfg Config[T]) (*StreamProcessor[T], error) {
 	if consumer == nil {
-		return nil, errors.New("creek: processor.New: consumer is nil")
+		return nil, errors.New("processor: New: consumer is nil")
 	}
 	if factory == nil {
-		return nil, errors.New("creek: processor.New: factory is nil")
+		return nil, errors.New("processor: New: factory is nil")
 	}
 	cfg, err := cfg.withDefaults()
 	if err != nil {
@@ -230,14 +222,14 @@ func New[T any](consumer Consumer[T], factory Factory[T], cfg Config[T]) (*Strea
 // error.
 func (p *StreamProcessor[T]) Run(ctx context.Context) error {
 	if !p.started.CompareAndSwap(false, true) {
-		return errors.New("creek: StreamProcessor.Run called twice; build a new processor")
+		return errors.New("processor: StreamProcessor.Run called twice; build a new processor")
 	}
 	stop := p.startObservers()
 	defer stop()
 
 	cb := RebalanceCallbacks{OnAssign: p.onAssign, OnRevoke: p.onRevoke}
 	if err := p.consumer.Subscribe(p.cfg.Topics, cb); err != nil {
-		return p.fail(fmt.Errorf("creek: subscribe to %v: %w", p.cfg.Topics, err))
+		return p.fail(fmt.Errorf("processor: subscribe to %v: %w", p.cfg.Topics, err))
 	}
 	if err := p.iterate(ctx); err != nil {
 		return p.fail(err)
@@ -248,14 +240,14 @@ func (p *StreamProcessor[T]) Run(ctx context.Context) error {
 // shutdown ends a run that was asked to stop.
 func (p *StreamProcessor[T]) shutdown() error {
 	start := time.Now()
-	defer func() { p.m.shutdownTime += time.Since(start) }()
-	p.log.Info("creek: shutting down")
+	defer func() { p.m.shutdownTime.Add(time.Since(start)) }()
+	p.log.Info("processor: shutting down")
 	var errs []error
 	if err := p.closeStrategy(); err != nil {
 		errs = append(errs, err)
 	}
 	if err := p.consumer.Close(); err != nil {
-		errs = append(errs, fmt.Errorf("creek: close consumer: %w", err))
+		errs = append(errs, fmt.Errorf("processor: close consumer: %w", err))
 	}
 	p.shutdownFactory()
 	return errors.Join(errs...)
@@ -267,16 +259,16 @@ func (p *StreamProcessor[T]) fail(err error) error {
 	if pe, ok := errors.AsType[*PanicError](err); ok {
 		fields = append(fields, zap.ByteString("stack", pe.Stack))
 	}
-	p.log.Error("creek: processor failed", fields...)
+	p.log.Error("processor: failed", fields...)
 	if p.strategy != nil {
 		if perr := protect(p.strategy.Terminate); perr != nil {
-			p.log.Error("creek: terminate strategy", zap.Error(perr))
+			p.log.Error("processor: terminate strategy", zap.Error(perr))
 		}
 		p.strategy = nil
-		p.m.closeStrategy++
+		p.m.closeStrategy.Add(1)
 	}
 	if cerr := p.consumer.Close(); cerr != nil {
-		p.log.Error("creek: close consumer after failure", zap.Error(cerr))
+		p.log.Error("processor: close consumer after failure", zap.Error(cerr))
 	}
 	p.shutdownFactory()
 	return err
@@ -285,7 +277,7 @@ func (p *StreamProcessor[T]) fail(err error) error {
 func (p *StreamProcessor[T]) shutdownFactory() {
 	if s, ok := p.factory.(Shutdowner); ok {
 		if err := protect(s.Shutdown); err != nil {
-			p.log.Error("creek: factory shutdown", zap.Error(err))
+			p.log.Error("processor: factory shutdown", zap.Error(err))
 		}
 	}
 }
@@ -297,7 +289,7 @@ type PanicError struct {
 	Stack []byte
 }
 
-func (e *PanicError) Error() string { return fmt.Sprintf("creek: panic: %v", e.Value) }
+func (e *PanicError) Error() string { return fmt.Sprintf("processor: panic: %v", e.Value) }
 
 // protect calls f and turns a panic into a *PanicError, so that a panicking strategy
 // stops the processor cleanly instead of taking the process down mid-commit.
@@ -312,16 +304,16 @@ func protect(f func()) (err error) {
 }
 
 // startObservers starts the metrics buffer, the watchdog and the clock's ticker; the
-// returned function flushes and stops them.
+// returned function records the figures still held by the loop and stops them.
 func (p *StreamProcessor[T]) startObservers() (stop func()) {
 	buf, err := metrics.NewBuffer(p.cfg.Metrics, metrics.BufferConfig{})
 	if err != nil {
 		// The zero BufferConfig is valid; an error here is a bug in package metrics.
-		panic(fmt.Sprintf("creek: metrics.NewBuffer with the zero config: %v", err))
+		panic(fmt.Sprintf("processor: metrics.NewBuffer with the zero config: %v", err))
 	}
-	p.metrics = buf
+	p.metrics, p.m = buf, newLoopMetrics(buf)
 	p.epoch = time.Now()
-	p.now, p.m.lastFlush = p.epoch, p.epoch
+	p.now, p.lastGauges = p.epoch, p.epoch
 	wd := stuckdetector.Start(p.beat, p.stuckConfig())
 	stopTicker, tickerDone := make(chan struct{}), make(chan struct{})
 	go func() {
@@ -332,7 +324,8 @@ func (p *StreamProcessor[T]) startObservers() (stop func()) {
 		close(stopTicker)
 		<-tickerDone
 		wd.Stop()
-		p.flushMetrics(time.Now())
+		p.addPerMessageCounts()
+		p.recordGauges(time.Now())
 		buf.Close()
 	}
 }
@@ -346,7 +339,7 @@ func (p *StreamProcessor[T]) stuckConfig() stuckdetector.Config {
 	}
 	if p.cfg.Stuck.ExitOnStuck {
 		c.OnHardLimit = func(stall time.Duration) {
-			p.log.Error("creek: loop stuck past the hard limit; exiting so that the process is restarted",
+			p.log.Error("processor: loop stuck past the hard limit; exiting so that the process is restarted",
 				zap.Duration("stall", stall), zap.String("phase", p.beat.Phase()))
 			_ = p.log.Sync()
 			p.cfg.exit(1)

@@ -41,24 +41,24 @@ func (p *StreamProcessor[T]) callback(f func() error) {
 	}
 	p.cbErr = err
 	p.setPhase(prev)
-	p.m.callbackTime += time.Since(start)
+	p.m.callbackTime.Add(time.Since(start))
 }
 
 func (p *StreamProcessor[T]) assign(added []Partition) error {
-	p.m.assigned += int64(len(added))
+	p.m.assigned.Add(int64(len(added)))
 	p.flushHot()
 	for _, part := range added {
 		p.assigned[part] = true
 	}
 	all := p.assignment()
-	p.log.Info("creek: partitions assigned", zap.Stringers("added", added), zap.Int("assigned", len(all)))
+	p.log.Info("processor: partitions assigned", zap.Stringers("added", added), zap.Int("assigned", len(all)))
 	if p.strategy == nil {
 		s, err := p.factory.Create(p.stage, all)
 		if err != nil {
-			return fmt.Errorf("creek: create strategy for %v: %w", all, err)
+			return fmt.Errorf("processor: create strategy for %v: %w", all, err)
 		}
 		p.strategy = s
-		p.m.createStrategy++
+		p.m.createStrategy.Add(1)
 	} else if w, ok := p.factory.(AssignmentWatcher); ok {
 		w.PartitionsChanged(all)
 	}
@@ -73,7 +73,7 @@ func (p *StreamProcessor[T]) assign(added []Partition) error {
 // (cooperative) the chain keeps running for them and revoke waits, within
 // JoinTimeout, for the revoked partitions' offsets to reach what was submitted.
 func (p *StreamProcessor[T]) revoke(revoked []Partition) error {
-	p.m.revoked += int64(len(revoked))
+	p.m.revoked.Add(int64(len(revoked)))
 	p.flushHot()
 	gone := make(map[Partition]bool, len(revoked))
 	for _, part := range revoked {
@@ -81,7 +81,7 @@ func (p *StreamProcessor[T]) revoke(revoked []Partition) error {
 			gone[part] = true
 		}
 	}
-	p.log.Info("creek: partitions revoked", zap.Stringers("revoked", revoked), zap.Int("remaining", len(p.assigned)-len(gone)))
+	p.log.Info("processor: partitions revoked", zap.Stringers("revoked", revoked), zap.Int("remaining", len(p.assigned)-len(gone)))
 	if len(gone) == len(p.assigned) {
 		if err := p.closeStrategy(); err != nil {
 			return err
@@ -123,15 +123,15 @@ func (p *StreamProcessor[T]) drainRevoked(gone map[Partition]bool) error {
 	deadline := time.Now().Add(p.cfg.JoinTimeout)
 	for {
 		if err := p.commitRevoked(gone); err != nil {
-			p.log.Warn("creek: commit during revocation failed; retrying", zap.Error(err))
+			p.log.Warn("processor: commit during revocation failed; retrying", zap.Error(err))
 		}
 		pending := p.uncommitted(gone)
 		if len(pending) == 0 {
 			return nil
 		}
 		if !time.Now().Before(deadline) {
-			p.m.revokeTimeouts++
-			p.log.Warn("creek: revoked partitions released with uncommitted work; it will be redelivered",
+			p.m.revokeTimeouts.Add(1)
+			p.log.Warn("processor: revoked partitions released with uncommitted work; it will be redelivered",
 				zap.Stringers("partitions", pending), zap.Duration("waited", p.cfg.JoinTimeout))
 			return nil
 		}
@@ -139,7 +139,7 @@ func (p *StreamProcessor[T]) drainRevoked(gone map[Partition]bool) error {
 		if err := p.strategy.Poll(); err != nil {
 			inv, ok := AsInvalid(err)
 			if !ok {
-				return fmt.Errorf("creek: strategy poll during revocation: %w", err)
+				return fmt.Errorf("processor: strategy poll during revocation: %w", err)
 			}
 			p.handleInvalid(inv)
 		}
@@ -189,15 +189,15 @@ func (p *StreamProcessor[T]) closeStrategy() error {
 		err = perr
 	}
 	cancel()
-	p.m.joinTime += time.Since(start)
-	p.m.closeStrategy++
+	p.m.joinTime.Add(time.Since(start))
+	p.m.closeStrategy.Add(1)
 	p.strategy = nil
 	p.resetBackpressure()
 	p.setPhase(prev)
 	if err != nil {
 		inv, ok := AsInvalid(err)
 		if !ok {
-			return fmt.Errorf("creek: join strategy: %w", err)
+			return fmt.Errorf("processor: join strategy: %w", err)
 		}
 		p.handleInvalid(inv)
 	}

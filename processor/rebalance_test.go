@@ -1,4 +1,4 @@
-package processor
+package processor_test
 
 import (
 	"fmt"
@@ -7,33 +7,35 @@ import (
 	"testing"
 	"time"
 
-	"github.com/creekstream/creek/metrics"
+	"github.com/creekstream/creek/metrics/metricstest"
+	"github.com/creekstream/creek/processor"
+	"github.com/creekstream/creek/processor/processortest"
 )
 
 func TestEagerRevokeClosesJoinsAndCommitsBeforeRelease(t *testing.T) {
-	h := newHarness(t, Config[string]{CommitPolicy: CommitPolicy{MinInterval: time.Hour}}, nil)
-	h.consumer.produce(p0, 0, 4)
-	h.consumer.produce(p1, 0, 3)
-	h.start()
-	h.consumer.assign(p0, p1)
-	h.waitUntil("7 messages submitted", func() bool {
-		return h.factory.count() == 1 && len(h.factory.strategy(t, 0).payloads()) == 7
+	h := newHarness(t, processor.Config[string]{CommitPolicy: processor.CommitPolicy{MinInterval: time.Hour}}, nil)
+	h.produce(p0, 0, 4)
+	h.produce(p1, 0, 3)
+	h.Start()
+	h.Consumer.Assign(p0, p1)
+	h.WaitUntil("7 messages submitted", func() bool {
+		return h.factory.Count() == 1 && len(h.factory.Strategy(t, 0).Payloads()) == 7
 	})
-	h.await(h.consumer.revoke(p0, p1), "the revocation")
+	h.Await(h.Consumer.Revoke(p0, p1), "the revocation")
 	// The final offsets were committed inside OnRevoke, before the partitions went.
-	join, commit, revoked := h.ev.index(t, "strategy 1 join"), h.ev.index(t, "commit {t/0:4, t/1:3}"), h.ev.index(t, "revoked [t/0 t/1]")
+	join, commit, revoked := h.Events.Index(t, "strategy 1 join"), h.Events.Index(t, "commit {t/0:4, t/1:3}"), h.Events.Index(t, "revoked [t/0 t/1]")
 	if !(join < commit && commit < revoked) {
-		t.Fatalf("want join, then commit, then release; events: %v", h.ev.all())
+		t.Fatalf("want join, then commit, then release; events: %v", h.Events.All())
 	}
-	h.await(h.consumer.assign(p0), "the new assignment")
-	h.consumer.produce(p0, 4, 2)
-	h.waitUntil("the new strategy to process offsets 4 and 5", func() bool {
-		return h.factory.count() == 2 && len(h.factory.strategy(t, 1).payloads()) == 2
+	h.Await(h.Consumer.Assign(p0), "the new assignment")
+	h.produce(p0, 4, 2)
+	h.WaitUntil("the new strategy to process offsets 4 and 5", func() bool {
+		return h.factory.Count() == 2 && len(h.factory.Strategy(t, 1).Payloads()) == 2
 	})
-	if s := h.factory.strategy(t, 1); !slices.Equal(s.partitions, []Partition{p0}) {
-		t.Errorf("second strategy built for %v, want [t/0]", s.partitions)
+	if s := h.factory.Strategy(t, 1); !slices.Equal(s.Partitions, []processor.Partition{p0}) {
+		t.Errorf("second strategy built for %v, want [t/0]", s.Partitions)
 	}
-	if err := h.stop(); err != nil {
+	if err := h.Stop(); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -41,77 +43,77 @@ func TestEagerRevokeClosesJoinsAndCommitsBeforeRelease(t *testing.T) {
 func TestEagerRevokeResetsBackpressure(t *testing.T) {
 	var reject atomic.Bool
 	reject.Store(true)
-	h := newHarness(t, Config[string]{CommitPolicy: ImmediateCommit(), BackpressurePauseAfter: time.Millisecond}, func(s *fakeStrategy) {
-		s.onSubmit = func(s *fakeStrategy, m Message[string]) error {
-			if s.id == 1 && reject.Load() {
-				return ErrMessageRejected
+	h := newHarness(t, processor.Config[string]{CommitPolicy: processor.ImmediateCommit(), BackpressurePauseAfter: time.Millisecond}, func(s *processortest.Strategy[string]) {
+		s.OnSubmit = func(s *processortest.Strategy[string], m processor.Message[string]) error {
+			if s.ID == 1 && reject.Load() {
+				return processor.ErrMessageRejected
 			}
-			s.accept(m)
-			return s.commit(m.Committable, false)
+			s.Accept(m)
+			return s.Commit(m.Committable, false)
 		}
 	})
-	h.consumer.produce(p0, 0, 3)
-	h.start()
-	h.consumer.assign(p0)
-	h.waitUntil("the partition paused", func() bool { return h.ev.has("pause [t/0]") })
-	h.await(h.consumer.revoke(p0), "the revocation")
-	h.ev.index(t, "resume [t/0]")
-	h.consumer.assign(p0)
+	h.produce(p0, 0, 3)
+	h.Start()
+	h.Consumer.Assign(p0)
+	h.WaitUntil("the partition paused", func() bool { return h.Events.Has("pause [t/0]") })
+	h.Await(h.Consumer.Revoke(p0), "the revocation")
+	h.Events.Index(t, "resume [t/0]")
+	h.Consumer.Assign(p0)
 	// The carried offset 0 was dropped with the old strategy (Kafka would deliver it
 	// again from the committed offset); the new strategy gets what the consumer has.
-	h.waitUntil("offset 3 committed", func() bool { return h.consumer.committedOffset(p0) == 3 })
-	if got := h.factory.strategy(t, 1).payloads(); !slices.Equal(got, []string{"t/0@1", "t/0@2"}) {
+	h.WaitUntil("offset 3 committed", func() bool { return h.Consumer.Committed(p0) == 3 })
+	if got := h.factory.Strategy(t, 1).Payloads(); !slices.Equal(got, []string{"t/0@1", "t/0@2"}) {
 		t.Fatalf("new strategy got %v, want only the messages the consumer still had", got)
 	}
 }
 
 func TestCooperativeRevokeKeepsChainAndWaitsForCommits(t *testing.T) {
 	var release atomic.Bool
-	h := newHarness(t, Config[string]{CommitPolicy: CommitPolicy{MinInterval: time.Hour}}, func(s *fakeStrategy) {
-		s.onSubmit = func(s *fakeStrategy, m Message[string]) error {
-			s.hold(m)
+	h := newHarness(t, processor.Config[string]{CommitPolicy: processor.CommitPolicy{MinInterval: time.Hour}}, func(s *processortest.Strategy[string]) {
+		s.OnSubmit = func(s *processortest.Strategy[string], m processor.Message[string]) error {
+			s.Hold(m)
 			return nil
 		}
-		s.onPoll = func(s *fakeStrategy) error {
+		s.OnPoll = func(s *processortest.Strategy[string]) error {
 			if release.Load() {
-				return s.release()
+				return s.Release()
 			}
 			return nil
 		}
 	})
-	phases := h.recordPhases()
-	h.consumer.produce(p0, 0, 3)
-	h.consumer.produce(p1, 0, 3)
-	h.start()
-	h.consumer.assign(p0, p1)
-	h.waitUntil("6 messages submitted", func() bool {
-		return h.factory.count() == 1 && len(h.factory.strategy(t, 0).payloads()) == 6
+	phases := processor.RecordPhases(h.Processor, h.Events.Notify)
+	h.produce(p0, 0, 3)
+	h.produce(p1, 0, 3)
+	h.Start()
+	h.Consumer.Assign(p0, p1)
+	h.WaitUntil("6 messages submitted", func() bool {
+		return h.factory.Count() == 1 && len(h.factory.Strategy(t, 0).Payloads()) == 6
 	})
-	done := h.consumer.revoke(p1)
-	h.waitUntil("the loop in the rebalance phase", func() bool { return phases.current() == phaseRebalance })
+	done := h.Consumer.Revoke(p1)
+	h.WaitUntil("the loop in the rebalance phase", func() bool { return phases.Current() == processor.PhaseRebalance })
 	select {
 	case <-done:
 		t.Fatal("the revocation returned before the revoked partition's work was committed")
 	default:
 	}
 	release.Store(true)
-	h.await(done, "the revocation")
-	if got := h.consumer.committedOffset(p1); got != 3 {
+	h.Await(done, "the revocation")
+	if got := h.Consumer.Committed(p1); got != 3 {
 		t.Fatalf("committed offset of the revoked partition = %d when it was released, want 3", got)
 	}
-	s := h.factory.strategy(t, 0)
-	if s.isClosed() || h.factory.count() != 1 {
+	s := h.factory.Strategy(t, 0)
+	if s.Closed() || h.factory.Count() != 1 {
 		t.Fatal("a cooperative revocation closed or rebuilt the chain of the retained partitions")
 	}
-	h.ev.index(t, "changed [t/0]")
-	h.await(h.consumer.assign(p1), "the new assignment")
-	h.ev.index(t, "changed [t/0 t/1]")
-	h.consumer.produce(p1, 3, 1)
-	h.waitUntil("the retained chain to get t/1@3", func() bool { return slices.Contains(s.payloads(), "t/1@3") })
-	if h.factory.count() != 1 {
-		t.Fatalf("%d strategies built, want the one chain throughout", h.factory.count())
+	h.Events.Index(t, "changed [t/0]")
+	h.Await(h.Consumer.Assign(p1), "the new assignment")
+	h.Events.Index(t, "changed [t/0 t/1]")
+	h.produce(p1, 3, 1)
+	h.WaitUntil("the retained chain to get t/1@3", func() bool { return slices.Contains(s.Payloads(), "t/1@3") })
+	if h.factory.Count() != 1 {
+		t.Fatalf("%d strategies built, want the one chain throughout", h.factory.Count())
 	}
-	if err := h.stop(); err != nil {
+	if err := h.Stop(); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -119,85 +121,81 @@ func TestCooperativeRevokeKeepsChainAndWaitsForCommits(t *testing.T) {
 func TestCooperativeRevokeDropsCarriedMessages(t *testing.T) {
 	// A carried message keeps the loop off the consumer until the partitions pause,
 	// so the revocation comes in after the pause.
-	h := newHarness(t, Config[string]{CommitPolicy: ImmediateCommit(), BackpressurePauseAfter: time.Millisecond}, func(s *fakeStrategy) {
-		s.onSubmit = func(s *fakeStrategy, m Message[string]) error {
+	h := newHarness(t, processor.Config[string]{CommitPolicy: processor.ImmediateCommit(), BackpressurePauseAfter: time.Millisecond}, func(s *processortest.Strategy[string]) {
+		s.OnSubmit = func(s *processortest.Strategy[string], m processor.Message[string]) error {
 			if pos, _ := m.Origin(); pos.Partition == p1 {
-				return ErrMessageRejected
+				return processor.ErrMessageRejected
 			}
-			s.accept(m)
-			return s.commit(m.Committable, false)
+			s.Accept(m)
+			return s.Commit(m.Committable, false)
 		}
 	})
-	h.consumer.produce(p1, 0, 1)
-	h.start()
-	h.consumer.assign(p0, p1)
-	h.waitUntil("the p1 message offered", func() bool {
-		if h.factory.count() == 0 {
+	h.produce(p1, 0, 1)
+	h.Start()
+	h.Consumer.Assign(p0, p1)
+	h.WaitUntil("the p1 message offered", func() bool {
+		if h.factory.Count() == 0 {
 			return false
 		}
-		s := h.factory.strategy(t, 0)
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		return s.attempts > 0
+		s := h.factory.Strategy(t, 0)
+		return s.Attempts() > 0
 	})
-	h.await(h.consumer.revoke(p1), "the revocation")
-	h.ev.index(t, "resume [t/0 t/1]")
+	h.Await(h.Consumer.Revoke(p1), "the revocation")
+	h.Events.Index(t, "resume [t/0 t/1]")
 	// Were the carried p1 message kept, it would be offered for ever and p0 would
 	// never get through.
-	h.consumer.produce(p0, 0, 2)
-	h.waitUntil("p0 offset 2 committed", func() bool { return h.consumer.committedOffset(p0) == 2 })
-	if got := h.consumer.committedOffset(p1); got != 0 {
+	h.produce(p0, 0, 2)
+	h.WaitUntil("p0 offset 2 committed", func() bool { return h.Consumer.Committed(p0) == 2 })
+	if got := h.Consumer.Committed(p1); got != 0 {
 		t.Fatalf("revoked partition committed to %d, want nothing", got)
 	}
 }
 
 func TestCooperativeRevokeGivesUpAfterJoinTimeout(t *testing.T) {
-	rec := metrics.NewRecorder()
-	h := newHarness(t, Config[string]{CommitPolicy: ImmediateCommit(), JoinTimeout: 30 * time.Millisecond, Metrics: rec}, func(s *fakeStrategy) {
-		s.onSubmit = func(s *fakeStrategy, m Message[string]) error {
-			s.hold(m) // never released
+	rec := metricstest.NewRecorder()
+	h := newHarness(t, processor.Config[string]{CommitPolicy: processor.ImmediateCommit(), JoinTimeout: 30 * time.Millisecond, Metrics: rec}, func(s *processortest.Strategy[string]) {
+		s.OnSubmit = func(s *processortest.Strategy[string], m processor.Message[string]) error {
+			s.Hold(m) // never released
 			return nil
 		}
 	})
-	h.consumer.produce(p1, 0, 2)
-	h.start()
-	h.consumer.assign(p0, p1)
-	h.waitUntil("2 messages submitted", func() bool {
-		return h.factory.count() == 1 && len(h.factory.strategy(t, 0).payloads()) == 2
+	h.produce(p1, 0, 2)
+	h.Start()
+	h.Consumer.Assign(p0, p1)
+	h.WaitUntil("2 messages submitted", func() bool {
+		return h.factory.Count() == 1 && len(h.factory.Strategy(t, 0).Payloads()) == 2
 	})
-	h.await(h.consumer.revoke(p1), "the revocation to give up")
-	if err := h.stop(); err != nil {
+	h.Await(h.Consumer.Revoke(p1), "the revocation to give up")
+	if err := h.Stop(); err != nil {
 		t.Fatal(err)
 	}
 	if got := rec.Counter("consumer.revoke.timeout"); got != 1 {
 		t.Errorf("consumer.revoke.timeout = %d, want 1", got)
 	}
-	if got := h.consumer.committedOffset(p1); got != 0 {
+	if got := h.Consumer.Committed(p1); got != 0 {
 		t.Errorf("unfinished work of the revoked partition committed to %d", got)
 	}
 }
 
 func TestCooperativeRevokeOfEverythingClosesTheChain(t *testing.T) {
-	h := newHarness(t, Config[string]{}, nil)
-	h.start()
-	h.await(h.consumer.assign(p0), "the assignment")
-	h.await(h.consumer.assign(p1), "the second assignment")
-	h.await(h.consumer.revoke(p0), "the first revocation")
-	if s := h.factory.strategy(t, 0); s.isClosed() {
+	h := newHarness(t, processor.Config[string]{}, nil)
+	h.Start()
+	h.Await(h.Consumer.Assign(p0), "the assignment")
+	h.Await(h.Consumer.Assign(p1), "the second assignment")
+	h.Await(h.Consumer.Revoke(p0), "the first revocation")
+	if s := h.factory.Strategy(t, 0); s.Closed() {
 		t.Fatal("the chain was closed while t/1 was still assigned")
 	}
-	h.await(h.consumer.revoke(p1), "the last revocation")
-	if s := h.factory.strategy(t, 0); !s.isClosed() {
+	h.Await(h.Consumer.Revoke(p1), "the last revocation")
+	if s := h.factory.Strategy(t, 0); !s.Closed() {
 		t.Fatal("the chain still runs with nothing assigned")
 	}
-	h.await(h.consumer.assign(p1), "a new assignment")
-	if h.factory.count() != 2 {
-		t.Fatalf("%d strategies built, want a new one for the new assignment", h.factory.count())
+	h.Await(h.Consumer.Assign(p1), "a new assignment")
+	if h.factory.Count() != 2 {
+		t.Fatalf("%d strategies built, want a new one for the new assignment", h.factory.Count())
 	}
-	want := fmt.Sprint([][]Partition{{p0, p1}, {p1}})
-	h.factory.mu.Lock()
-	got := fmt.Sprint(h.factory.changes)
-	h.factory.mu.Unlock()
+	want := fmt.Sprint([][]processor.Partition{{p0, p1}, {p1}})
+	got := fmt.Sprint(h.factory.Changes())
 	if got != want {
 		t.Errorf("PartitionsChanged calls = %s, want %s", got, want)
 	}

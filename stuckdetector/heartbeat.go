@@ -5,12 +5,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
-	"time"
 )
-
-// epoch anchors heartbeat times so that they are stored as monotonic offsets: a wall
-// clock step (NTP) must neither fake a stall nor hide one.
-var epoch = time.Now()
 
 // phaseBits is the part of Heartbeat.state that holds the phase.
 const (
@@ -21,24 +16,18 @@ const (
 )
 
 // Heartbeat is what a loop updates on every iteration and a Watchdog reads. The zero
-// value is ready to use. Tick, TickPhase, Beat, BeatAt and SetPhase may be called
-// from one goroutine (the loop's) while any number of goroutines read; none of them
-// allocates once a phase name has been seen.
+// value is ready to use. Tick, TickPhase and SetPhase may be called from one
+// goroutine (the loop's) while any number of goroutines read; none of them allocates
+// once a phase name has been seen.
 //
-// A loop either ticks or beats. Tick is one atomic store and reads no clock, for
-// loops that come round millions of times a second; the watchdog then times stalls
-// with its own clock, to within its check interval. Beat and BeatAt record the
-// time, so that stalls are timed exactly.
+// A tick is one atomic store and reads no clock, because loops come round millions
+// of times a second; the watchdog times stalls with its own clock instead, to within
+// its check interval.
 type Heartbeat struct {
 	// state holds the tick count above phaseBits and, below, the current phase as
 	// its index in phases plus one (0 = none), so that a tick into a new phase is
 	// one store. Only the loop writes it; the watchdog notes when the count changes.
 	state atomic.Uint64
-	// last is the time of the latest beat, in nanoseconds since epoch; 0 = never.
-	last atomic.Int64
-	// maxGap is the longest time between two beats since the watchdog last read it;
-	// it lets the watchdog report how long a stall really lasted.
-	maxGap atomic.Int64
 
 	// phases interns phase names, so that the state holds a small index. A loop
 	// has a handful of phases, which a scan finds faster than a map lookup hashes
@@ -55,26 +44,6 @@ func (h *Heartbeat) Tick() { h.state.Store(h.state.Load() + 1<<phaseBits) }
 func (h *Heartbeat) TickPhase(name string) {
 	s := h.state.Load()
 	h.state.Store((s>>phaseBits+1)<<phaseBits | h.index(name, s))
-}
-
-// Beat records that the loop came round now.
-func (h *Heartbeat) Beat() { h.BeatAt(time.Now()) }
-
-// BeatAt records that the loop came round at t; loops that run on an injected clock
-// use it with the same clock as the watchdog's Config.Now.
-func (h *Heartbeat) BeatAt(t time.Time) {
-	now := int64(t.Sub(epoch))
-	prev := h.last.Swap(now)
-	if prev == 0 {
-		return
-	}
-	gap := now - prev
-	for {
-		m := h.maxGap.Load()
-		if gap <= m || h.maxGap.CompareAndSwap(m, gap) {
-			return
-		}
-	}
 }
 
 // SetPhase records which part of its work the loop is in ("poll", "submit", ...); a
@@ -132,15 +101,3 @@ func (h *Heartbeat) Phase() string {
 
 // ticks returns the tick count.
 func (h *Heartbeat) ticks() uint64 { return h.state.Load() >> phaseBits }
-
-// lastBeat returns the time of the latest beat as an offset from epoch, and whether
-// there was one.
-func (h *Heartbeat) lastBeat() (time.Duration, bool) {
-	n := h.last.Load()
-	return time.Duration(n), n != 0
-}
-
-// takeMaxGap returns the longest gap between beats since the previous call.
-func (h *Heartbeat) takeMaxGap() time.Duration {
-	return time.Duration(h.maxGap.Swap(0))
-}

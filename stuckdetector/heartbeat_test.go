@@ -1,9 +1,6 @@
 package stuckdetector
 
-import (
-	"testing"
-	"time"
-)
+import "testing"
 
 func TestHeartbeatPhase(t *testing.T) {
 	var hb Heartbeat
@@ -43,26 +40,12 @@ func TestHeartbeatTicksKeepThePhase(t *testing.T) {
 	}
 }
 
-func TestHeartbeatRecordsLongestGap(t *testing.T) {
-	var hb Heartbeat
-	for _, at := range []time.Duration{0, time.Second, 5 * time.Second, 6 * time.Second} {
-		hb.BeatAt(base.Add(at))
-	}
-	if got := hb.takeMaxGap(); got != 4*time.Second {
-		t.Errorf("longest gap = %v, want 4s", got)
-	}
-	if got := hb.takeMaxGap(); got != 0 {
-		t.Errorf("longest gap after taking it = %v, want 0", got)
-	}
-}
-
 func TestHeartbeatDoesNotAllocate(t *testing.T) {
 	var hb Heartbeat
 	phases := []string{"poll", "strategy poll", "submit", "commit"}
 	i := 0
 	loop := func() {
 		hb.SetPhase(phases[i%len(phases)])
-		hb.Beat()
 		hb.Tick()
 		hb.TickPhase(phases[(i+1)%len(phases)])
 		i++
@@ -71,7 +54,7 @@ func TestHeartbeatDoesNotAllocate(t *testing.T) {
 		loop()
 	}
 	if n := testing.AllocsPerRun(1000, loop); n != 0 {
-		t.Errorf("Beat, Tick, TickPhase and SetPhase allocate %v times per iteration, want 0", n)
+		t.Errorf("Tick, TickPhase and SetPhase allocate %v times per iteration, want 0", n)
 	}
 }
 
@@ -83,7 +66,7 @@ func BenchmarkHeartbeat(b *testing.B) {
 	i := 0
 	for b.Loop() {
 		hb.SetPhase(phases[i&1])
-		hb.Beat()
+		hb.Tick()
 		i++
 	}
 }

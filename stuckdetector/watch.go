@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/creekstream/creek/internal/stacks"
 	"go.uber.org/zap"
 )
 
@@ -38,7 +39,7 @@ func Watch(ctx context.Context, name string, timeout time.Duration, logger *zap.
 		}
 		logger.Warn("operation has not finished in time",
 			zap.String("operation", name), zap.Duration("timeout", timeout),
-			zap.ByteString("goroutines", allStacks()))
+			zap.ByteString("goroutines", stacks.All()))
 		select {
 		case <-finished:
 			logger.Info("slow operation finished",

@@ -2,21 +2,22 @@ package stuckdetector
 
 import (
 	"fmt"
-	"runtime"
 	"sync"
 	"time"
 
+	"github.com/creekstream/creek/internal/defaults"
+	"github.com/creekstream/creek/internal/stacks"
 	"github.com/creekstream/creek/metrics"
 	"go.uber.org/zap"
 )
 
-// DefaultTimeout is how long a loop may go without a beat before it is reported,
+// DefaultTimeout is how long a loop may go without a tick before it is reported,
 // when Config leaves Timeout unset.
 const DefaultTimeout = 60 * time.Second
 
 // Config configures a Watchdog. The zero value is valid.
 type Config struct {
-	// Timeout is how long the loop may go without a beat before it is reported as
+	// Timeout is how long the loop may go without a tick before it is reported as
 	// stuck, and then how often the report repeats while it stays stuck.
 	// Zero means DefaultTimeout.
 	Timeout time.Duration
@@ -32,26 +33,20 @@ type Config struct {
 	// Metrics receives the consumer.stuck counter. Pass the processor's metrics
 	// Buffer. The default discards.
 	Metrics metrics.Metrics
-	// Now tells the time. The default is time.Now; a loop on another clock must beat
-	// with Heartbeat.BeatAt on the same clock.
-	Now func() time.Time
 }
 
 // Validate reports what is wrong with c, so that a caller can refuse a bad
 // configuration at its own construction time.
 func (c Config) Validate() error {
-	if c.Timeout < 0 {
-		return fmt.Errorf("stuckdetector: Timeout is %v; set a positive duration, or 0 for the default %v", c.Timeout, DefaultTimeout)
+	// c is a copy: filling in the default here leaves the caller's Config alone.
+	if err := defaults.Durations(defaults.Duration{Name: "stuckdetector: Config.Timeout", Value: &c.Timeout, Default: DefaultTimeout}); err != nil {
+		return err
 	}
 	if c.HardLimit < 0 {
 		return fmt.Errorf("stuckdetector: HardLimit is %v; set a positive duration, or 0 to turn it off", c.HardLimit)
 	}
-	timeout := c.Timeout
-	if timeout == 0 {
-		timeout = DefaultTimeout
-	}
-	if c.HardLimit != 0 && c.HardLimit < timeout {
-		return fmt.Errorf("stuckdetector: HardLimit %v is shorter than Timeout %v, so the hard limit would act before the stall is reported; raise HardLimit or set it to 0", c.HardLimit, timeout)
+	if c.HardLimit != 0 && c.HardLimit < c.Timeout {
+		return fmt.Errorf("stuckdetector: HardLimit %v is shorter than Timeout %v, so the hard limit would act before the stall is reported; raise HardLimit or set it to 0", c.HardLimit, c.Timeout)
 	}
 	return nil
 }
@@ -69,14 +64,11 @@ func (c Config) withDefaults() Config {
 	if c.Metrics == nil {
 		c.Metrics = metrics.Noop{}
 	}
-	if c.Now == nil {
-		c.Now = time.Now
-	}
 	return c
 }
 
 // Watchdog watches a Heartbeat from its own goroutine and reports when the loop
-// stops beating. Create it with Start and stop it with Stop.
+// stops ticking. Create it with Start and stop it with Stop.
 type Watchdog struct {
 	d         *detector
 	stop      chan struct{}
@@ -86,8 +78,6 @@ type Watchdog struct {
 
 // Start starts watching hb. It panics if cfg is invalid (see Config.Validate), like
 // time.NewTicker does for a bad period: callers validate their configuration first.
-// A heartbeat must have only one watchdog, because the watchdog consumes the
-// heartbeat's record of its longest gap.
 func Start(hb *Heartbeat, cfg Config) *Watchdog {
 	if hb == nil {
 		panic("stuckdetector: Start needs a Heartbeat")
@@ -97,7 +87,7 @@ func Start(hb *Heartbeat, cfg Config) *Watchdog {
 	}
 	cfg = cfg.withDefaults()
 	w := &Watchdog{
-		d:    newDetector(hb, cfg),
+		d:    newDetector(hb, cfg, time.Now()),
 		stop: make(chan struct{}),
 		done: make(chan struct{}),
 	}
@@ -119,7 +109,7 @@ func (w *Watchdog) run(every time.Duration) {
 	for {
 		select {
 		case <-t.C:
-			w.d.check(w.d.cfg.Now())
+			w.d.check(time.Now())
 		case <-w.stop:
 			return
 		}
@@ -137,63 +127,43 @@ func (w *Watchdog) Stop() {
 type detector struct {
 	hb  *Heartbeat
 	cfg Config
-	// start stands in for the last beat until the loop beats for the first time.
-	start time.Duration
 	// ticks is the heartbeat's tick count as last read, and ticked when this
-	// watchdog first saw that count, on its own clock: for a loop that ticks, the
-	// time of its last beat to within a check interval.
+	// watchdog first saw that count (at first, when it started): the time of the
+	// loop's last tick to within a check interval.
 	ticks  uint64
-	ticked time.Duration
+	ticked time.Time
 
 	stuck      bool
-	stuckAfter time.Duration // the beat the current stall followed
-	lastReport time.Duration
+	stuckAfter time.Time // the tick the current stall followed
+	lastReport time.Time
 	hardFired  bool
 }
 
-func newDetector(hb *Heartbeat, cfg Config) *detector {
-	return &detector{hb: hb, cfg: cfg, start: cfg.Now().Sub(epoch)}
+func newDetector(hb *Heartbeat, cfg Config, start time.Time) *detector {
+	return &detector{hb: hb, cfg: cfg, ticked: start}
 }
 
 // check compares the heartbeat with now and reports what changed.
 func (d *detector) check(now time.Time) {
-	n := now.Sub(epoch)
-	if !d.stuck {
-		// Forget gaps that were no stall before reading the beat, so that the gap a
-		// stall leaves behind is the only one left when the loop recovers.
-		d.hb.takeMaxGap()
-	}
-	last, ok := d.hb.lastBeat()
 	if t := d.hb.ticks(); t != d.ticks {
-		d.ticks, d.ticked = t, n
+		d.ticks, d.ticked = t, now
 	}
-	if d.ticks != 0 && (!ok || d.ticked > last) {
-		last, ok = d.ticked, true
-	}
-	if !ok {
-		last = d.start
-	}
-	if d.stuck && last != d.stuckAfter {
-		stall := d.hb.takeMaxGap()
-		if stall == 0 {
-			// The loop ticks, or had never beaten before the stall: no gap was
-			// recorded, so the stall is timed from this watchdog's own readings.
-			stall = last - d.stuckAfter
-		}
+	last := d.ticked
+	if d.stuck && !last.Equal(d.stuckAfter) {
 		d.cfg.Logger.Info("loop recovered from a stall",
-			zap.String("phase", d.hb.Phase()), zap.Duration("stall", stall))
+			zap.String("phase", d.hb.Phase()), zap.Duration("stall", last.Sub(d.stuckAfter)))
 		d.stuck, d.hardFired = false, false
 	}
-	stall := n - last
+	stall := now.Sub(last)
 	if stall <= d.cfg.Timeout {
 		return
 	}
-	if !d.stuck || n-d.lastReport >= d.cfg.Timeout {
-		d.stuck, d.stuckAfter, d.lastReport = true, last, n
+	if !d.stuck || now.Sub(d.lastReport) >= d.cfg.Timeout {
+		d.stuck, d.stuckAfter, d.lastReport = true, last, now
 		phase := d.hb.Phase()
 		d.cfg.Logger.Warn("loop is stuck",
 			zap.String("phase", phase), zap.Duration("stall", stall),
-			zap.ByteString("goroutines", allStacks()))
+			zap.ByteString("goroutines", stacks.All()))
 		d.cfg.Metrics.Increment("consumer.stuck", 1, metrics.Tag{Key: "phase", Value: phase})
 	}
 	if d.cfg.HardLimit > 0 && stall >= d.cfg.HardLimit && !d.hardFired {
@@ -202,21 +172,5 @@ func (d *detector) check(now time.Time) {
 			zap.String("phase", d.hb.Phase()), zap.Duration("stall", stall),
 			zap.Duration("hard_limit", d.cfg.HardLimit))
 		d.cfg.OnHardLimit(stall)
-	}
-}
-
-// maxStackDump bounds the goroutine dump; a process with that much stack has bigger
-// problems than a truncated report.
-const maxStackDump = 64 << 20
-
-// allStacks returns the stacks of every goroutine, growing the buffer until they fit.
-func allStacks() []byte {
-	buf := make([]byte, 64<<10)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) || len(buf) >= maxStackDump {
-			return buf[:n]
-		}
-		buf = make([]byte, 2*len(buf))
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/creekstream/creek/metrics"
+	"github.com/creekstream/creek/metrics/metricstest"
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -51,15 +52,14 @@ var base = time.Unix(1_000_000, 0)
 func TestDetectorReportsOncePerTimeoutAndRecovery(t *testing.T) {
 	const timeout = 10 * time.Second
 	logger, logs, _ := observed()
-	rec := metrics.NewRecorder()
+	rec := metricstest.NewRecorder()
 	hb := &Heartbeat{}
 	hb.SetPhase("submit")
-	hb.BeatAt(base)
-	d := newDetector(hb, Config{Timeout: timeout, Logger: logger, Metrics: rec, Now: func() time.Time { return base }}.withDefaults())
+	d := newDetector(hb, Config{Timeout: timeout, Logger: logger, Metrics: rec}.withDefaults(), base)
 
 	steps := []struct {
 		name      string
-		beat      time.Duration // beat at base+beat before the check, if not 0
+		beat      time.Duration // tick, seen by a check at base+beat, before the check
 		check     time.Duration
 		wantStuck int
 		wantRecov int
@@ -68,13 +68,14 @@ func TestDetectorReportsOncePerTimeoutAndRecovery(t *testing.T) {
 		{name: "just past the timeout", check: timeout + time.Millisecond, wantStuck: 1},
 		{name: "less than a timeout later", check: timeout + timeout/2, wantStuck: 1},
 		{name: "a timeout after the report", check: 2*timeout + time.Millisecond, wantStuck: 2},
-		{name: "loop beats again", beat: 2*timeout + 5*time.Millisecond, check: 2*timeout + 6*time.Millisecond, wantStuck: 2, wantRecov: 1},
+		{name: "loop ticks again", beat: 2*timeout + 5*time.Millisecond, check: 2*timeout + 6*time.Millisecond, wantStuck: 2, wantRecov: 1},
 		{name: "healthy again", check: 2*timeout + 7*time.Millisecond, wantStuck: 2, wantRecov: 1},
 		{name: "stuck a second time", check: 3*timeout + 6*time.Millisecond, wantStuck: 3, wantRecov: 1},
 	}
 	for _, s := range steps {
 		if s.beat != 0 {
-			hb.BeatAt(base.Add(s.beat))
+			hb.Tick()
+			d.check(base.Add(s.beat))
 		}
 		d.check(base.Add(s.check))
 		if got := logs.FilterMessage("loop is stuck").Len(); got != s.wantStuck {
@@ -100,10 +101,10 @@ func TestDetectorReportsOncePerTimeoutAndRecovery(t *testing.T) {
 func TestDetectorTimesTicksWithItsOwnClock(t *testing.T) {
 	const timeout = 10 * time.Second
 	logger, logs, _ := observed()
-	rec := metrics.NewRecorder()
+	rec := metricstest.NewRecorder()
 	hb := &Heartbeat{}
 	hb.SetPhase("submit")
-	d := newDetector(hb, Config{Timeout: timeout, Logger: logger, Metrics: rec, Now: func() time.Time { return base }}.withDefaults())
+	d := newDetector(hb, Config{Timeout: timeout, Logger: logger, Metrics: rec}.withDefaults(), base)
 
 	steps := []struct {
 		name      string
@@ -178,8 +179,7 @@ func TestDetectorDumpNamesTheStuckGoroutine(t *testing.T) {
 
 	logger, logs, _ := observed()
 	hb := &Heartbeat{}
-	hb.BeatAt(base)
-	d := newDetector(hb, Config{Timeout: time.Second, Logger: logger, Now: func() time.Time { return base }}.withDefaults())
+	d := newDetector(hb, Config{Timeout: time.Second, Logger: logger}.withDefaults(), base)
 	d.check(base.Add(2 * time.Second))
 	reports := logs.FilterMessage("loop is stuck").All()
 	if len(reports) != 1 {
@@ -195,20 +195,18 @@ func TestDetectorHardLimitRunsOncePerStall(t *testing.T) {
 	const timeout = time.Second
 	var stalls []time.Duration
 	hb := &Heartbeat{}
-	hb.BeatAt(base)
 	d := newDetector(hb, Config{
 		Timeout:     timeout,
 		HardLimit:   3 * timeout,
 		OnHardLimit: func(stall time.Duration) { stalls = append(stalls, stall) },
-		Now:         func() time.Time { return base },
-	}.withDefaults())
+	}.withDefaults(), base)
 	for _, at := range []time.Duration{2 * timeout, 3*timeout - 1, 3 * timeout, 4 * timeout, 5 * timeout} {
 		d.check(base.Add(at))
 	}
 	if len(stalls) != 1 || stalls[0] != 3*timeout {
 		t.Fatalf("OnHardLimit ran with %v, want once with %v", stalls, 3*timeout)
 	}
-	hb.BeatAt(base.Add(6 * timeout))
+	hb.Tick()
 	d.check(base.Add(6 * timeout))
 	d.check(base.Add(9 * timeout))
 	if len(stalls) != 2 {
@@ -216,9 +214,9 @@ func TestDetectorHardLimitRunsOncePerStall(t *testing.T) {
 	}
 }
 
-func TestDetectorCountsFromStartWhenNeverBeaten(t *testing.T) {
+func TestDetectorCountsFromStartWhenNeverTicked(t *testing.T) {
 	logger, logs, _ := observed()
-	d := newDetector(&Heartbeat{}, Config{Timeout: time.Second, Logger: logger, Now: func() time.Time { return base }}.withDefaults())
+	d := newDetector(&Heartbeat{}, Config{Timeout: time.Second, Logger: logger}.withDefaults(), base)
 	d.check(base.Add(time.Second))
 	if n := logs.Len(); n != 0 {
 		t.Fatalf("%d logs before the timeout passed since Start, want 0", n)
@@ -234,7 +232,7 @@ func TestWatchdogReportsAndStops(t *testing.T) {
 	hardLimit := make(chan time.Duration, 1)
 	hb := &Heartbeat{}
 	hb.SetPhase("poll")
-	hb.Beat()
+	hb.Tick()
 	w := Start(hb, Config{
 		Timeout:     5 * time.Millisecond,
 		HardLimit:   10 * time.Millisecond,
@@ -250,7 +248,7 @@ func TestWatchdogReportsAndStops(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("timed out after 5s waiting for OnHardLimit")
 	}
-	hb.Beat()
+	hb.Tick()
 	waitLog(t, written, "loop recovered from a stall")
 	w.Stop()
 	w.Stop()

@@ -1,4 +1,4 @@
-package metrics
+package metricstest
 
 import (
 	"context"
@@ -7,19 +7,21 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/creekstream/creek/metrics"
 )
 
 func TestRecorderAccessors(t *testing.T) {
 	var r Recorder
-	r.Increment("c", 2, Tag{"a", "1"}, Tag{"b", "2"})
-	r.Increment("c", 3, Tag{"b", "2"}, Tag{"a", "1"})
+	r.Increment("c", 2, metrics.Tag{Key: "a", Value: "1"}, metrics.Tag{Key: "b", Value: "2"})
+	r.Increment("c", 3, metrics.Tag{Key: "b", Value: "2"}, metrics.Tag{Key: "a", Value: "1"})
 	r.Increment("c", 100)
 	r.Gauge("g", 1)
 	r.Gauge("g", 2)
 	r.Timing("t", time.Second)
 	r.Timing("t", time.Millisecond)
 
-	if got := r.Counter("c", Tag{"a", "1"}, Tag{"b", "2"}); got != 5 {
+	if got := r.Counter("c", metrics.Tag{Key: "a", Value: "1"}, metrics.Tag{Key: "b", Value: "2"}); got != 5 {
 		t.Errorf("Counter(c, a=1 b=2) = %d, want 5", got)
 	}
 	if got := r.Counter("c"); got != 100 {

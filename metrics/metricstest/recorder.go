@@ -1,17 +1,20 @@
-package metrics
+package metricstest
 
 import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
+
+	"github.com/creekstream/creek/metrics"
 )
 
-// Recorder keeps every metric in memory so that tests can assert on them. Series are
-// told apart by name and tag set; tag order does not matter. Names are kept as
-// given, without a prefix. The zero value is ready to use and safe for concurrent
-// use.
+// Recorder is a metrics.Metrics that keeps every metric in memory for tests to
+// assert on. Series are told apart by name and tag set, in any order; names are kept
+// without a prefix. The zero value is ready to use and safe for concurrent use.
 type Recorder struct {
 	mu       sync.Mutex
 	counters map[string]int64
@@ -24,12 +27,38 @@ type Recorder struct {
 // NewRecorder returns an empty Recorder.
 func NewRecorder() *Recorder { return &Recorder{} }
 
-func recorderKey(k kind, name string, tags []Tag) string {
-	return string(appendKey(nil, k, name, tags))
+// kind keeps a counter, a gauge and a timing of one name apart.
+type kind byte
+
+const (
+	kindCounter kind = 'c'
+	kindGauge   kind = 'g'
+	kindTiming  kind = 't'
+)
+
+// recorderKey identifies a series: its kind, name and tags sorted, so that the order
+// a caller lists tags in does not make a new series. Quoting keeps any two tag sets
+// apart whatever bytes they hold.
+func recorderKey(k kind, name string, tags []metrics.Tag) string {
+	sorted := slices.Clone(tags)
+	slices.SortFunc(sorted, func(a, b metrics.Tag) int {
+		if c := strings.Compare(a.Key, b.Key); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Value, b.Value)
+	})
+	var sb strings.Builder
+	sb.WriteByte(byte(k))
+	sb.WriteString(strconv.Quote(name))
+	for _, t := range sorted {
+		sb.WriteString(strconv.Quote(t.Key))
+		sb.WriteString(strconv.Quote(t.Value))
+	}
+	return sb.String()
 }
 
 // Increment adds value to a counter.
-func (r *Recorder) Increment(name string, value int64, tags ...Tag) {
+func (r *Recorder) Increment(name string, value int64, tags ...metrics.Tag) {
 	key := recorderKey(kindCounter, name, tags)
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -41,7 +70,7 @@ func (r *Recorder) Increment(name string, value int64, tags ...Tag) {
 }
 
 // Gauge sets a gauge.
-func (r *Recorder) Gauge(name string, value float64, tags ...Tag) {
+func (r *Recorder) Gauge(name string, value float64, tags ...metrics.Tag) {
 	key := recorderKey(kindGauge, name, tags)
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -53,7 +82,7 @@ func (r *Recorder) Gauge(name string, value float64, tags ...Tag) {
 }
 
 // Timing records one duration.
-func (r *Recorder) Timing(name string, d time.Duration, tags ...Tag) {
+func (r *Recorder) Timing(name string, d time.Duration, tags ...metrics.Tag) {
 	key := recorderKey(kindTiming, name, tags)
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -73,7 +102,7 @@ func (r *Recorder) notify() {
 }
 
 // Counter returns the sum of the counter with exactly this name and tag set.
-func (r *Recorder) Counter(name string, tags ...Tag) int64 {
+func (r *Recorder) Counter(name string, tags ...metrics.Tag) int64 {
 	key := recorderKey(kindCounter, name, tags)
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -82,7 +111,7 @@ func (r *Recorder) Counter(name string, tags ...Tag) int64 {
 
 // GaugeValue returns the last value of the gauge with exactly this name and tag set, and
 // whether it was ever set.
-func (r *Recorder) GaugeValue(name string, tags ...Tag) (float64, bool) {
+func (r *Recorder) GaugeValue(name string, tags ...metrics.Tag) (float64, bool) {
 	key := recorderKey(kindGauge, name, tags)
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -92,7 +121,7 @@ func (r *Recorder) GaugeValue(name string, tags ...Tag) (float64, bool) {
 
 // Timings returns, in the order they were recorded, the durations of the timing with
 // exactly this name and tag set.
-func (r *Recorder) Timings(name string, tags ...Tag) []time.Duration {
+func (r *Recorder) Timings(name string, tags ...metrics.Tag) []time.Duration {
 	key := recorderKey(kindTiming, name, tags)
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -124,9 +153,9 @@ func (r *Recorder) Wait(ctx context.Context, cond func() bool) error {
 
 // WaitCounter waits until the counter with this name and tag set reaches at least
 // want. The error says what it waited for and what it saw, and wraps ctx's error.
-func (r *Recorder) WaitCounter(ctx context.Context, name string, want int64, tags ...Tag) error {
+func (r *Recorder) WaitCounter(ctx context.Context, name string, want int64, tags ...metrics.Tag) error {
 	if err := r.Wait(ctx, func() bool { return r.Counter(name, tags...) >= want }); err != nil {
-		return fmt.Errorf("metrics: counter %s%v reached %d, waited for %d: %w", name, tags, r.Counter(name, tags...), want, err)
+		return fmt.Errorf("metricstest: counter %s%v reached %d, waited for %d: %w", name, tags, r.Counter(name, tags...), want, err)
 	}
 	return nil
 }
