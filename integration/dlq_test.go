@@ -12,7 +12,7 @@ import (
 
 	"github.com/creekstream/creek/kafka"
 	"github.com/creekstream/creek/kafka/kafkatest"
-	"github.com/creekstream/creek/metrics"
+	"github.com/creekstream/creek/metrics/metricstest"
 	"github.com/creekstream/creek/processor"
 )
 
@@ -81,7 +81,7 @@ func TestInvalidMessagesReachTheDLQWithOriginalBytesAndHeaders(t *testing.T) {
 			s := newSeen(n)
 			a := newApp(n, s)
 			a.fn = rejectBad
-			rec := metrics.NewRecorder()
+			rec := metricstest.NewRecorder()
 			m := startMember(t, env, topic, group, "", a, processor.Config[payload]{
 				Metrics: rec,
 				DLQ: &processor.DLQPolicy[payload]{
@@ -139,7 +139,7 @@ func TestDLQLimitStopsProductionNotConsumption(t *testing.T) {
 	s := newSeen(n)
 	a := newApp(n, s)
 	a.fn = rejectBad
-	rec := metrics.NewRecorder()
+	rec := metricstest.NewRecorder()
 	m := startMember(t, env, topic, group, "", a, processor.Config[payload]{
 		Metrics: rec,
 		DLQ:     &processor.DLQPolicy[payload]{Producer: newDLQ(t, env, dlqTopic), MaxConsecutiveInvalid: 2},
@@ -170,7 +170,7 @@ func TestDLQBrokerErrorDoesNotStopTheConsumer(t *testing.T) {
 	s := newSeen(n)
 	a := newApp(n, s)
 	a.fn = rejectBad
-	rec := metrics.NewRecorder()
+	rec := metricstest.NewRecorder()
 	// The DLQ lives on a second broker, which is gone by the time the DLQ is used.
 	dead, err := kafkatest.Start()
 	if err != nil {

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/creekstream/creek/kafka/kafkatest"
-	"github.com/creekstream/creek/metrics"
+	"github.com/creekstream/creek/metrics/metricstest"
 	"github.com/creekstream/creek/processor"
 )
 
@@ -66,7 +66,7 @@ func TestBackpressurePausesAndResumesWithNothingLostOrDoubled(t *testing.T) {
 	s := newSeen(n)
 	a := newApp(n, s)
 	a.gate = &gate{closed: true}
-	rec := metrics.NewRecorder()
+	rec := metricstest.NewRecorder()
 	m := startMember(t, env, topic, group, "", a, processor.Config[payload]{
 		BackpressurePauseAfter: 100 * time.Millisecond,
 		PausedPollTimeout:      20 * time.Millisecond,

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/creekstream/creek/metrics"
+	"github.com/creekstream/creek/metrics/metricstest"
 	"github.com/creekstream/creek/processor"
 	"github.com/creekstream/creek/segments/store"
 	"github.com/creekstream/creek/strategies"
@@ -214,7 +215,7 @@ func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool)
 }
 
 // waitMetric waits until the recorder satisfies cond.
-func waitMetric(t *testing.T, rec *metrics.Recorder, what string, timeout time.Duration, cond func() bool) {
+func waitMetric(t *testing.T, rec *metricstest.Recorder, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/creekstream/creek/metrics"
+	"github.com/creekstream/creek/metrics/metricstest"
 	"github.com/creekstream/creek/processor"
 	"github.com/creekstream/creek/segments/store"
 )
@@ -176,7 +177,7 @@ func TestFlusherProduceErrorDoesNotStopTheConsumer(t *testing.T) {
 		}
 		d.Resolve(processor.Position{}, nil)
 	})
-	rec := metrics.NewRecorder()
+	rec := metricstest.NewRecorder()
 	cfg := fastConfig(p)
 	cfg.Metrics = rec
 	r := newRig(t, client, store.Config{}, cfg)
@@ -210,7 +211,7 @@ func TestFlusherReplacesAHungWorker(t *testing.T) {
 		}
 		d.Resolve(processor.Position{}, nil)
 	})
-	rec := metrics.NewRecorder()
+	rec := metricstest.NewRecorder()
 	cfg := fastConfig(p)
 	cfg.Metrics = rec
 	cfg.MaxUnhealthy = 50 * time.Millisecond
@@ -255,7 +256,7 @@ func TestFlusherRestartLimit(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			client, _ := flusherRedis(t)
-			rec := metrics.NewRecorder()
+			rec := metricstest.NewRecorder()
 			cfg := fastConfig(newProducer(hang(t)))
 			cfg.Metrics = rec
 			cfg.MaxRestarts = tc.maxRestarts
@@ -294,7 +295,7 @@ func TestFlusherBackpressure(t *testing.T) {
 	slow := newProducer(func(_ int, _ context.Context, d *processor.Delivery) {
 		time.AfterFunc(time.Second, func() { d.Resolve(processor.Position{}, nil) })
 	})
-	rec := metrics.NewRecorder()
+	rec := metricstest.NewRecorder()
 	cfg := fastConfig(slow)
 	cfg.Metrics = rec
 	cfg.BackpressureAfter = 100 * time.Millisecond
@@ -373,7 +374,7 @@ func TestFlusherMemoryBackpressure(t *testing.T) {
 			client := redis.NewClient(&redis.Options{Addr: mini.Addr()})
 			t.Cleanup(func() { _ = client.Close() })
 			client.AddHook(infoHook{used: tc.used, max: 100})
-			rec := metrics.NewRecorder()
+			rec := metricstest.NewRecorder()
 			cfg := fastConfig(newProducer(nil))
 			cfg.Metrics = rec
 			cfg.MaxMemoryRatio = tc.maxRatio
@@ -429,7 +430,7 @@ func TestFlusherMetricsFailureForOneShardDoesNotStopOthers(t *testing.T) {
 
 func TestFlusherHungProduceNeverBlocksTheConsumer(t *testing.T) {
 	client, _ := flusherRedis(t)
-	rec := metrics.NewRecorder()
+	rec := metricstest.NewRecorder()
 	cfg := fastConfig(newProducer(hang(t)))
 	cfg.Metrics = rec
 	cfg.ProduceTimeout = 20 * time.Millisecond
