@@ -36,6 +36,10 @@ func (q *Queue[T]) Push(v T, done <-chan struct{}) {
 // Len returns the number of entries not yet forwarded.
 func (q *Queue[T]) Len() int { return len(q.entries) - q.head }
 
+// At returns the i-th entry not yet forwarded, from 0 for the oldest; it panics
+// unless 0 <= i < Len().
+func (q *Queue[T]) At(i int) T { return q.entries[q.head:][i].v }
+
 // Clear drops every entry.
 func (q *Queue[T]) Clear() {
 	clear(q.entries)

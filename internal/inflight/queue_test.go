@@ -87,8 +87,8 @@ func TestForwardKeepsFailedEntryAtHead(t *testing.T) {
 			if err := q.Forward(fn); !errors.Is(err, tc.err) {
 				t.Fatalf("Forward = %v, want %v", err, tc.err)
 			}
-			if q.Len() != 2 {
-				t.Fatalf("Len = %d after the failure, want 2", q.Len())
+			if q.Len() != 2 || q.At(0) != "b" {
+				t.Fatalf("Len = %d, head %q after the failure; want 2, \"b\"", q.Len(), q.At(0))
 			}
 			if err := q.Forward(fn); err != nil {
 				t.Fatalf("second Forward = %v", err)
