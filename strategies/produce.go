@@ -204,7 +204,7 @@ func (p *Produce[T]) drainQueue(ctx context.Context) error {
 			err := p.forwardHead()
 			forwarded = err == nil
 			return err
-		}, p.next.Poll, func() {})
+		}, p.next.Poll)
 		if err != nil || !forwarded {
 			// Without an error, drain gave up on a head the next step kept rejecting.
 			return err

@@ -60,7 +60,7 @@ func (s *Unbatch[T]) Close() {}
 // Join offers the rest of a held batch until the next step takes it or ctx is done,
 // then closes and joins the next step.
 func (s *Unbatch[T]) Join(ctx context.Context) error {
-	err := drain(ctx, func() error { return s.out.flush(s.next) }, s.next.Poll, func() {})
+	err := drain(ctx, func() error { return s.out.flush(s.next) }, s.next.Poll)
 	s.next.Close()
 	return errors.Join(err, s.next.Join(ctx))
 }

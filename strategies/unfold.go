@@ -65,7 +65,7 @@ func (s *Unfold[T, U]) Close() {}
 // Join offers held outputs until the next step takes them or ctx is done, then closes
 // and joins the next step.
 func (s *Unfold[T, U]) Join(ctx context.Context) error {
-	err := drain(ctx, func() error { return s.out.flush(s.next) }, s.next.Poll, func() {})
+	err := drain(ctx, func() error { return s.out.flush(s.next) }, s.next.Poll)
 	s.next.Close()
 	return errors.Join(err, s.next.Join(ctx))
 }

@@ -8,10 +8,10 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/creekstream/creek/internal/inflight"
 	"github.com/creekstream/creek/metrics"
 	"github.com/creekstream/creek/processor"
 	"github.com/creekstream/creek/strategies"
-	"github.com/creekstream/creek/strategies/internal/held"
 )
 
 // Table is the part of a goka View that Lookup reads; *goka.View implements it.
@@ -51,9 +51,8 @@ type Lookup[T, V, U any] struct {
 	metrics metrics.Metrics
 	now     func() time.Time
 
-	// carried is the result the next step rejected; it is valid while carrying.
-	carried  processor.Message[U]
-	carrying bool
+	// held is the result the next step rejected.
+	held inflight.Slot[U]
 	// waitingSince is when Submit first found the table not recovered; zero while it
 	// is not waiting.
 	waitingSince time.Time
@@ -82,7 +81,7 @@ func New[T, V, U any](table Table, key KeyFunc[T], join JoinFunc[T, V, U], next 
 // has not recovered and while a result the next step rejected is held. Filtered
 // messages pass through.
 func (l *Lookup[T, V, U]) Submit(msg processor.Message[T]) error {
-	if l.carrying {
+	if l.held.Full() {
 		return processor.ErrMessageRejected
 	}
 	if msg.Filtered() {
@@ -109,13 +108,7 @@ func (l *Lookup[T, V, U]) Submit(msg processor.Message[T]) error {
 	if err != nil {
 		return err
 	}
-	if err := l.next.Submit(out); err != nil {
-		if !errors.Is(err, processor.ErrMessageRejected) {
-			return err
-		}
-		l.carried, l.carrying = out, true
-	}
-	return nil
+	return l.held.Submit(l.next, out)
 }
 
 // lookup joins msg with its table value, or returns a filtered message for a dropped
@@ -165,25 +158,10 @@ func (l *Lookup[T, V, U]) Poll() error {
 	if err := l.next.Poll(); err != nil {
 		return err
 	}
-	if err := l.flush(); !errors.Is(err, processor.ErrMessageRejected) {
+	if err := l.held.Retry(l.next); !errors.Is(err, processor.ErrMessageRejected) {
 		return err
 	}
 	return nil
-}
-
-// flush offers the held result to the next step. It returns ErrMessageRejected while
-// the result is still held; any other outcome releases it, since the next step has
-// then either taken it or reported it as invalid or failed.
-func (l *Lookup[T, V, U]) flush() error {
-	if !l.carrying {
-		return nil
-	}
-	err := l.next.Submit(l.carried)
-	if errors.Is(err, processor.ErrMessageRejected) {
-		return err
-	}
-	l.carried, l.carrying = processor.Message[U]{}, false
-	return err
 }
 
 // Close does nothing: Lookup holds at most one result, which Join flushes.
@@ -198,7 +176,7 @@ func (l *Lookup[T, V, U]) Join(ctx context.Context) error {
 }
 
 func (l *Lookup[T, V, U]) drain(ctx context.Context) error {
-	abandoned, err := held.Drain(ctx, l.flush, l.next.Poll, nil)
+	abandoned, err := inflight.Drain(ctx, func() error { return l.held.Retry(l.next) }, l.next.Poll, nil)
 	if abandoned {
 		l.log.Warn("join timed out with a joined message still held; it will be redelivered")
 	}
@@ -207,6 +185,6 @@ func (l *Lookup[T, V, U]) drain(ctx context.Context) error {
 
 // Terminate drops the held result and terminates the next step.
 func (l *Lookup[T, V, U]) Terminate() {
-	l.carried, l.carrying = processor.Message[U]{}, false
+	l.held.Clear()
 	l.next.Terminate()
 }
