@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/creekstream/creek/metrics"
+	"github.com/creekstream/creek/internal/inflight"
 	"github.com/creekstream/creek/processor"
 	"go.uber.org/zap"
 )
@@ -46,10 +46,12 @@ type Produce[T any] struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	// queue[head:] are the messages not yet forwarded, oldest first. A slice with a
-	// moving head reuses its array instead of allocating per message.
-	queue []pendingDelivery[T]
-	head  int
+	// pending are the messages not yet forwarded, oldest first.
+	pending inflight.Queue[pendingDelivery[T]]
+	// failedHead is set when the next step failed the message at the head with an
+	// error other than a rejection. That message is done with, as on a first offer,
+	// and the next forward passes over it.
+	failedHead bool
 }
 
 // pendingDelivery is a message waiting to be forwarded and, unless it is filtered,
@@ -90,26 +92,16 @@ func NewProduce[T any](producer Producer[T], topic string, next processor.Strate
 // Submit starts producing msg's payload, or queues a filtered msg. It rejects the
 // message while maxPending messages are waiting.
 func (p *Produce[T]) Submit(msg processor.Message[T]) error {
-	if len(p.queue)-p.head >= p.maxPending {
+	if p.pending.Len() >= p.maxPending {
 		return processor.ErrMessageRejected
 	}
-	var d *processor.Delivery
-	if !msg.Filtered() {
-		d = p.producer.Produce(p.ctx, p.topic, msg.Payload)
+	if msg.Filtered() {
+		p.pending.Push(pendingDelivery[T]{msg: msg}, nil)
+		return nil
 	}
-	p.push(pendingDelivery[T]{msg: msg, delivery: d})
+	d := p.producer.Produce(p.ctx, p.topic, msg.Payload)
+	p.pending.Push(pendingDelivery[T]{msg: msg, delivery: d}, d.Done())
 	return nil
-}
-
-func (p *Produce[T]) push(e pendingDelivery[T]) {
-	// Move the live part to the front once the consumed part is at least as long, so
-	// the copy is paid for by the pops before it and the array stays bounded.
-	if p.head > 0 && p.head >= len(p.queue)-p.head {
-		n := copy(p.queue, p.queue[p.head:])
-		clear(p.queue[n:])
-		p.queue, p.head = p.queue[:n], 0
-	}
-	p.queue = append(p.queue, e)
 }
 
 // Poll polls the next step and forwards the messages whose deliveries are done, up to
@@ -119,53 +111,35 @@ func (p *Produce[T]) Poll() error {
 	if err := p.next.Poll(); err != nil {
 		return err
 	}
-	for p.head < len(p.queue) {
-		if d := p.queue[p.head].delivery; d != nil {
-			select {
-			case <-d.Done():
-			default:
-				return nil
-			}
-		}
-		if err := p.forwardHead(); err != nil {
-			return ignoreRejected(err)
-		}
-	}
-	return nil
+	return ignoreRejected(p.pending.Forward(p.forward))
 }
 
-// forwardHead hands the oldest message, whose delivery must be done, to the next step.
-// It returns ErrMessageRejected, keeping the message, when the next step rejects it.
-func (p *Produce[T]) forwardHead() error {
-	e := &p.queue[p.head]
+// forward hands e, whose delivery is done, to the next step. It returns
+// ErrMessageRejected when the next step rejects the message, which stays at the head.
+func (p *Produce[T]) forward(e pendingDelivery[T]) error {
+	if p.failedHead {
+		p.failedHead = false
+		return nil
+	}
+	var failed error
 	if e.delivery != nil {
 		if _, err := e.delivery.Result(); err != nil {
-			p.o.metrics.Increment("producer.produce_status", 1, metrics.Tag{Key: "status", Value: "error"})
 			if !p.o.countDeliveryErrors {
 				return fmt.Errorf("creek: produce to %s (message %s): %w", p.topic, e.msg.Committable, err)
 			}
-			p.o.logger.Warn("delivery failed; message skipped",
-				zap.String("topic", p.topic), zap.Stringer("committable", e.msg.Committable), zap.Error(err))
+			failed = err
 		}
-		// A retry after a rejection must not count the outcome again.
-		e.delivery = nil
 	}
-	if err := p.next.Submit(e.msg); errors.Is(err, processor.ErrMessageRejected) {
-		return err
-	} else if err != nil {
-		p.pop()
+	if err := p.next.Submit(e.msg); err != nil {
+		p.failedHead = !errors.Is(err, processor.ErrMessageRejected)
 		return err
 	}
-	p.pop()
+	if failed != nil {
+		// Logged once the message is forwarded, so a retry does not log it again.
+		p.o.logger.Warn("delivery failed; message skipped",
+			zap.String("topic", p.topic), zap.Stringer("committable", e.msg.Committable), zap.Error(failed))
+	}
 	return nil
-}
-
-func (p *Produce[T]) pop() {
-	p.queue[p.head] = pendingDelivery[T]{}
-	p.head++
-	if p.head == len(p.queue) {
-		p.queue, p.head = p.queue[:0], 0
-	}
 }
 
 // Close does nothing: the deliveries in flight are waited for by Join.
@@ -176,46 +150,18 @@ func (p *Produce[T]) Close() {}
 // still outstanding when ctx ends are abandoned and will be consumed again.
 func (p *Produce[T]) Join(ctx context.Context) error {
 	defer p.cancel()
-	err := p.drainQueue(ctx)
-	if n := len(p.queue) - p.head; n > 0 && err == nil {
-		p.o.logger.Info("join timed out; abandoning outstanding deliveries", zap.String("topic", p.topic), zap.Int("messages", n))
+	abandoned, err := p.pending.Finish(ctx, p.forward, p.next.Poll)
+	if abandoned {
+		p.o.logger.Info("join timed out; abandoning outstanding deliveries", zap.String("topic", p.topic), zap.Int("messages", p.pending.Len()))
 	}
 	p.next.Close()
 	return errors.Join(err, p.next.Join(ctx))
 }
 
-func (p *Produce[T]) drainQueue(ctx context.Context) error {
-	for p.head < len(p.queue) {
-		if d := p.queue[p.head].delivery; d != nil {
-			// Look at the delivery first: with ctx already done, a select on both
-			// would pick at random and could skip a finished delivery.
-			select {
-			case <-d.Done():
-			default:
-				select {
-				case <-d.Done():
-				case <-ctx.Done():
-					return nil
-				}
-			}
-		}
-		forwarded := false
-		err := drain(ctx, func() error {
-			err := p.forwardHead()
-			forwarded = err == nil
-			return err
-		}, p.next.Poll)
-		if err != nil || !forwarded {
-			// Without an error, drain gave up on a head the next step kept rejecting.
-			return err
-		}
-	}
-	return nil
-}
-
 // Terminate abandons the outstanding deliveries and terminates the next step.
 func (p *Produce[T]) Terminate() {
 	p.cancel()
-	p.queue, p.head = nil, 0
+	p.pending.Clear()
+	p.failedHead = false
 	p.next.Terminate()
 }

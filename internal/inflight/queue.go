@@ -36,6 +36,9 @@ func (q *Queue[T]) Push(v T, done <-chan struct{}) {
 // Len returns the number of entries not yet forwarded.
 func (q *Queue[T]) Len() int { return len(q.entries) - q.head }
 
+// Cap returns how many entries the queue holds before its array grows.
+func (q *Queue[T]) Cap() int { return cap(q.entries) }
+
 // At returns the i-th entry not yet forwarded, from 0 for the oldest; it panics
 // unless 0 <= i < Len().
 func (q *Queue[T]) At(i int) T { return q.entries[q.head:][i].v }
