@@ -255,7 +255,11 @@ func (s *RunTaskConcurrently[T, U]) forwardTask(t *task[T, U]) error {
 		if err := s.next.Submit(r.msg); err != nil {
 			if errors.Is(err, processor.ErrMessageRejected) {
 				s.o.metrics.Increment("strategies.run_task_concurrently.backpressure", 1)
+				return err
 			}
+			// Failed or reported invalid: done with, as a held message is (see
+			// inflight.Slot); offered again it would only be reported again.
+			t.sent++
 			return err
 		}
 		t.sent++
