@@ -43,9 +43,9 @@ func (c *CommitOffsets[T]) Submit(msg processor.Message[T]) error {
 	if !msg.Timestamp.IsZero() {
 		c.sinceLatency++
 		if c.sinceLatency <= latencyStride || c.sinceLatency%latencyStride == 0 {
-			if now := c.opts.now(); now.Sub(c.lastLatency) >= latencyInterval {
+			if now := c.opts.Now(); now.Sub(c.lastLatency) >= latencyInterval {
 				c.lastLatency, c.sinceLatency = now, 0
-				c.opts.metrics.Timing("consumer.latency", now.Sub(msg.Timestamp))
+				c.opts.Metrics.Timing("consumer.latency", now.Sub(msg.Timestamp))
 			}
 		}
 	}

@@ -37,7 +37,7 @@ func NewFilter[T any](pred func(processor.Message[T]) bool, next processor.Strat
 // messages, as a filtered message, whenever policy says they should be committed.
 func NewFilterWithCommitPolicy[T any](pred func(processor.Message[T]) bool, policy processor.CommitPolicy, next processor.Strategy[T], opts ...Option) (*Filter[T], error) {
 	s := NewFilter(pred, next, opts...)
-	st, err := policy.NewState(s.o.now())
+	st, err := policy.NewState(s.o.Now())
 	if err != nil {
 		return nil, err
 	}
@@ -62,7 +62,7 @@ func (s *Filter[T]) Submit(msg processor.Message[T]) error {
 		}
 		return s.held.Submit(s.next, msg)
 	}
-	s.o.metrics.Increment("strategies.filter.dropped_messages", 1)
+	s.o.Metrics.Increment("strategies.filter.dropped_messages", 1)
 	if s.policy == nil {
 		return nil
 	}
@@ -79,7 +79,7 @@ func (s *Filter[T]) commitDropped(force bool) error {
 	if len(s.dropped) == 0 {
 		return nil
 	}
-	now := s.o.now()
+	now := s.o.Now()
 	if !force && !s.policy.ShouldCommit(now, s.dropped) {
 		return nil
 	}

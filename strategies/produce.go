@@ -23,11 +23,12 @@ type Producer[T any] interface {
 // deliveries are outstanding, unless told otherwise.
 const DefaultMaxPendingDeliveries = 10_000
 
-// WithDeliveryErrorsCounted makes Produce count a failed delivery
-// (producer.produce_status, status=error), log it and forward the message anyway, instead
-// of failing. The message is then lost, so use it only where losing some is acceptable.
-func WithDeliveryErrorsCounted() Option {
-	return func(o *options) { o.countDeliveryErrors = true }
+// WithFailedDeliveriesSkipped makes Produce log a failed delivery and forward its
+// message anyway, so that its offset is committed, instead of failing. The message
+// is then lost, so use it only where losing some is acceptable. The producer counts
+// the failure (producer.produce_status, status=error), as it counts every delivery.
+func WithFailedDeliveriesSkipped() ProduceOption {
+	return produceOnly(func(o *produceOptions) { o.skipFailed = true })
 }
 
 // Produce writes every payload to a topic and forwards the message to the next step
@@ -39,7 +40,7 @@ type Produce[T any] struct {
 	topic      string
 	next       processor.Strategy[T]
 	maxPending int
-	o          options
+	o          produceOptions
 
 	// ctx is given to every Produce call; it ends with Terminate or Join so that a
 	// producer waiting for buffer space gives up when the strategy does.
@@ -64,7 +65,7 @@ type pendingDelivery[T any] struct {
 // NewProduce returns a Produce that writes payloads to topic through producer and
 // forwards acknowledged messages to next. It holds at most maxPending messages
 // (DefaultMaxPendingDeliveries when 0) and rejects more until the oldest are done.
-func NewProduce[T any](producer Producer[T], topic string, next processor.Strategy[T], maxPending int, opts ...Option) (*Produce[T], error) {
+func NewProduce[T any](producer Producer[T], topic string, next processor.Strategy[T], maxPending int, opts ...ProduceOption) (*Produce[T], error) {
 	switch {
 	case producer == nil:
 		return nil, errors.New("creek: produce: producer is nil")
@@ -83,7 +84,7 @@ func NewProduce[T any](producer Producer[T], topic string, next processor.Strate
 		topic:      topic,
 		next:       next,
 		maxPending: maxPending,
-		o:          buildOptions(opts),
+		o:          buildProduceOptions(opts),
 		ctx:        ctx,
 		cancel:     cancel,
 	}, nil
@@ -106,7 +107,7 @@ func (p *Produce[T]) Submit(msg processor.Message[T]) error {
 
 // Poll polls the next step and forwards the messages whose deliveries are done, up to
 // the first one still outstanding. It returns a delivery error unless
-// WithDeliveryErrorsCounted was given.
+// WithFailedDeliveriesSkipped was given.
 func (p *Produce[T]) Poll() error {
 	if err := p.next.Poll(); err != nil {
 		return err
@@ -124,7 +125,7 @@ func (p *Produce[T]) forward(e pendingDelivery[T]) error {
 	var failed error
 	if e.delivery != nil {
 		if _, err := e.delivery.Result(); err != nil {
-			if !p.o.countDeliveryErrors {
+			if !p.o.skipFailed {
 				return fmt.Errorf("creek: produce to %s (message %s): %w", p.topic, e.msg.Committable, err)
 			}
 			failed = err
@@ -136,7 +137,7 @@ func (p *Produce[T]) forward(e pendingDelivery[T]) error {
 	}
 	if failed != nil {
 		// Logged once the message is forwarded, so a retry does not log it again.
-		p.o.logger.Warn("delivery failed; message skipped",
+		p.o.Logger.Warn("delivery failed; message skipped",
 			zap.String("topic", p.topic), zap.Stringer("committable", e.msg.Committable), zap.Error(failed))
 	}
 	return nil
@@ -152,7 +153,7 @@ func (p *Produce[T]) Join(ctx context.Context) error {
 	defer p.cancel()
 	abandoned, err := p.pending.Finish(ctx, p.forward, p.next.Poll)
 	if abandoned {
-		p.o.logger.Info("join timed out; abandoning outstanding deliveries", zap.String("topic", p.topic), zap.Int("messages", p.pending.Len()))
+		p.o.Logger.Info("join timed out; abandoning outstanding deliveries", zap.String("topic", p.topic), zap.Int("messages", p.pending.Len()))
 	}
 	p.next.Close()
 	return errors.Join(err, p.next.Join(ctx))

@@ -59,7 +59,7 @@ func checkPayloads(t *testing.T, r *recorder[string], want ...string) {
 	}
 }
 
-func newTestProduce(t *testing.T, maxPending int, opts ...Option) (*Produce[string], *MemoryProducer[string], *recorder[string]) {
+func newTestProduce(t *testing.T, maxPending int, opts ...ProduceOption) (*Produce[string], *MemoryProducer[string], *recorder[string]) {
 	t.Helper()
 	prod := NewMemoryProducer[string]()
 	next := &recorder[string]{}
@@ -170,7 +170,7 @@ func TestProduceDeliveryError(t *testing.T) {
 	t.Run("skipped", func(t *testing.T) {
 		m := taggedMetrics{newCountMetrics()}
 		core, logs := observer.New(zap.WarnLevel)
-		s, prod, next := newTestProduce(t, 0, WithDeliveryErrorsCounted(), WithMetrics(m), WithLogger(zap.New(core)))
+		s, prod, next := newTestProduce(t, 0, WithFailedDeliveriesSkipped(), WithMetrics(m), WithLogger(zap.New(core)))
 		submitAll(t, s, brokerMsg("a", tp0, 0), brokerMsg("b", tp0, 1))
 		prod.Fail(0, errBroker)
 		prod.Ack(1)

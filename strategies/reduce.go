@@ -103,7 +103,7 @@ func (s *Reduce[T, A]) Submit(msg processor.Message[T]) error {
 		return err
 	}
 	if !s.open {
-		s.open, s.started, s.size = true, s.o.now(), 0
+		s.open, s.started, s.size = true, s.o.Now(), 0
 		s.latest = time.Time{}
 		if s.offsets == nil {
 			s.offsets = make(map[processor.Partition]int64)
@@ -129,14 +129,14 @@ func (s *Reduce[T, A]) sizeOf(msg processor.Message[T]) int {
 }
 
 func (s *Reduce[T, A]) timeUp() bool {
-	return s.limits.MaxWait > 0 && s.o.now().Sub(s.started) >= s.limits.MaxWait
+	return s.limits.MaxWait > 0 && s.o.Now().Sub(s.started) >= s.limits.MaxWait
 }
 
 // emit closes the open batch and offers it to the next step, holding it if the next
 // step rejects.
 func (s *Reduce[T, A]) emit() error {
 	out := processor.NewMessage(s.acc, processor.CommittableFromMap(s.offsets), s.latest)
-	s.o.metrics.Timing("strategies.reduce.batch_time", s.o.now().Sub(s.started))
+	s.o.Metrics.Timing("strategies.reduce.batch_time", s.o.Now().Sub(s.started))
 	var zero A
 	s.open, s.acc, s.offsets = false, zero, nil
 	return s.held.Submit(s.next, out)

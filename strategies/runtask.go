@@ -56,7 +56,7 @@ func (s *RunTask[T, U]) Close() {}
 // closes and joins the next step.
 func (s *RunTask[T, U]) Join(ctx context.Context) error {
 	return joinHeld(ctx, &s.held, s.next, nil, func() {
-		s.o.metrics.Increment("strategies.run_task.join.backpressure", 1)
+		s.o.Metrics.Increment("strategies.run_task.join.backpressure", 1)
 	})
 }
 

@@ -195,7 +195,7 @@ func (s *RunTaskConcurrently[T, U]) Submit(msg processor.Message[T]) error {
 	}
 	if s.cur == nil {
 		s.cur = &task[T, U]{in: make([]processor.Message[T], 0, s.batchSize)}
-		s.curStart = s.o.now()
+		s.curStart = s.o.Now()
 	}
 	s.cur.in = append(s.cur.in, msg)
 	if len(s.cur.in) >= s.batchSize {
@@ -207,21 +207,21 @@ func (s *RunTaskConcurrently[T, U]) Submit(msg processor.Message[T]) error {
 }
 
 func (s *RunTaskConcurrently[T, U]) batchDue() bool {
-	return len(s.cur.in) >= s.batchSize || s.o.now().Sub(s.curStart) >= s.batchWait
+	return len(s.cur.in) >= s.batchSize || s.o.Now().Sub(s.curStart) >= s.batchWait
 }
 
 // dispatch hands the collected batch to the pool if fewer than maxPending batches are
 // in flight, and reports whether it did.
 func (s *RunTaskConcurrently[T, U]) dispatch() bool {
 	if s.pending.Len() >= s.maxPending {
-		s.o.metrics.Increment("strategies.run_task_concurrently.batch.backpressure", 1)
+		s.o.Metrics.Increment("strategies.run_task_concurrently.batch.backpressure", 1)
 		return false
 	}
 	t := s.cur
 	s.cur = nil
 	t.out = make([]outcome[U], len(t.in))
 	t.done = make(chan struct{})
-	s.o.metrics.Gauge("strategies.run_task_concurrently.batch.size", float64(len(t.in)))
+	s.o.Metrics.Gauge("strategies.run_task_concurrently.batch.size", float64(len(t.in)))
 	s.pending.Push(t, t.done)
 	s.work <- t
 	return true
@@ -254,7 +254,7 @@ func (s *RunTaskConcurrently[T, U]) forwardTask(t *task[T, U]) error {
 		}
 		if err := s.next.Submit(r.msg); err != nil {
 			if errors.Is(err, processor.ErrMessageRejected) {
-				s.o.metrics.Increment("strategies.run_task_concurrently.backpressure", 1)
+				s.o.Metrics.Increment("strategies.run_task_concurrently.backpressure", 1)
 				return err
 			}
 			// Failed or reported invalid: done with, as a held message is (see
@@ -291,7 +291,7 @@ func (s *RunTaskConcurrently[T, U]) Join(ctx context.Context) error {
 func (s *RunTaskConcurrently[T, U]) finish(ctx context.Context) error {
 	err := s.forwardAll(ctx)
 	if isInvalid(err) {
-		s.o.logger.Warn("invalid message during join; abandoning it and the messages after it for redelivery", zap.Error(err))
+		s.o.Logger.Warn("invalid message during join; abandoning it and the messages after it for redelivery", zap.Error(err))
 		return nil
 	}
 	return err

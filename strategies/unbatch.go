@@ -15,13 +15,14 @@ import (
 // again from Poll and rejects new batches until it has drained.
 type Unbatch[T any] struct {
 	next processor.Strategy[T]
-	o    options
 	out  outbox[T]
 }
 
 // NewUnbatch returns an Unbatch that forwards to next.
+// It logs and records nothing today; opts are taken so that options given to a
+// whole chain apply here too.
 func NewUnbatch[T any](next processor.Strategy[T], opts ...Option) *Unbatch[T] {
-	return &Unbatch[T]{next: next, o: buildOptions(opts)}
+	return &Unbatch[T]{next: next}
 }
 
 // Submit forwards the messages of batch. A filtered or empty batch is forwarded as a

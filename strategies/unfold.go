@@ -16,15 +16,16 @@ import (
 type Unfold[T, U any] struct {
 	fn   func(processor.Message[T]) ([]U, error)
 	next processor.Strategy[U]
-	o    options
 	out  outbox[U]
 }
 
 // NewUnfold returns an Unfold that expands messages with fn. An error from fn is
 // returned from Submit and nothing is forwarded. A message that fn expands to nothing
 // is forwarded as a filtered message, so that its offset is still committed.
+// It logs and records nothing today; opts are taken so that options given to a
+// whole chain apply here too.
 func NewUnfold[T, U any](fn func(processor.Message[T]) ([]U, error), next processor.Strategy[U], opts ...Option) *Unfold[T, U] {
-	return &Unfold[T, U]{fn: fn, next: next, o: buildOptions(opts)}
+	return &Unfold[T, U]{fn: fn, next: next}
 }
 
 // Submit expands msg and forwards the outputs. Filtered messages pass through.

@@ -12,6 +12,7 @@ import (
 	"github.com/creekstream/creek/metrics"
 	"github.com/creekstream/creek/processor"
 	"github.com/creekstream/creek/strategies"
+	"github.com/creekstream/creek/strategies/internal/config"
 )
 
 // Table is the part of a goka View that Lookup reads; *goka.View implements it.
@@ -73,8 +74,8 @@ func New[T, V, U any](table Table, key KeyFunc[T], join JoinFunc[T, V, U], next 
 	case next == nil:
 		return nil, errors.New("lookup: next step is nil; pass the strategy that takes the joined messages")
 	}
-	log, m, now := strategies.Resolve(opts...)
-	return &Lookup[T, V, U]{table: table, key: key, join: join, next: next, log: log, metrics: m, now: now}, nil
+	o := config.Resolve(opts)
+	return &Lookup[T, V, U]{table: table, key: key, join: join, next: next, log: o.Logger, metrics: o.Metrics, now: o.Now}, nil
 }
 
 // Submit looks msg up and forwards the joined result. It rejects msg while the table
