@@ -11,7 +11,7 @@ import (
 )
 
 // Producer writes payloads to a topic asynchronously. It is what Produce needs of a
-// Kafka producer; MemoryProducer is one for tests.
+// Kafka producer; kafkatest.MemoryProducer is one for tests.
 type Producer[T any] interface {
 	// Produce starts writing payload to topic and returns the delivery, which the
 	// producer resolves once the broker has acknowledged or refused the write. ctx

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/creekstream/creek/kafka/kafkatest"
 	"github.com/creekstream/creek/metrics"
 	"github.com/creekstream/creek/processor"
 	"go.uber.org/zap"
@@ -59,9 +60,9 @@ func checkPayloads(t *testing.T, r *recorder[string], want ...string) {
 	}
 }
 
-func newTestProduce(t *testing.T, maxPending int, opts ...ProduceOption) (*Produce[string], *MemoryProducer[string], *recorder[string]) {
+func newTestProduce(t *testing.T, maxPending int, opts ...ProduceOption) (*Produce[string], *kafkatest.MemoryProducer[string], *recorder[string]) {
 	t.Helper()
-	prod := NewMemoryProducer[string]()
+	prod := kafkatest.NewMemoryProducer[string]()
 	next := &recorder[string]{}
 	s, err := NewProduce[string](prod, "out", next, maxPending, opts...)
 	if err != nil {
@@ -284,7 +285,7 @@ func TestProduceKeepsOrderAcrossQueueReuse(t *testing.T) {
 }
 
 func TestNewProduceValidates(t *testing.T) {
-	prod := NewMemoryProducer[string]()
+	prod := kafkatest.NewMemoryProducer[string]()
 	next := &recorder[string]{}
 	tests := []struct {
 		name       string
