@@ -63,19 +63,22 @@ type Lookup[T, V, U any] struct {
 // message and value with join. Errors from key and join other than ErrDrop are
 // returned from Submit; they report a message that can never be joined with
 // processor.Invalid, which sends it to the dead-letter queue.
-func New[T, V, U any](table Table, key KeyFunc[T], join JoinFunc[T, V, U], next processor.Strategy[U], opts ...strategies.Option) (*Lookup[T, V, U], error) {
+//
+// New takes no value that configuration could get wrong, so it returns no error; a
+// nil argument is a mistake in the calling code and panics.
+func New[T, V, U any](table Table, key KeyFunc[T], join JoinFunc[T, V, U], next processor.Strategy[U], opts ...strategies.Option) *Lookup[T, V, U] {
 	switch {
 	case table == nil:
-		return nil, errors.New("lookup: table is nil; pass the goka View to read")
+		panic("lookup: table is nil; pass the goka View to read")
 	case key == nil:
-		return nil, errors.New("lookup: key function is nil; pass one that returns the table key of a message")
+		panic("lookup: key function is nil; pass one that returns the table key of a message")
 	case join == nil:
-		return nil, errors.New("lookup: join function is nil; pass one that combines a message with its table value")
+		panic("lookup: join function is nil; pass one that combines a message with its table value")
 	case next == nil:
-		return nil, errors.New("lookup: next step is nil; pass the strategy that takes the joined messages")
+		panic("lookup: next step is nil; pass the strategy that takes the joined messages")
 	}
 	o := config.Resolve(opts)
-	return &Lookup[T, V, U]{table: table, key: key, join: join, next: next, log: o.Logger, metrics: o.Metrics, now: o.Now}, nil
+	return &Lookup[T, V, U]{table: table, key: key, join: join, next: next, log: o.Logger, metrics: o.Metrics, now: o.Now}
 }
 
 // Submit looks msg up and forwards the joined result. It rejects msg while the table
