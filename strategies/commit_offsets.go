@@ -50,7 +50,7 @@ func (c *CommitOffsets[T]) Submit(msg processor.Message[T]) error {
 		}
 	}
 	if err := c.commit(msg.Committable, false); err != nil {
-		return fmt.Errorf("creek: commit offsets %s: %w", msg.Committable, err)
+		return fmt.Errorf("strategies: commit offsets %s: %w", msg.Committable, err)
 	}
 	return nil
 }
@@ -59,7 +59,7 @@ func (c *CommitOffsets[T]) Submit(msg processor.Message[T]) error {
 // what is staged.
 func (c *CommitOffsets[T]) Poll() error {
 	if err := c.commit(processor.Committable{}, false); err != nil {
-		return fmt.Errorf("creek: commit staged offsets: %w", err)
+		return fmt.Errorf("strategies: commit staged offsets: %w", err)
 	}
 	return nil
 }
@@ -73,7 +73,7 @@ func (c *CommitOffsets[T]) Join(context.Context) error {
 		return nil
 	}
 	if err := c.commit(processor.Committable{}, true); err != nil {
-		return fmt.Errorf("creek: final commit: %w", err)
+		return fmt.Errorf("strategies: final commit: %w", err)
 	}
 	return nil
 }

@@ -52,7 +52,7 @@ type Liveness struct {
 // WithMetrics apply.
 func NewLiveness(cfg LivenessConfig, opts ...Option) (*Liveness, error) {
 	if cfg.Window < 0 {
-		return nil, fmt.Errorf("creek: liveness: Window is %v; give a positive window or 0 for the default %v", cfg.Window, DefaultLivenessWindow)
+		return nil, fmt.Errorf("strategies: liveness: Window is %v; give a positive window or 0 for the default %v", cfg.Window, DefaultLivenessWindow)
 	}
 	if cfg.Window == 0 {
 		cfg.Window = DefaultLivenessWindow

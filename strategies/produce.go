@@ -68,13 +68,13 @@ type pendingDelivery[T any] struct {
 func NewProduce[T any](producer Producer[T], topic string, next processor.Strategy[T], maxPending int, opts ...ProduceOption) (*Produce[T], error) {
 	switch {
 	case producer == nil:
-		return nil, errors.New("creek: produce: producer is nil")
+		return nil, errors.New("strategies: produce: producer is nil")
 	case next == nil:
-		return nil, errors.New("creek: produce: next step is nil; end the chain with CommitOffsets or Noop")
+		return nil, errors.New("strategies: produce: next step is nil; end the chain with CommitOffsets or Noop")
 	case topic == "":
-		return nil, errors.New("creek: produce: topic is empty")
+		return nil, errors.New("strategies: produce: topic is empty")
 	case maxPending < 0:
-		return nil, fmt.Errorf("creek: produce: maxPending is %d; give a positive bound or 0 for the default %d", maxPending, DefaultMaxPendingDeliveries)
+		return nil, fmt.Errorf("strategies: produce: maxPending is %d; give a positive bound or 0 for the default %d", maxPending, DefaultMaxPendingDeliveries)
 	case maxPending == 0:
 		maxPending = DefaultMaxPendingDeliveries
 	}
@@ -126,7 +126,7 @@ func (p *Produce[T]) forward(e pendingDelivery[T]) error {
 	if e.delivery != nil {
 		if _, err := e.delivery.Result(); err != nil {
 			if !p.o.skipFailed {
-				return fmt.Errorf("creek: produce to %s (message %s): %w", p.topic, e.msg.Committable, err)
+				return fmt.Errorf("strategies: produce to %s (message %s): %w", p.topic, e.msg.Committable, err)
 			}
 			failed = err
 		}

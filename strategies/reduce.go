@@ -26,10 +26,10 @@ type BatchLimits[T any] struct {
 
 func (l BatchLimits[T]) validate() error {
 	if l.MaxSize < 0 || l.MaxWait < 0 {
-		return fmt.Errorf("creek: batch limits MaxSize %d and MaxWait %v must not be negative", l.MaxSize, l.MaxWait)
+		return fmt.Errorf("strategies: batch limits MaxSize %d and MaxWait %v must not be negative", l.MaxSize, l.MaxWait)
 	}
 	if l.MaxSize == 0 && l.MaxWait == 0 {
-		return errors.New("creek: batch limits need MaxSize > 0 or MaxWait > 0, or batches are only emitted on Join")
+		return errors.New("strategies: batch limits need MaxSize > 0 or MaxWait > 0, or batches are only emitted on Join")
 	}
 	return nil
 }
@@ -66,7 +66,7 @@ func NewReduce[T, A any](limits BatchLimits[T], accumulate func(A, processor.Mes
 		return nil, err
 	}
 	if accumulate == nil || initial == nil {
-		return nil, errors.New("creek: reduce needs both an accumulate and an initial function")
+		return nil, errors.New("strategies: reduce needs both an accumulate and an initial function")
 	}
 	return &Reduce[T, A]{limits: limits, accumulate: accumulate, initial: initial, next: next, o: buildOptions(opts)}, nil
 }

@@ -75,10 +75,10 @@ type outcome[U any] struct {
 // The workers start at once; Join or Terminate stops them.
 func NewRunTaskConcurrently[T, U any](fn func(processor.Message[T]) (U, error), concurrency, maxPending int, next processor.Strategy[U], opts ...Option) (*RunTaskConcurrently[T, U], error) {
 	if concurrency < 1 {
-		return nil, fmt.Errorf("creek: run task concurrently: concurrency is %d, need at least 1 goroutine", concurrency)
+		return nil, fmt.Errorf("strategies: run task concurrently: concurrency is %d, need at least 1 goroutine", concurrency)
 	}
 	if maxPending < 1 {
-		return nil, fmt.Errorf("creek: run task concurrently: maxPending is %d, need at least 1 message in flight", maxPending)
+		return nil, fmt.Errorf("strategies: run task concurrently: maxPending is %d, need at least 1 message in flight", maxPending)
 	}
 	return newRunTaskConcurrently(fn, concurrency, maxPending, 0, 0, next, opts), nil
 }
@@ -105,13 +105,13 @@ type ParallelBatchConfig struct {
 func NewRunTaskInBatches[T, U any](fn func(processor.Message[T]) (U, error), cfg ParallelBatchConfig, next processor.Strategy[U], opts ...Option) (*RunTaskConcurrently[T, U], error) {
 	switch {
 	case cfg.Concurrency < 1:
-		return nil, fmt.Errorf("creek: run task in batches: Concurrency is %d, need at least 1 goroutine", cfg.Concurrency)
+		return nil, fmt.Errorf("strategies: run task in batches: Concurrency is %d, need at least 1 goroutine", cfg.Concurrency)
 	case cfg.MaxPendingBatches < 1:
-		return nil, fmt.Errorf("creek: run task in batches: MaxPendingBatches is %d, need at least 1", cfg.MaxPendingBatches)
+		return nil, fmt.Errorf("strategies: run task in batches: MaxPendingBatches is %d, need at least 1", cfg.MaxPendingBatches)
 	case cfg.MaxBatchSize < 1:
-		return nil, fmt.Errorf("creek: run task in batches: MaxBatchSize is %d, need at least 1", cfg.MaxBatchSize)
+		return nil, fmt.Errorf("strategies: run task in batches: MaxBatchSize is %d, need at least 1", cfg.MaxBatchSize)
 	case cfg.MaxBatchWait <= 0:
-		return nil, fmt.Errorf("creek: run task in batches: MaxBatchWait is %v, need a positive duration so that a batch that never fills is still processed", cfg.MaxBatchWait)
+		return nil, fmt.Errorf("strategies: run task in batches: MaxBatchWait is %v, need a positive duration so that a batch that never fills is still processed", cfg.MaxBatchWait)
 	}
 	return newRunTaskConcurrently(fn, cfg.Concurrency, cfg.MaxPendingBatches, cfg.MaxBatchSize, cfg.MaxBatchWait, next, opts), nil
 }
@@ -156,7 +156,7 @@ func (s *RunTaskConcurrently[T, U]) apply(m processor.Message[T]) outcome[U] {
 		// A task runs once; it cannot ask to be offered again. Passed on as it is,
 		// the rejection would read as the next step's backpressure and the message
 		// would be dropped while later offsets are committed past it.
-		err = fmt.Errorf("creek: run task concurrently: the task returned ErrMessageRejected (%v); a task can fail or report processor.Invalid, not reject", err)
+		err = fmt.Errorf("strategies: run task concurrently: the task returned ErrMessageRejected (%v); a task can fail or report processor.Invalid, not reject", err)
 	}
 	if err != nil {
 		return outcome[U]{err: err}
@@ -165,7 +165,7 @@ func (s *RunTaskConcurrently[T, U]) apply(m processor.Message[T]) outcome[U] {
 }
 
 // errStopped is returned by Submit after Join or Terminate.
-var errStopped = errors.New("creek: run task concurrently: submit after join or terminate")
+var errStopped = errors.New("strategies: run task concurrently: submit after join or terminate")
 
 // Submit hands msg to the pool. It rejects while maxPending messages (batches in
 // batched mode) are in flight. Filtered messages keep their place in the order.

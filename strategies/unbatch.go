@@ -19,8 +19,8 @@ type Unbatch[T any] struct {
 }
 
 // NewUnbatch returns an Unbatch that forwards to next.
-// It logs and records nothing today; opts are taken so that options given to a
-// whole chain apply here too.
+// It logs and records nothing; opts are accepted, and ignored, so that one list of
+// options can be given to every step of a chain.
 func NewUnbatch[T any](next processor.Strategy[T], opts ...Option) *Unbatch[T] {
 	return &Unbatch[T]{next: next}
 }

@@ -22,8 +22,8 @@ type Unfold[T, U any] struct {
 // NewUnfold returns an Unfold that expands messages with fn. An error from fn is
 // returned from Submit and nothing is forwarded. A message that fn expands to nothing
 // is forwarded as a filtered message, so that its offset is still committed.
-// It logs and records nothing today; opts are taken so that options given to a
-// whole chain apply here too.
+// It logs and records nothing; opts are accepted, and ignored, so that one list of
+// options can be given to every step of a chain.
 func NewUnfold[T, U any](fn func(processor.Message[T]) ([]U, error), next processor.Strategy[U], opts ...Option) *Unfold[T, U] {
 	return &Unfold[T, U]{fn: fn, next: next}
 }
