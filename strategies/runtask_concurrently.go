@@ -244,25 +244,24 @@ func (s *RunTaskConcurrently[T, U]) Poll() error {
 
 // forwardTask forwards the unsent results of the finished task t. It returns
 // ErrMessageRejected if the next step rejected one, and fn's error in place of its
-// message; t then stays at the head of the queue for the rest to be offered again.
+// message; t stays at the head of the queue until all its results are passed on.
 func (s *RunTaskConcurrently[T, U]) forwardTask(t *task[T, U]) error {
 	for t.sent < len(t.out) {
 		r := t.out[t.sent]
-		if r.err != nil {
-			t.sent++
-			return r.err
+		err := r.err
+		if err == nil {
+			err = s.next.Submit(r.msg)
 		}
-		if err := s.next.Submit(r.msg); err != nil {
-			if errors.Is(err, processor.ErrMessageRejected) {
-				s.o.Metrics.Increment("strategies.run_task_concurrently.backpressure", 1)
-				return err
-			}
-			// Failed or reported invalid: done with, as a held message is (see
-			// inflight.Slot); offered again it would only be reported again.
-			t.sent++
+		if errors.Is(err, processor.ErrMessageRejected) {
+			s.o.Metrics.Increment("strategies.run_task_concurrently.backpressure", 1)
 			return err
 		}
+		// A result the next step failed or reported invalid is done with, as a held
+		// message is (see inflight.Slot): offered again it would be reported again.
 		t.sent++
+		if err != nil {
+			return err
+		}
 	}
 	return nil
 }
