@@ -38,7 +38,11 @@ func (s *RunTask[T, U]) Submit(msg processor.Message[T]) error {
 	if err != nil {
 		return err
 	}
-	return s.held.Submit(s.next, processor.WithPayload(msg, v))
+	out := processor.WithPayload(msg, v)
+	if err := s.next.Submit(out); err != nil {
+		return s.held.Keep(out, err)
+	}
+	return nil
 }
 
 // Poll polls the next step and offers it the held result again.

@@ -23,14 +23,19 @@ type entry[T any] struct {
 // Push appends v, which is finished once done is closed; a nil done means it is
 // finished already.
 func (q *Queue[T]) Push(v T, done <-chan struct{}) {
-	// Move the live part to the front once the forwarded part is at least as long:
-	// the copy is paid for by the pops before it, and the array stays bounded.
 	if q.head > 0 && q.head >= len(q.entries)-q.head {
-		n := copy(q.entries, q.entries[q.head:])
-		clear(q.entries[n:])
-		q.entries, q.head = q.entries[:n], 0
+		q.compact()
 	}
 	q.entries = append(q.entries, entry[T]{v, done})
+}
+
+// compact moves the live entries to the front of the array. Push does so once the
+// forwarded part is at least as long as the live one, so the copy is paid for by the
+// pops before it and the array stays bounded.
+func (q *Queue[T]) compact() {
+	n := copy(q.entries, q.entries[q.head:])
+	clear(q.entries[n:])
+	q.entries, q.head = q.entries[:n], 0
 }
 
 // Len returns the number of entries not yet forwarded.

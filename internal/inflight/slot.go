@@ -20,7 +20,16 @@ func (s *Slot[T]) Full() bool { return s.full }
 // Submit offers msg to next and holds it if next rejects it. Only errors other than
 // the rejection are returned.
 func (s *Slot[T]) Submit(next processor.Strategy[T], msg processor.Message[T]) error {
-	err := next.Submit(msg)
+	if err := next.Submit(msg); err != nil {
+		return s.Keep(msg, err)
+	}
+	return nil
+}
+
+// Keep takes err, a next step's answer to msg, and holds msg if err is the
+// rejection; it returns any other error. Steps on a hot path call the next step
+// themselves and Keep only on an error, which spares them a call per message.
+func (s *Slot[T]) Keep(msg processor.Message[T], err error) error {
 	if errors.Is(err, processor.ErrMessageRejected) {
 		s.msg, s.full = msg, true
 		return nil
