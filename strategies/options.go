@@ -8,9 +8,8 @@ import (
 	"go.uber.org/zap"
 )
 
-// Option configures what every strategy shares: where it logs, where it records
-// metrics and the clock it reads. Every constructor takes Options; an Option is
-// also a ProduceOption.
+// Option configures what strategies share: where they log, where they record
+// metrics and the clock they read. An Option is also a ProduceOption.
 type Option interface {
 	ProduceOption
 	apply(*options)
