@@ -24,9 +24,9 @@ type Producer[T any] interface {
 const DefaultMaxPendingDeliveries = 10_000
 
 // WithFailedDeliveriesSkipped makes Produce log a failed delivery and forward its
-// message anyway, so that its offset is committed, instead of failing. The message
-// is then lost, so use it only where losing some is acceptable. The producer counts
-// the failure (producer.produce_status, status=error), as it counts every delivery.
+// message anyway, instead of failing, so that its offset is committed and the message
+// is lost: use it only where losing some is acceptable. The failure is counted by the
+// producer (producer.produce_status, status=error), as every delivery is.
 func WithFailedDeliveriesSkipped() ProduceOption {
 	return produceOnly(func(o *produceOptions) { o.skipFailed = true })
 }
