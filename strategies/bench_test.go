@@ -2,6 +2,7 @@ package strategies
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -110,4 +111,55 @@ func (p *ackingProducer) Produce(_ context.Context, topic string, _ processor.Ka
 	d.Resolve(processor.Position{Partition: processor.Partition{Topic: topic}, Offset: p.offset}, nil)
 	p.offset++
 	return d
+}
+
+// BenchmarkRunTaskConcurrentlyCommitOffsets measures one message through
+// RunTaskConcurrently(identity) -> CommitOffsets on 4 goroutines, submitting until
+// rejected and then polling like the processor's loop.
+func BenchmarkRunTaskConcurrentlyCommitOffsets(b *testing.B) {
+	benchConcurrently(b, func(fn func(processor.Message[processor.KafkaPayload]) (processor.KafkaPayload, error), next processor.Strategy[processor.KafkaPayload]) (*RunTaskConcurrently[processor.KafkaPayload, processor.KafkaPayload], error) {
+		return NewRunTaskConcurrently(fn, 4, 1024, next)
+	})
+}
+
+// BenchmarkRunTaskInBatchesCommitOffsets is the same in batched mode, 64 messages a
+// batch.
+func BenchmarkRunTaskInBatchesCommitOffsets(b *testing.B) {
+	benchConcurrently(b, func(fn func(processor.Message[processor.KafkaPayload]) (processor.KafkaPayload, error), next processor.Strategy[processor.KafkaPayload]) (*RunTaskConcurrently[processor.KafkaPayload, processor.KafkaPayload], error) {
+		return NewRunTaskInBatches(fn, ParallelBatchConfig{Concurrency: 4, MaxPendingBatches: 16, MaxBatchSize: 64, MaxBatchWait: time.Second}, next)
+	})
+}
+
+func benchConcurrently(b *testing.B, build func(func(processor.Message[processor.KafkaPayload]) (processor.KafkaPayload, error), processor.Strategy[processor.KafkaPayload]) (*RunTaskConcurrently[processor.KafkaPayload, processor.KafkaPayload], error)) {
+	msgs := benchMessages(1 << 12)
+	parts := []processor.Partition{{Topic: "bench", Index: 0}, {Topic: "bench", Index: 1}, {Topic: "bench", Index: 2}, {Topic: "bench", Index: 3}}
+	commit, _ := stagingCommit(parts)
+	identity := func(m processor.Message[processor.KafkaPayload]) (processor.KafkaPayload, error) {
+		return m.Payload, nil
+	}
+	s, err := build(identity, NewCommitOffsets[processor.KafkaPayload](commit))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		for {
+			err := s.Submit(msgs[i&(len(msgs)-1)])
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, processor.ErrMessageRejected) {
+				b.Fatal(err)
+			}
+			if err := s.Poll(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		i++
+	}
+	b.StopTimer()
+	if err := s.Join(context.Background()); err != nil {
+		b.Fatal(err)
+	}
 }

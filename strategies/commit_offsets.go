@@ -43,14 +43,14 @@ func (c *CommitOffsets[T]) Submit(msg processor.Message[T]) error {
 	if !msg.Timestamp.IsZero() {
 		c.sinceLatency++
 		if c.sinceLatency <= latencyStride || c.sinceLatency%latencyStride == 0 {
-			if now := c.opts.now(); now.Sub(c.lastLatency) >= latencyInterval {
+			if now := c.opts.Now(); now.Sub(c.lastLatency) >= latencyInterval {
 				c.lastLatency, c.sinceLatency = now, 0
-				c.opts.metrics.Timing("consumer.latency", now.Sub(msg.Timestamp))
+				c.opts.Metrics.Timing("consumer.latency", now.Sub(msg.Timestamp))
 			}
 		}
 	}
 	if err := c.commit(msg.Committable, false); err != nil {
-		return fmt.Errorf("creek: commit offsets %s: %w", msg.Committable, err)
+		return fmt.Errorf("strategies: commit offsets %s: %w", msg.Committable, err)
 	}
 	return nil
 }
@@ -59,7 +59,7 @@ func (c *CommitOffsets[T]) Submit(msg processor.Message[T]) error {
 // what is staged.
 func (c *CommitOffsets[T]) Poll() error {
 	if err := c.commit(processor.Committable{}, false); err != nil {
-		return fmt.Errorf("creek: commit staged offsets: %w", err)
+		return fmt.Errorf("strategies: commit staged offsets: %w", err)
 	}
 	return nil
 }
@@ -73,7 +73,7 @@ func (c *CommitOffsets[T]) Join(context.Context) error {
 		return nil
 	}
 	if err := c.commit(processor.Committable{}, true); err != nil {
-		return fmt.Errorf("creek: final commit: %w", err)
+		return fmt.Errorf("strategies: final commit: %w", err)
 	}
 	return nil
 }

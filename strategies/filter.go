@@ -2,9 +2,9 @@ package strategies
 
 import (
 	"context"
-	"errors"
 	"time"
 
+	"github.com/creekstream/creek/internal/inflight"
 	"github.com/creekstream/creek/processor"
 )
 
@@ -25,8 +25,7 @@ type Filter[T any] struct {
 	dropped   map[processor.Partition]int64
 	droppedAt time.Time
 
-	carried  processor.Message[T]
-	carrying bool
+	held inflight.Slot[T]
 }
 
 // NewFilter returns a Filter that forwards the messages for which pred returns true.
@@ -38,7 +37,7 @@ func NewFilter[T any](pred func(processor.Message[T]) bool, next processor.Strat
 // messages, as a filtered message, whenever policy says they should be committed.
 func NewFilterWithCommitPolicy[T any](pred func(processor.Message[T]) bool, policy processor.CommitPolicy, next processor.Strategy[T], opts ...Option) (*Filter[T], error) {
 	s := NewFilter(pred, next, opts...)
-	st, err := policy.NewState(s.o.now())
+	st, err := policy.NewState(s.o.Now())
 	if err != nil {
 		return nil, err
 	}
@@ -49,7 +48,7 @@ func NewFilterWithCommitPolicy[T any](pred func(processor.Message[T]) bool, poli
 // Submit forwards msg if it is filtered already or the predicate holds, and drops it
 // otherwise.
 func (s *Filter[T]) Submit(msg processor.Message[T]) error {
-	if s.carrying {
+	if s.held.Full() {
 		return processor.ErrMessageRejected
 	}
 	if msg.Filtered() || s.pred(msg) {
@@ -61,9 +60,9 @@ func (s *Filter[T]) Submit(msg processor.Message[T]) error {
 				}
 			}
 		}
-		return s.forward(msg)
+		return s.held.Submit(s.next, msg)
 	}
-	s.o.metrics.Increment("strategies.filter.dropped_messages", 1)
+	s.o.Metrics.Increment("strategies.filter.dropped_messages", 1)
 	if s.policy == nil {
 		return nil
 	}
@@ -74,54 +73,29 @@ func (s *Filter[T]) Submit(msg processor.Message[T]) error {
 	return s.commitDropped(false)
 }
 
-// forward submits msg to the next step, carrying it if the next step rejects.
-func (s *Filter[T]) forward(msg processor.Message[T]) error {
-	if err := s.next.Submit(msg); err != nil {
-		if !errors.Is(err, processor.ErrMessageRejected) {
-			return err
-		}
-		s.carried, s.carrying = msg, true
-	}
-	return nil
-}
-
 // commitDropped forwards the dropped offsets as one filtered message when the policy
 // says so, or always with force.
 func (s *Filter[T]) commitDropped(force bool) error {
 	if len(s.dropped) == 0 {
 		return nil
 	}
-	now := s.o.now()
+	now := s.o.Now()
 	if !force && !s.policy.ShouldCommit(now, s.dropped) {
 		return nil
 	}
 	s.policy.DidCommit(now, s.dropped)
 	out := processor.NewFiltered[T](processor.CommittableFromMap(s.dropped), s.droppedAt)
 	s.dropped, s.droppedAt = make(map[processor.Partition]int64), time.Time{}
-	return s.forward(out)
+	return s.held.Submit(s.next, out)
 }
 
-// flush offers the carried message again; it returns ErrMessageRejected while it is
-// still held.
-func (s *Filter[T]) flush() error {
-	if !s.carrying {
-		return nil
-	}
-	if err := s.next.Submit(s.carried); err != nil {
-		return err
-	}
-	var zero processor.Message[T]
-	s.carried, s.carrying = zero, false
-	return nil
-}
-
-// Poll retries a carried message and lets a time-based commit policy forward the
+// Poll retries a held message and lets a time-based commit policy forward the
 // dropped offsets.
 func (s *Filter[T]) Poll() error {
 	if err := s.next.Poll(); err != nil {
 		return err
 	}
-	if err := s.flush(); err != nil {
+	if err := s.held.Retry(s.next); err != nil {
 		return ignoreRejected(err)
 	}
 	if s.policy != nil {
@@ -133,31 +107,23 @@ func (s *Filter[T]) Poll() error {
 // Close does nothing: Join forwards what is left.
 func (s *Filter[T]) Close() {}
 
-// Join forwards the carried message and the pending dropped offsets until the next
+// Join forwards the held message and the pending dropped offsets until the next
 // step takes them or ctx is done, then closes and joins the next step.
 func (s *Filter[T]) Join(ctx context.Context) error {
-	err := drain(ctx, func() error {
-		if err := s.flush(); err != nil {
-			return err
-		}
-		if s.policy != nil {
-			if err := s.commitDropped(true); err != nil {
-				return err
-			}
-		}
-		if s.carrying {
-			return processor.ErrMessageRejected
-		}
+	return joinHeld(ctx, &s.held, s.next, s.commitAllDropped, nil)
+}
+
+// commitAllDropped forwards the pending dropped offsets, whatever the policy says.
+func (s *Filter[T]) commitAllDropped() error {
+	if s.policy == nil {
 		return nil
-	}, s.next.Poll, func() {})
-	s.next.Close()
-	return errors.Join(err, s.next.Join(ctx))
+	}
+	return s.commitDropped(true)
 }
 
 // Terminate drops what is held and terminates the next step.
 func (s *Filter[T]) Terminate() {
-	var zero processor.Message[T]
-	s.carried, s.carrying = zero, false
+	s.held.Clear()
 	if s.dropped != nil {
 		clear(s.dropped)
 	}

@@ -203,7 +203,7 @@ func (g *Guard[T]) Join(ctx context.Context) error {
 	innerErr := g.inner.Join(ctx)
 	// The inner strategy returning before ctx ended means it finished everything.
 	g.innerDone = innerErr == nil && ctx.Err() == nil
-	err := drain(ctx, g.release, g.next.Poll, func() {})
+	err := drain(ctx, g.release, g.next.Poll)
 	g.next.Close()
 	return errors.Join(innerErr, err, g.next.Join(ctx))
 }

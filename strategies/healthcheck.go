@@ -52,7 +52,7 @@ type Liveness struct {
 // WithMetrics apply.
 func NewLiveness(cfg LivenessConfig, opts ...Option) (*Liveness, error) {
 	if cfg.Window < 0 {
-		return nil, fmt.Errorf("creek: liveness: Window is %v; give a positive window or 0 for the default %v", cfg.Window, DefaultLivenessWindow)
+		return nil, fmt.Errorf("strategies: liveness: Window is %v; give a positive window or 0 for the default %v", cfg.Window, DefaultLivenessWindow)
 	}
 	if cfg.Window == 0 {
 		cfg.Window = DefaultLivenessWindow
@@ -63,7 +63,7 @@ func NewLiveness(cfg LivenessConfig, opts ...Option) (*Liveness, error) {
 // polled records a poll and touches the file if a second has passed since the last
 // touch.
 func (l *Liveness) polled() {
-	now := l.o.now()
+	now := l.o.Now()
 	l.lastPoll.Store(now.UnixNano())
 	if l.path == "" || now.Sub(time.Unix(0, l.lastTouch.Load())) < touchInterval {
 		return
@@ -72,10 +72,10 @@ func (l *Liveness) polled() {
 	// the signal, and stopping the consumer over it would only make things worse.
 	l.lastTouch.Store(now.UnixNano())
 	if err := touch(l.path, now); err != nil {
-		l.o.logger.Warn("cannot touch healthcheck file", zap.String("path", l.path), zap.Error(err))
+		l.o.Logger.Warn("cannot touch healthcheck file", zap.String("path", l.path), zap.Error(err))
 		return
 	}
-	l.o.metrics.Increment("strategies.healthcheck.touch", 1)
+	l.o.Metrics.Increment("strategies.healthcheck.touch", 1)
 }
 
 func touch(path string, now time.Time) error {
@@ -104,7 +104,7 @@ func (l *Liveness) Handler() http.Handler {
 			fmt.Fprintln(w, "not alive: the consumer loop has not polled yet")
 			return
 		}
-		if age := l.o.now().Sub(time.Unix(0, last)); age > l.window {
+		if age := l.o.Now().Sub(time.Unix(0, last)); age > l.window {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			fmt.Fprintf(w, "not alive: the consumer loop last polled %v ago (window %v)\n", age, l.window)
 			return

@@ -4,43 +4,67 @@ import (
 	"time"
 
 	"github.com/creekstream/creek/metrics"
+	"github.com/creekstream/creek/strategies/internal/config"
 	"go.uber.org/zap"
 )
 
 // Option configures what strategies share: where they log, where they record
-// metrics, and the clock they read.
-type Option func(*options)
-
-type options struct {
-	logger  *zap.Logger
-	metrics metrics.Metrics
-	now     func() time.Time
-
-	// countDeliveryErrors is Produce's: see WithDeliveryErrorsCounted.
-	countDeliveryErrors bool
+// metrics and the clock they read. An Option is also a ProduceOption.
+type Option interface {
+	ProduceOption
+	apply(*options)
 }
 
+// ProduceOption configures Produce: any Option, or one that only Produce takes, such
+// as WithFailedDeliveriesSkipped, which no other constructor accepts.
+type ProduceOption interface {
+	applyProduce(*produceOptions)
+}
+
+// options is what every strategy reads; lookup reads it as config.Shared.
+type options = config.Shared
+
+type produceOptions struct {
+	options
+	skipFailed bool
+}
+
+type sharedOption func(*options)
+
+func (f sharedOption) apply(o *options)               { f(o) }
+func (f sharedOption) applyProduce(o *produceOptions) { f(&o.options) }
+
+type produceOnly func(*produceOptions)
+
+func (f produceOnly) applyProduce(o *produceOptions) { f(o) }
+
+func init() { config.Register(buildOptions) }
+
 func buildOptions(opts []Option) options {
-	o := options{logger: zap.NewNop(), metrics: metrics.Noop{}, now: time.Now}
+	o := config.Defaults()
 	for _, opt := range opts {
-		opt(&o)
+		opt.apply(&o)
+	}
+	return o
+}
+
+func buildProduceOptions(opts []ProduceOption) produceOptions {
+	o := produceOptions{options: config.Defaults()}
+	for _, opt := range opts {
+		opt.applyProduce(&o)
 	}
 	return o
 }
 
 // WithLogger sets the logger. The default discards.
-func WithLogger(l *zap.Logger) Option { return func(o *options) { o.logger = l } }
+func WithLogger(l *zap.Logger) Option { return sharedOption(func(o *options) { o.Logger = l }) }
 
 // WithMetrics sets the metrics backend. The default discards.
-func WithMetrics(m metrics.Metrics) Option { return func(o *options) { o.metrics = m } }
+func WithMetrics(m metrics.Metrics) Option {
+	return sharedOption(func(o *options) { o.Metrics = m })
+}
 
 // WithClock sets the function that tells the time; tests use it to move time.
-func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
-
-// Resolve returns the logger, metrics backend and clock that opts set, with the
-// defaults for those they leave out. Strategies outside this package use it to take
-// the same options.
-func Resolve(opts ...Option) (*zap.Logger, metrics.Metrics, func() time.Time) {
-	o := buildOptions(opts)
-	return o.logger, o.metrics, o.now
+func WithClock(now func() time.Time) Option {
+	return sharedOption(func(o *options) { o.Now = now })
 }

@@ -5,13 +5,13 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/creekstream/creek/metrics"
+	"github.com/creekstream/creek/internal/inflight"
 	"github.com/creekstream/creek/processor"
 	"go.uber.org/zap"
 )
 
 // Producer writes payloads to a topic asynchronously. It is what Produce needs of a
-// Kafka producer; MemoryProducer is one for tests.
+// Kafka producer; kafkatest.MemoryProducer is one for tests.
 type Producer[T any] interface {
 	// Produce starts writing payload to topic and returns the delivery, which the
 	// producer resolves once the broker has acknowledged or refused the write. ctx
@@ -23,11 +23,12 @@ type Producer[T any] interface {
 // deliveries are outstanding, unless told otherwise.
 const DefaultMaxPendingDeliveries = 10_000
 
-// WithDeliveryErrorsCounted makes Produce count a failed delivery
-// (producer.produce_status, status=error), log it and forward the message anyway, instead
-// of failing. The message is then lost, so use it only where losing some is acceptable.
-func WithDeliveryErrorsCounted() Option {
-	return func(o *options) { o.countDeliveryErrors = true }
+// WithFailedDeliveriesSkipped makes Produce log a failed delivery and forward its
+// message anyway, instead of failing, so that its offset is committed and the message
+// is lost: use it only where losing some is acceptable. The failure is counted by the
+// producer (producer.produce_status, status=error), as every delivery is.
+func WithFailedDeliveriesSkipped() ProduceOption {
+	return produceOnly(func(o *produceOptions) { o.skipFailed = true })
 }
 
 // Produce writes every payload to a topic and forwards the message to the next step
@@ -39,17 +40,19 @@ type Produce[T any] struct {
 	topic      string
 	next       processor.Strategy[T]
 	maxPending int
-	o          options
+	o          produceOptions
 
 	// ctx is given to every Produce call; it ends with Terminate or Join so that a
 	// producer waiting for buffer space gives up when the strategy does.
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	// queue[head:] are the messages not yet forwarded, oldest first. A slice with a
-	// moving head reuses its array instead of allocating per message.
-	queue []pendingDelivery[T]
-	head  int
+	// pending are the messages not yet forwarded, oldest first.
+	pending inflight.Queue[pendingDelivery[T]]
+	// failedHead is set when the next step failed the message at the head with an
+	// error other than a rejection. That message is done with, as on a first offer,
+	// and the next forward passes over it.
+	failedHead bool
 }
 
 // pendingDelivery is a message waiting to be forwarded and, unless it is filtered,
@@ -62,16 +65,16 @@ type pendingDelivery[T any] struct {
 // NewProduce returns a Produce that writes payloads to topic through producer and
 // forwards acknowledged messages to next. It holds at most maxPending messages
 // (DefaultMaxPendingDeliveries when 0) and rejects more until the oldest are done.
-func NewProduce[T any](producer Producer[T], topic string, next processor.Strategy[T], maxPending int, opts ...Option) (*Produce[T], error) {
+func NewProduce[T any](producer Producer[T], topic string, next processor.Strategy[T], maxPending int, opts ...ProduceOption) (*Produce[T], error) {
 	switch {
 	case producer == nil:
-		return nil, errors.New("creek: produce: producer is nil")
+		return nil, errors.New("strategies: produce: producer is nil")
 	case next == nil:
-		return nil, errors.New("creek: produce: next step is nil; end the chain with CommitOffsets or Noop")
+		return nil, errors.New("strategies: produce: next step is nil; end the chain with CommitOffsets or Noop")
 	case topic == "":
-		return nil, errors.New("creek: produce: topic is empty")
+		return nil, errors.New("strategies: produce: topic is empty")
 	case maxPending < 0:
-		return nil, fmt.Errorf("creek: produce: maxPending is %d; give a positive bound or 0 for the default %d", maxPending, DefaultMaxPendingDeliveries)
+		return nil, fmt.Errorf("strategies: produce: maxPending is %d; give a positive bound or 0 for the default %d", maxPending, DefaultMaxPendingDeliveries)
 	case maxPending == 0:
 		maxPending = DefaultMaxPendingDeliveries
 	}
@@ -81,7 +84,7 @@ func NewProduce[T any](producer Producer[T], topic string, next processor.Strate
 		topic:      topic,
 		next:       next,
 		maxPending: maxPending,
-		o:          buildOptions(opts),
+		o:          buildProduceOptions(opts),
 		ctx:        ctx,
 		cancel:     cancel,
 	}, nil
@@ -90,82 +93,54 @@ func NewProduce[T any](producer Producer[T], topic string, next processor.Strate
 // Submit starts producing msg's payload, or queues a filtered msg. It rejects the
 // message while maxPending messages are waiting.
 func (p *Produce[T]) Submit(msg processor.Message[T]) error {
-	if len(p.queue)-p.head >= p.maxPending {
+	if p.pending.Len() >= p.maxPending {
 		return processor.ErrMessageRejected
 	}
-	var d *processor.Delivery
-	if !msg.Filtered() {
-		d = p.producer.Produce(p.ctx, p.topic, msg.Payload)
+	if msg.Filtered() {
+		p.pending.Push(pendingDelivery[T]{msg: msg}, nil)
+		return nil
 	}
-	p.push(pendingDelivery[T]{msg: msg, delivery: d})
+	d := p.producer.Produce(p.ctx, p.topic, msg.Payload)
+	p.pending.Push(pendingDelivery[T]{msg: msg, delivery: d}, d.Done())
 	return nil
-}
-
-func (p *Produce[T]) push(e pendingDelivery[T]) {
-	// Move the live part to the front once the consumed part is at least as long, so
-	// the copy is paid for by the pops before it and the array stays bounded.
-	if p.head > 0 && p.head >= len(p.queue)-p.head {
-		n := copy(p.queue, p.queue[p.head:])
-		clear(p.queue[n:])
-		p.queue, p.head = p.queue[:n], 0
-	}
-	p.queue = append(p.queue, e)
 }
 
 // Poll polls the next step and forwards the messages whose deliveries are done, up to
 // the first one still outstanding. It returns a delivery error unless
-// WithDeliveryErrorsCounted was given.
+// WithFailedDeliveriesSkipped was given.
 func (p *Produce[T]) Poll() error {
 	if err := p.next.Poll(); err != nil {
 		return err
 	}
-	for p.head < len(p.queue) {
-		if d := p.queue[p.head].delivery; d != nil {
-			select {
-			case <-d.Done():
-			default:
-				return nil
-			}
-		}
-		if err := p.forwardHead(); err != nil {
-			return ignoreRejected(err)
-		}
-	}
-	return nil
+	return ignoreRejected(p.pending.Forward(p.forward))
 }
 
-// forwardHead hands the oldest message, whose delivery must be done, to the next step.
-// It returns ErrMessageRejected, keeping the message, when the next step rejects it.
-func (p *Produce[T]) forwardHead() error {
-	e := &p.queue[p.head]
+// forward hands e, whose delivery is done, to the next step. It returns
+// ErrMessageRejected when the next step rejects the message, which stays at the head.
+func (p *Produce[T]) forward(e pendingDelivery[T]) error {
+	if p.failedHead {
+		p.failedHead = false
+		return nil
+	}
+	var failed error
 	if e.delivery != nil {
 		if _, err := e.delivery.Result(); err != nil {
-			p.o.metrics.Increment("producer.produce_status", 1, metrics.Tag{Key: "status", Value: "error"})
-			if !p.o.countDeliveryErrors {
-				return fmt.Errorf("creek: produce to %s (message %s): %w", p.topic, e.msg.Committable, err)
+			if !p.o.skipFailed {
+				return fmt.Errorf("strategies: produce to %s (message %s): %w", p.topic, e.msg.Committable, err)
 			}
-			p.o.logger.Warn("delivery failed; message skipped",
-				zap.String("topic", p.topic), zap.Stringer("committable", e.msg.Committable), zap.Error(err))
+			failed = err
 		}
-		// A retry after a rejection must not count the outcome again.
-		e.delivery = nil
 	}
-	if err := p.next.Submit(e.msg); errors.Is(err, processor.ErrMessageRejected) {
-		return err
-	} else if err != nil {
-		p.pop()
+	if err := p.next.Submit(e.msg); err != nil {
+		p.failedHead = !errors.Is(err, processor.ErrMessageRejected)
 		return err
 	}
-	p.pop()
+	if failed != nil {
+		// Logged once the message is forwarded, so a retry does not log it again.
+		p.o.Logger.Warn("delivery failed; message skipped",
+			zap.String("topic", p.topic), zap.Stringer("committable", e.msg.Committable), zap.Error(failed))
+	}
 	return nil
-}
-
-func (p *Produce[T]) pop() {
-	p.queue[p.head] = pendingDelivery[T]{}
-	p.head++
-	if p.head == len(p.queue) {
-		p.queue, p.head = p.queue[:0], 0
-	}
 }
 
 // Close does nothing: the deliveries in flight are waited for by Join.
@@ -176,46 +151,18 @@ func (p *Produce[T]) Close() {}
 // still outstanding when ctx ends are abandoned and will be consumed again.
 func (p *Produce[T]) Join(ctx context.Context) error {
 	defer p.cancel()
-	err := p.drainQueue(ctx)
-	if n := len(p.queue) - p.head; n > 0 && err == nil {
-		p.o.logger.Info("join timed out; abandoning outstanding deliveries", zap.String("topic", p.topic), zap.Int("messages", n))
+	abandoned, err := p.pending.Finish(ctx, p.forward, p.next.Poll)
+	if abandoned {
+		p.o.Logger.Info("join timed out; abandoning outstanding deliveries", zap.String("topic", p.topic), zap.Int("messages", p.pending.Len()))
 	}
 	p.next.Close()
 	return errors.Join(err, p.next.Join(ctx))
 }
 
-func (p *Produce[T]) drainQueue(ctx context.Context) error {
-	for p.head < len(p.queue) {
-		if d := p.queue[p.head].delivery; d != nil {
-			// Look at the delivery first: with ctx already done, a select on both
-			// would pick at random and could skip a finished delivery.
-			select {
-			case <-d.Done():
-			default:
-				select {
-				case <-d.Done():
-				case <-ctx.Done():
-					return nil
-				}
-			}
-		}
-		forwarded := false
-		err := drain(ctx, func() error {
-			err := p.forwardHead()
-			forwarded = err == nil
-			return err
-		}, p.next.Poll, func() {})
-		if err != nil || !forwarded {
-			// Without an error, drain gave up on a head the next step kept rejecting.
-			return err
-		}
-	}
-	return nil
-}
-
 // Terminate abandons the outstanding deliveries and terminates the next step.
 func (p *Produce[T]) Terminate() {
 	p.cancel()
-	p.queue, p.head = nil, 0
+	p.pending.Clear()
+	p.failedHead = false
 	p.next.Terminate()
 }

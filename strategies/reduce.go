@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/creekstream/creek/internal/inflight"
 	"github.com/creekstream/creek/processor"
 )
 
@@ -25,10 +26,10 @@ type BatchLimits[T any] struct {
 
 func (l BatchLimits[T]) validate() error {
 	if l.MaxSize < 0 || l.MaxWait < 0 {
-		return fmt.Errorf("creek: batch limits MaxSize %d and MaxWait %v must not be negative", l.MaxSize, l.MaxWait)
+		return fmt.Errorf("strategies: batch limits MaxSize %d and MaxWait %v must not be negative", l.MaxSize, l.MaxWait)
 	}
 	if l.MaxSize == 0 && l.MaxWait == 0 {
-		return errors.New("creek: batch limits need MaxSize > 0 or MaxWait > 0, or batches are only emitted on Join")
+		return errors.New("strategies: batch limits need MaxSize > 0 or MaxWait > 0, or batches are only emitted on Join")
 	}
 	return nil
 }
@@ -54,8 +55,7 @@ type Reduce[T, A any] struct {
 	latest  time.Time
 	offsets map[processor.Partition]int64
 
-	carried  processor.Message[A]
-	carrying bool
+	held inflight.Slot[A]
 }
 
 // NewReduce returns a Reduce that starts every batch with initial() and folds each
@@ -66,7 +66,7 @@ func NewReduce[T, A any](limits BatchLimits[T], accumulate func(A, processor.Mes
 		return nil, err
 	}
 	if accumulate == nil || initial == nil {
-		return nil, errors.New("creek: reduce needs both an accumulate and an initial function")
+		return nil, errors.New("strategies: reduce needs both an accumulate and an initial function")
 	}
 	return &Reduce[T, A]{limits: limits, accumulate: accumulate, initial: initial, next: next, o: buildOptions(opts)}, nil
 }
@@ -75,7 +75,7 @@ func NewReduce[T, A any](limits BatchLimits[T], accumulate func(A, processor.Mes
 // committable, so that its offsets are not committed before the batch; with no batch
 // open it is forwarded at once.
 func (s *Reduce[T, A]) Submit(msg processor.Message[T]) error {
-	if s.carrying {
+	if s.held.Full() {
 		return processor.ErrMessageRejected
 	}
 	if s.open && s.timeUp() {
@@ -83,7 +83,7 @@ func (s *Reduce[T, A]) Submit(msg processor.Message[T]) error {
 		if err := s.emit(); err != nil {
 			return err
 		}
-		if s.carrying {
+		if s.held.Full() {
 			return processor.ErrMessageRejected
 		}
 	}
@@ -103,7 +103,7 @@ func (s *Reduce[T, A]) Submit(msg processor.Message[T]) error {
 		return err
 	}
 	if !s.open {
-		s.open, s.started, s.size = true, s.o.now(), 0
+		s.open, s.started, s.size = true, s.o.Now(), 0
 		s.latest = time.Time{}
 		if s.offsets == nil {
 			s.offsets = make(map[processor.Partition]int64)
@@ -129,45 +129,25 @@ func (s *Reduce[T, A]) sizeOf(msg processor.Message[T]) int {
 }
 
 func (s *Reduce[T, A]) timeUp() bool {
-	return s.limits.MaxWait > 0 && s.o.now().Sub(s.started) >= s.limits.MaxWait
+	return s.limits.MaxWait > 0 && s.o.Now().Sub(s.started) >= s.limits.MaxWait
 }
 
-// emit closes the open batch and offers it to the next step, carrying it if the next
+// emit closes the open batch and offers it to the next step, holding it if the next
 // step rejects.
 func (s *Reduce[T, A]) emit() error {
 	out := processor.NewMessage(s.acc, processor.CommittableFromMap(s.offsets), s.latest)
-	s.o.metrics.Timing("strategies.reduce.batch_time", s.o.now().Sub(s.started))
+	s.o.Metrics.Timing("strategies.reduce.batch_time", s.o.Now().Sub(s.started))
 	var zero A
 	s.open, s.acc, s.offsets = false, zero, nil
-	if err := s.next.Submit(out); err != nil {
-		if !errors.Is(err, processor.ErrMessageRejected) {
-			return err
-		}
-		s.carried, s.carrying = out, true
-	}
-	return nil
+	return s.held.Submit(s.next, out)
 }
 
-// flush offers the carried batch again; it returns ErrMessageRejected while the batch
-// is still held.
-func (s *Reduce[T, A]) flush() error {
-	if !s.carrying {
-		return nil
-	}
-	if err := s.next.Submit(s.carried); err != nil {
-		return err
-	}
-	var zero processor.Message[A]
-	s.carried, s.carrying = zero, false
-	return nil
-}
-
-// Poll retries a carried batch and emits the open one once its time is up.
+// Poll retries a held batch and emits the open one once its time is up.
 func (s *Reduce[T, A]) Poll() error {
 	if err := s.next.Poll(); err != nil {
 		return err
 	}
-	if err := s.flush(); err != nil {
+	if err := s.held.Retry(s.next); err != nil {
 		return ignoreRejected(err)
 	}
 	if s.open && s.timeUp() {
@@ -182,29 +162,21 @@ func (s *Reduce[T, A]) Close() {}
 // Join emits the open batch, partial or not, and offers it until the next step takes
 // it or ctx is done; then it closes and joins the next step.
 func (s *Reduce[T, A]) Join(ctx context.Context) error {
-	err := drain(ctx, func() error {
-		if err := s.flush(); err != nil {
-			return err
-		}
-		if s.open {
-			if err := s.emit(); err != nil {
-				return err
-			}
-			if s.carrying {
-				return processor.ErrMessageRejected
-			}
-		}
+	return joinHeld(ctx, &s.held, s.next, s.emitOpen, nil)
+}
+
+// emitOpen emits the open batch, if there is one, partial or not.
+func (s *Reduce[T, A]) emitOpen() error {
+	if !s.open {
 		return nil
-	}, s.next.Poll, func() {})
-	s.next.Close()
-	return errors.Join(err, s.next.Join(ctx))
+	}
+	return s.emit()
 }
 
 // Terminate drops the batch and terminates the next step.
 func (s *Reduce[T, A]) Terminate() {
-	var zeroA A
-	var zeroM processor.Message[A]
-	s.open, s.acc, s.offsets = false, zeroA, nil
-	s.carried, s.carrying = zeroM, false
+	var zero A
+	s.open, s.acc, s.offsets = false, zero, nil
+	s.held.Clear()
 	s.next.Terminate()
 }

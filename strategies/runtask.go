@@ -2,10 +2,9 @@ package strategies
 
 import (
 	"context"
-	"errors"
 
+	"github.com/creekstream/creek/internal/inflight"
 	"github.com/creekstream/creek/processor"
-	"github.com/creekstream/creek/strategies/internal/held"
 )
 
 // RunTask maps each payload through a function and hands the result to the next step.
@@ -16,10 +15,7 @@ type RunTask[T, U any] struct {
 	fn   func(processor.Message[T]) (U, error)
 	next processor.Strategy[U]
 	o    options
-
-	// carried is the result the next step rejected; it is valid while carrying.
-	carried  processor.Message[U]
-	carrying bool
+	held inflight.Slot[U]
 }
 
 // NewRunTask returns a RunTask that maps messages through fn. An error from fn is
@@ -31,7 +27,7 @@ func NewRunTask[T, U any](fn func(processor.Message[T]) (U, error), next process
 
 // Submit runs fn on msg and forwards the result. Filtered messages pass through.
 func (s *RunTask[T, U]) Submit(msg processor.Message[T]) error {
-	if s.carrying {
+	if s.held.Full() {
 		return processor.ErrMessageRejected
 	}
 	if msg.Filtered() {
@@ -44,10 +40,7 @@ func (s *RunTask[T, U]) Submit(msg processor.Message[T]) error {
 	}
 	out := processor.WithPayload(msg, v)
 	if err := s.next.Submit(out); err != nil {
-		if !errors.Is(err, processor.ErrMessageRejected) {
-			return err
-		}
-		s.carried, s.carrying = out, true
+		return s.held.Keep(out, err)
 	}
 	return nil
 }
@@ -57,21 +50,7 @@ func (s *RunTask[T, U]) Poll() error {
 	if err := s.next.Poll(); err != nil {
 		return err
 	}
-	return ignoreRejected(s.flush())
-}
-
-// flush offers the held result to the next step. It returns ErrMessageRejected while
-// the result is still held.
-func (s *RunTask[T, U]) flush() error {
-	if !s.carrying {
-		return nil
-	}
-	if err := s.next.Submit(s.carried); err != nil {
-		return err
-	}
-	var zero processor.Message[U]
-	s.carried, s.carrying = zero, false
-	return nil
+	return ignoreRejected(s.held.Retry(s.next))
 }
 
 // Close does nothing: RunTask holds at most one result, which Join flushes.
@@ -80,30 +59,13 @@ func (s *RunTask[T, U]) Close() {}
 // Join offers the held result until the next step takes it or ctx is done, then
 // closes and joins the next step.
 func (s *RunTask[T, U]) Join(ctx context.Context) error {
-	err := drain(ctx, s.flush, s.next.Poll, func() {
-		s.o.metrics.Increment("strategies.run_task.join.backpressure", 1)
+	return joinHeld(ctx, &s.held, s.next, nil, func() {
+		s.o.Metrics.Increment("strategies.run_task.join.backpressure", 1)
 	})
-	s.next.Close()
-	return errors.Join(err, s.next.Join(ctx))
 }
 
 // Terminate drops the held result and terminates the next step.
 func (s *RunTask[T, U]) Terminate() {
-	var zero processor.Message[U]
-	s.carried, s.carrying = zero, false
+	s.held.Clear()
 	s.next.Terminate()
-}
-
-// drain offers held work until the next step takes it or ctx is done; see held.Drain.
-func drain(ctx context.Context, flush, poll func() error, rejected func()) error {
-	_, err := held.Drain(ctx, flush, poll, rejected)
-	return err
-}
-
-// ignoreRejected turns a rejection into nil: held work is retried on the next Poll.
-func ignoreRejected(err error) error {
-	if errors.Is(err, processor.ErrMessageRejected) {
-		return nil
-	}
-	return err
 }

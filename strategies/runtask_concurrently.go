@@ -7,8 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/creekstream/creek/internal/inflight"
 	"github.com/creekstream/creek/processor"
-	"github.com/creekstream/creek/strategies/internal/held"
 	"go.uber.org/zap"
 )
 
@@ -39,7 +39,7 @@ type RunTaskConcurrently[T, U any] struct {
 	stopped bool
 
 	// pending holds the tasks not yet fully forwarded, in submit order.
-	pending []*task[T, U]
+	pending inflight.Queue[*task[T, U]]
 	// cur is the batch being collected, started at curStart; nil when none.
 	cur      *task[T, U]
 	curStart time.Time
@@ -49,8 +49,8 @@ type RunTaskConcurrently[T, U any] struct {
 type task[T, U any] struct {
 	in  []processor.Message[T]
 	out []outcome[U]
-	// done is closed by the worker once out is complete; the loop sets it to nil when
-	// it has seen that, and it is nil from the start for work that needs no worker.
+	// done is closed by the worker once out is complete; it is nil for work that
+	// needs no worker.
 	done chan struct{}
 	// sent counts the results already forwarded, so that after a rejection only the
 	// remainder is offered again.
@@ -75,10 +75,10 @@ type outcome[U any] struct {
 // The workers start at once; Join or Terminate stops them.
 func NewRunTaskConcurrently[T, U any](fn func(processor.Message[T]) (U, error), concurrency, maxPending int, next processor.Strategy[U], opts ...Option) (*RunTaskConcurrently[T, U], error) {
 	if concurrency < 1 {
-		return nil, fmt.Errorf("creek: run task concurrently: concurrency is %d, need at least 1 goroutine", concurrency)
+		return nil, fmt.Errorf("strategies: run task concurrently: concurrency is %d, need at least 1 goroutine", concurrency)
 	}
 	if maxPending < 1 {
-		return nil, fmt.Errorf("creek: run task concurrently: maxPending is %d, need at least 1 message in flight", maxPending)
+		return nil, fmt.Errorf("strategies: run task concurrently: maxPending is %d, need at least 1 message in flight", maxPending)
 	}
 	return newRunTaskConcurrently(fn, concurrency, maxPending, 0, 0, next, opts), nil
 }
@@ -105,13 +105,13 @@ type ParallelBatchConfig struct {
 func NewRunTaskInBatches[T, U any](fn func(processor.Message[T]) (U, error), cfg ParallelBatchConfig, next processor.Strategy[U], opts ...Option) (*RunTaskConcurrently[T, U], error) {
 	switch {
 	case cfg.Concurrency < 1:
-		return nil, fmt.Errorf("creek: run task in batches: Concurrency is %d, need at least 1 goroutine", cfg.Concurrency)
+		return nil, fmt.Errorf("strategies: run task in batches: Concurrency is %d, need at least 1 goroutine", cfg.Concurrency)
 	case cfg.MaxPendingBatches < 1:
-		return nil, fmt.Errorf("creek: run task in batches: MaxPendingBatches is %d, need at least 1", cfg.MaxPendingBatches)
+		return nil, fmt.Errorf("strategies: run task in batches: MaxPendingBatches is %d, need at least 1", cfg.MaxPendingBatches)
 	case cfg.MaxBatchSize < 1:
-		return nil, fmt.Errorf("creek: run task in batches: MaxBatchSize is %d, need at least 1", cfg.MaxBatchSize)
+		return nil, fmt.Errorf("strategies: run task in batches: MaxBatchSize is %d, need at least 1", cfg.MaxBatchSize)
 	case cfg.MaxBatchWait <= 0:
-		return nil, fmt.Errorf("creek: run task in batches: MaxBatchWait is %v, need a positive duration so that a batch that never fills is still processed", cfg.MaxBatchWait)
+		return nil, fmt.Errorf("strategies: run task in batches: MaxBatchWait is %v, need a positive duration so that a batch that never fills is still processed", cfg.MaxBatchWait)
 	}
 	return newRunTaskConcurrently(fn, cfg.Concurrency, cfg.MaxPendingBatches, cfg.MaxBatchSize, cfg.MaxBatchWait, next, opts), nil
 }
@@ -156,7 +156,7 @@ func (s *RunTaskConcurrently[T, U]) apply(m processor.Message[T]) outcome[U] {
 		// A task runs once; it cannot ask to be offered again. Passed on as it is,
 		// the rejection would read as the next step's backpressure and the message
 		// would be dropped while later offsets are committed past it.
-		err = fmt.Errorf("creek: run task concurrently: the task returned ErrMessageRejected (%v); a task can fail or report processor.Invalid, not reject", err)
+		err = fmt.Errorf("strategies: run task concurrently: the task returned ErrMessageRejected (%v); a task can fail or report processor.Invalid, not reject", err)
 	}
 	if err != nil {
 		return outcome[U]{err: err}
@@ -165,7 +165,7 @@ func (s *RunTaskConcurrently[T, U]) apply(m processor.Message[T]) outcome[U] {
 }
 
 // errStopped is returned by Submit after Join or Terminate.
-var errStopped = errors.New("creek: run task concurrently: submit after join or terminate")
+var errStopped = errors.New("strategies: run task concurrently: submit after join or terminate")
 
 // Submit hands msg to the pool. It rejects while maxPending messages (batches in
 // batched mode) are in flight. Filtered messages keep their place in the order.
@@ -174,7 +174,7 @@ func (s *RunTaskConcurrently[T, U]) Submit(msg processor.Message[T]) error {
 		return errStopped
 	}
 	if s.batchSize == 0 {
-		if len(s.pending) >= s.maxPending {
+		if s.pending.Len() >= s.maxPending {
 			return processor.ErrMessageRejected
 		}
 		t := &task[T, U]{}
@@ -182,11 +182,12 @@ func (s *RunTaskConcurrently[T, U]) Submit(msg processor.Message[T]) error {
 		t.in, t.out = t.one[:], t.oneOut[:]
 		if msg.Filtered() {
 			t.out[0] = outcome[U]{msg: processor.AsFiltered[U](msg)}
-		} else {
-			t.done = make(chan struct{})
-			s.work <- t
+			s.pending.Push(t, nil)
+			return nil
 		}
-		s.pending = append(s.pending, t)
+		t.done = make(chan struct{})
+		s.pending.Push(t, t.done)
+		s.work <- t
 		return nil
 	}
 	if s.cur != nil && s.batchDue() && !s.dispatch() {
@@ -194,7 +195,7 @@ func (s *RunTaskConcurrently[T, U]) Submit(msg processor.Message[T]) error {
 	}
 	if s.cur == nil {
 		s.cur = &task[T, U]{in: make([]processor.Message[T], 0, s.batchSize)}
-		s.curStart = s.o.now()
+		s.curStart = s.o.Now()
 	}
 	s.cur.in = append(s.cur.in, msg)
 	if len(s.cur.in) >= s.batchSize {
@@ -206,22 +207,22 @@ func (s *RunTaskConcurrently[T, U]) Submit(msg processor.Message[T]) error {
 }
 
 func (s *RunTaskConcurrently[T, U]) batchDue() bool {
-	return len(s.cur.in) >= s.batchSize || s.o.now().Sub(s.curStart) >= s.batchWait
+	return len(s.cur.in) >= s.batchSize || s.o.Now().Sub(s.curStart) >= s.batchWait
 }
 
 // dispatch hands the collected batch to the pool if fewer than maxPending batches are
 // in flight, and reports whether it did.
 func (s *RunTaskConcurrently[T, U]) dispatch() bool {
-	if len(s.pending) >= s.maxPending {
-		s.o.metrics.Increment("strategies.run_task_concurrently.batch.backpressure", 1)
+	if s.pending.Len() >= s.maxPending {
+		s.o.Metrics.Increment("strategies.run_task_concurrently.batch.backpressure", 1)
 		return false
 	}
 	t := s.cur
 	s.cur = nil
 	t.out = make([]outcome[U], len(t.in))
 	t.done = make(chan struct{})
-	s.o.metrics.Gauge("strategies.run_task_concurrently.batch.size", float64(len(t.in)))
-	s.pending = append(s.pending, t)
+	s.o.Metrics.Gauge("strategies.run_task_concurrently.batch.size", float64(len(t.in)))
+	s.pending.Push(t, t.done)
 	s.work <- t
 	return true
 }
@@ -232,7 +233,7 @@ func (s *RunTaskConcurrently[T, U]) Poll() error {
 	if err := s.next.Poll(); err != nil {
 		return err
 	}
-	if err := ignoreRejected(s.forwardReady()); err != nil {
+	if err := ignoreRejected(s.pending.Forward(s.forwardTask)); err != nil {
 		return err
 	}
 	if s.cur != nil && s.batchDue() {
@@ -241,50 +242,28 @@ func (s *RunTaskConcurrently[T, U]) Poll() error {
 	return nil
 }
 
-// forwardReady forwards the results of finished tasks at the head of the queue. It
-// returns ErrMessageRejected if the next step rejected one, and fn's error in place
-// of its message.
-func (s *RunTaskConcurrently[T, U]) forwardReady() error {
-	for len(s.pending) > 0 {
-		t := s.pending[0]
-		if t.done != nil {
-			select {
-			case <-t.done:
-				t.done = nil
-			default:
-				return nil
-			}
-		}
-		if err := s.forwardTask(t); err != nil {
-			return err
-		}
-		s.pop()
-	}
-	return nil
-}
-
-// forwardTask forwards the unsent results of the finished task t.
+// forwardTask forwards the unsent results of the finished task t. It returns
+// ErrMessageRejected if the next step rejected one, and fn's error in place of its
+// message; t stays at the head of the queue until all its results are passed on.
 func (s *RunTaskConcurrently[T, U]) forwardTask(t *task[T, U]) error {
 	for t.sent < len(t.out) {
 		r := t.out[t.sent]
-		if r.err != nil {
-			t.sent++
-			return r.err
+		err := r.err
+		if err == nil {
+			err = s.next.Submit(r.msg)
 		}
-		if err := s.next.Submit(r.msg); err != nil {
-			if errors.Is(err, processor.ErrMessageRejected) {
-				s.o.metrics.Increment("strategies.run_task_concurrently.backpressure", 1)
-			}
+		if errors.Is(err, processor.ErrMessageRejected) {
+			s.o.Metrics.Increment("strategies.run_task_concurrently.backpressure", 1)
 			return err
 		}
+		// A result the next step failed or reported invalid is done with, as a held
+		// message is (see inflight.Slot): offered again it would be reported again.
 		t.sent++
+		if err != nil {
+			return err
+		}
 	}
 	return nil
-}
-
-func (s *RunTaskConcurrently[T, U]) pop() {
-	s.pending[0] = nil
-	s.pending = s.pending[1:]
 }
 
 // Close does nothing: Join hands over a partial batch and waits for the results.
@@ -299,61 +278,38 @@ func (s *RunTaskConcurrently[T, U]) Close() {}
 func (s *RunTaskConcurrently[T, U]) Join(ctx context.Context) error {
 	err := s.finish(ctx)
 	s.stop()
-	s.waitWorkers(ctx)
-	s.pending, s.cur = nil, nil
+	// A worker inside fn exits as soon as fn returns; one that outlives ctx is left
+	// to do so.
+	inflight.Wait(ctx, &s.workers)
+	s.pending.Clear()
+	s.cur = nil
 	s.next.Close()
 	return errors.Join(err, s.next.Join(ctx))
 }
 
 func (s *RunTaskConcurrently[T, U]) finish(ctx context.Context) error {
-	var retry *time.Timer
-	defer func() {
-		if retry != nil {
-			retry.Stop()
-		}
-	}()
-	for {
-		if s.cur != nil && len(s.pending) < s.maxPending {
+	err := s.forwardAll(ctx)
+	if isInvalid(err) {
+		s.o.Logger.Warn("invalid message during join; abandoning it and the messages after it for redelivery", zap.Error(err))
+		return nil
+	}
+	return err
+}
+
+// forwardAll hands over the partial batch as soon as there is room for it and
+// forwards every result in order, until all are forwarded or ctx is done.
+func (s *RunTaskConcurrently[T, U]) forwardAll(ctx context.Context) error {
+	for s.cur != nil {
+		if s.pending.Len() < s.maxPending {
 			s.dispatch()
+			break
 		}
-		if len(s.pending) == 0 && s.cur == nil {
-			return nil
-		}
-		t := s.pending[0]
-		if t.done != nil {
-			select {
-			case <-t.done:
-				t.done = nil
-			case <-ctx.Done():
-				return nil
-			}
-		}
-		err := s.forwardTask(t)
-		switch {
-		case err == nil:
-			s.pop()
-			continue
-		case errors.Is(err, processor.ErrMessageRejected):
-		case isInvalid(err):
-			s.o.logger.Warn("invalid message during join; abandoning it and the messages after it for redelivery", zap.Error(err))
-			return nil
-		default:
+		if abandoned, err := s.pending.FinishHead(ctx, s.forwardTask, s.next.Poll); abandoned || err != nil {
 			return err
-		}
-		if err := s.next.Poll(); err != nil {
-			return err
-		}
-		if retry == nil {
-			retry = time.NewTimer(held.RetryInterval)
-		} else {
-			retry.Reset(held.RetryInterval)
-		}
-		select {
-		case <-retry.C:
-		case <-ctx.Done():
-			return nil
 		}
 	}
+	_, err := s.pending.Finish(ctx, s.forwardTask, s.next.Poll)
+	return err
 }
 
 func isInvalid(err error) bool {
@@ -371,24 +327,11 @@ func (s *RunTaskConcurrently[T, U]) stop() {
 	close(s.work)
 }
 
-// waitWorkers waits for the workers to exit, or until ctx is done: a worker inside fn
-// exits as soon as fn returns.
-func (s *RunTaskConcurrently[T, U]) waitWorkers(ctx context.Context) {
-	exited := make(chan struct{})
-	go func() {
-		s.workers.Wait()
-		close(exited)
-	}()
-	select {
-	case <-exited:
-	case <-ctx.Done():
-	}
-}
-
 // Terminate stops the workers without waiting for them, drops all results and
 // terminates the next step.
 func (s *RunTaskConcurrently[T, U]) Terminate() {
 	s.stop()
-	s.pending, s.cur = nil, nil
+	s.pending.Clear()
+	s.cur = nil
 	s.next.Terminate()
 }

@@ -58,10 +58,10 @@ func (g *gates) fn(m processor.Message[int]) (int, error) {
 // that task needs no worker.
 func taskDone[T, U any](t *testing.T, s *RunTaskConcurrently[T, U], i int) <-chan struct{} {
 	t.Helper()
-	if i >= len(s.pending) {
-		t.Fatalf("want task %d in flight, have %d", i, len(s.pending))
+	if i >= s.pending.Len() {
+		t.Fatalf("want task %d in flight, have %d", i, s.pending.Len())
 	}
-	if d := s.pending[i].done; d != nil {
+	if d := s.pending.At(i).done; d != nil {
 		return d
 	}
 	closed := make(chan struct{})

@@ -15,13 +15,14 @@ import (
 // again from Poll and rejects new batches until it has drained.
 type Unbatch[T any] struct {
 	next processor.Strategy[T]
-	o    options
 	out  outbox[T]
 }
 
 // NewUnbatch returns an Unbatch that forwards to next.
+// It logs and records nothing; opts are accepted, and ignored, so that one list of
+// options can be given to every step of a chain.
 func NewUnbatch[T any](next processor.Strategy[T], opts ...Option) *Unbatch[T] {
-	return &Unbatch[T]{next: next, o: buildOptions(opts)}
+	return &Unbatch[T]{next: next}
 }
 
 // Submit forwards the messages of batch. A filtered or empty batch is forwarded as a
@@ -60,7 +61,7 @@ func (s *Unbatch[T]) Close() {}
 // Join offers the rest of a held batch until the next step takes it or ctx is done,
 // then closes and joins the next step.
 func (s *Unbatch[T]) Join(ctx context.Context) error {
-	err := drain(ctx, func() error { return s.out.flush(s.next) }, s.next.Poll, func() {})
+	err := drain(ctx, func() error { return s.out.flush(s.next) }, s.next.Poll)
 	s.next.Close()
 	return errors.Join(err, s.next.Join(ctx))
 }

@@ -16,15 +16,16 @@ import (
 type Unfold[T, U any] struct {
 	fn   func(processor.Message[T]) ([]U, error)
 	next processor.Strategy[U]
-	o    options
 	out  outbox[U]
 }
 
 // NewUnfold returns an Unfold that expands messages with fn. An error from fn is
 // returned from Submit and nothing is forwarded. A message that fn expands to nothing
 // is forwarded as a filtered message, so that its offset is still committed.
+// It logs and records nothing; opts are accepted, and ignored, so that one list of
+// options can be given to every step of a chain.
 func NewUnfold[T, U any](fn func(processor.Message[T]) ([]U, error), next processor.Strategy[U], opts ...Option) *Unfold[T, U] {
-	return &Unfold[T, U]{fn: fn, next: next, o: buildOptions(opts)}
+	return &Unfold[T, U]{fn: fn, next: next}
 }
 
 // Submit expands msg and forwards the outputs. Filtered messages pass through.
@@ -65,7 +66,7 @@ func (s *Unfold[T, U]) Close() {}
 // Join offers held outputs until the next step takes them or ctx is done, then closes
 // and joins the next step.
 func (s *Unfold[T, U]) Join(ctx context.Context) error {
-	err := drain(ctx, func() error { return s.out.flush(s.next) }, s.next.Poll, func() {})
+	err := drain(ctx, func() error { return s.out.flush(s.next) }, s.next.Poll)
 	s.next.Close()
 	return errors.Join(err, s.next.Join(ctx))
 }

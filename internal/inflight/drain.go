@@ -31,6 +31,9 @@ func Drain(ctx context.Context, offer, poll func() error, rejected func()) (aban
 		if err := poll(); err != nil {
 			return false, err
 		}
+		if ctx.Err() != nil {
+			return true, nil
+		}
 		if t == nil {
 			t = time.NewTimer(RetryInterval)
 			defer t.Stop()

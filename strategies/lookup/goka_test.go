@@ -252,10 +252,7 @@ func TestEnrichFromGokaView(t *testing.T) {
 	view, run := e.newView(t)
 
 	out := &collect{}
-	l, err := lookup.New(view, userKey, greet, out)
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := lookup.New(view, userKey, greet, out)
 
 	e.produce(t, "u1", "login")
 	first := e.next(t)
@@ -309,10 +306,7 @@ func BenchmarkLookupGokaView(b *testing.B) {
 	view, run := e.newView(b)
 	run()
 	awaitRecovered(b, view)
-	l, err := lookup.New(view, userKey, greet, processor.Strategy[string](strategies.NewNoop[string]()))
-	if err != nil {
-		b.Fatal(err)
-	}
+	l := lookup.New(view, userKey, greet, processor.Strategy[string](strategies.NewNoop[string]()))
 	msg := processor.NewBrokerMessage(processor.KafkaPayload{Key: []byte("u1"), Value: []byte("login")},
 		processor.Partition{Topic: events}, 0, time.Time{})
 	b.ReportAllocs()

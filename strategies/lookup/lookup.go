@@ -8,10 +8,11 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/creekstream/creek/internal/inflight"
 	"github.com/creekstream/creek/metrics"
 	"github.com/creekstream/creek/processor"
 	"github.com/creekstream/creek/strategies"
-	"github.com/creekstream/creek/strategies/internal/held"
+	"github.com/creekstream/creek/strategies/internal/config"
 )
 
 // Table is the part of a goka View that Lookup reads; *goka.View implements it.
@@ -51,9 +52,8 @@ type Lookup[T, V, U any] struct {
 	metrics metrics.Metrics
 	now     func() time.Time
 
-	// carried is the result the next step rejected; it is valid while carrying.
-	carried  processor.Message[U]
-	carrying bool
+	// held is the result the next step rejected.
+	held inflight.Slot[U]
 	// waitingSince is when Submit first found the table not recovered; zero while it
 	// is not waiting.
 	waitingSince time.Time
@@ -63,26 +63,29 @@ type Lookup[T, V, U any] struct {
 // message and value with join. Errors from key and join other than ErrDrop are
 // returned from Submit; they report a message that can never be joined with
 // processor.Invalid, which sends it to the dead-letter queue.
-func New[T, V, U any](table Table, key KeyFunc[T], join JoinFunc[T, V, U], next processor.Strategy[U], opts ...strategies.Option) (*Lookup[T, V, U], error) {
+//
+// New takes no value that configuration could get wrong, so it returns no error; a
+// nil argument is a mistake in the calling code and panics.
+func New[T, V, U any](table Table, key KeyFunc[T], join JoinFunc[T, V, U], next processor.Strategy[U], opts ...strategies.Option) *Lookup[T, V, U] {
 	switch {
 	case table == nil:
-		return nil, errors.New("lookup: table is nil; pass the goka View to read")
+		panic("lookup: table is nil; pass the goka View to read")
 	case key == nil:
-		return nil, errors.New("lookup: key function is nil; pass one that returns the table key of a message")
+		panic("lookup: key function is nil; pass one that returns the table key of a message")
 	case join == nil:
-		return nil, errors.New("lookup: join function is nil; pass one that combines a message with its table value")
+		panic("lookup: join function is nil; pass one that combines a message with its table value")
 	case next == nil:
-		return nil, errors.New("lookup: next step is nil; pass the strategy that takes the joined messages")
+		panic("lookup: next step is nil; pass the strategy that takes the joined messages")
 	}
-	log, m, now := strategies.Resolve(opts...)
-	return &Lookup[T, V, U]{table: table, key: key, join: join, next: next, log: log, metrics: m, now: now}, nil
+	o := config.Resolve(opts)
+	return &Lookup[T, V, U]{table: table, key: key, join: join, next: next, log: o.Logger, metrics: o.Metrics, now: o.Now}
 }
 
 // Submit looks msg up and forwards the joined result. It rejects msg while the table
 // has not recovered and while a result the next step rejected is held. Filtered
 // messages pass through.
 func (l *Lookup[T, V, U]) Submit(msg processor.Message[T]) error {
-	if l.carrying {
+	if l.held.Full() {
 		return processor.ErrMessageRejected
 	}
 	if msg.Filtered() {
@@ -109,13 +112,7 @@ func (l *Lookup[T, V, U]) Submit(msg processor.Message[T]) error {
 	if err != nil {
 		return err
 	}
-	if err := l.next.Submit(out); err != nil {
-		if !errors.Is(err, processor.ErrMessageRejected) {
-			return err
-		}
-		l.carried, l.carrying = out, true
-	}
-	return nil
+	return l.held.Submit(l.next, out)
 }
 
 // lookup joins msg with its table value, or returns a filtered message for a dropped
@@ -165,25 +162,10 @@ func (l *Lookup[T, V, U]) Poll() error {
 	if err := l.next.Poll(); err != nil {
 		return err
 	}
-	if err := l.flush(); !errors.Is(err, processor.ErrMessageRejected) {
+	if err := l.held.Retry(l.next); !errors.Is(err, processor.ErrMessageRejected) {
 		return err
 	}
 	return nil
-}
-
-// flush offers the held result to the next step. It returns ErrMessageRejected while
-// the result is still held; any other outcome releases it, since the next step has
-// then either taken it or reported it as invalid or failed.
-func (l *Lookup[T, V, U]) flush() error {
-	if !l.carrying {
-		return nil
-	}
-	err := l.next.Submit(l.carried)
-	if errors.Is(err, processor.ErrMessageRejected) {
-		return err
-	}
-	l.carried, l.carrying = processor.Message[U]{}, false
-	return err
 }
 
 // Close does nothing: Lookup holds at most one result, which Join flushes.
@@ -198,7 +180,7 @@ func (l *Lookup[T, V, U]) Join(ctx context.Context) error {
 }
 
 func (l *Lookup[T, V, U]) drain(ctx context.Context) error {
-	abandoned, err := held.Drain(ctx, l.flush, l.next.Poll, nil)
+	abandoned, err := inflight.Drain(ctx, func() error { return l.held.Retry(l.next) }, l.next.Poll, nil)
 	if abandoned {
 		l.log.Warn("join timed out with a joined message still held; it will be redelivered")
 	}
@@ -207,6 +189,6 @@ func (l *Lookup[T, V, U]) drain(ctx context.Context) error {
 
 // Terminate drops the held result and terminates the next step.
 func (l *Lookup[T, V, U]) Terminate() {
-	l.carried, l.carrying = processor.Message[U]{}, false
+	l.held.Clear()
 	l.next.Terminate()
 }

@@ -115,11 +115,7 @@ func brokerMsg(off int64, user, action string) processor.Message[event] {
 
 func newLookup(t *testing.T, table Table, join JoinFunc[event, string, string], next processor.Strategy[string], opts ...strategies.Option) *Lookup[event, string, string] {
 	t.Helper()
-	l, err := New(table, byUser, join, next, opts...)
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	return l
+	return New(table, byUser, join, next, opts...)
 }
 
 func TestNewValidates(t *testing.T) {
@@ -139,10 +135,13 @@ func TestNewValidates(t *testing.T) {
 		{"nil next", table, byUser, describe, nil, "next step is nil"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := New(tc.table, tc.key, tc.join, tc.next)
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("New error = %v, want one containing %q", err, tc.want)
-			}
+			defer func() {
+				r := recover()
+				if msg, ok := r.(string); !ok || !strings.Contains(msg, tc.want) {
+					t.Fatalf("New panicked with %v, want a message containing %q", r, tc.want)
+				}
+			}()
+			New(tc.table, tc.key, tc.join, tc.next)
 		})
 	}
 }
@@ -292,11 +291,8 @@ func TestKeyFunctionOutcomes(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			next := &sink[string]{}
 			key := func(m processor.Message[event]) (string, error) { return "", tc.keyErr(m) }
-			l, err := New(&memTable{recovered: true}, key, describe, next)
-			if err != nil {
-				t.Fatal(err)
-			}
-			err = l.Submit(brokerMsg(3, "u1", "x"))
+			l := New(&memTable{recovered: true}, key, describe, next)
+			err := l.Submit(brokerMsg(3, "u1", "x"))
 			switch {
 			case tc.filtered:
 				if err != nil || len(next.got) != 1 || !next.got[0].Filtered() {
@@ -483,10 +479,7 @@ func TestInvalidFromNextReleasesHeldResult(t *testing.T) {
 // table read from a map, join and forwarding.
 func BenchmarkLookup(b *testing.B) {
 	table := &memTable{values: map[string]any{"u1": "Ada"}, recovered: true}
-	l, err := New(table, byUser, describe, processor.Strategy[string](strategies.NewNoop[string]()))
-	if err != nil {
-		b.Fatal(err)
-	}
+	l := New(table, byUser, describe, processor.Strategy[string](strategies.NewNoop[string]()))
 	msg := brokerMsg(0, "u1", "login")
 	b.ReportAllocs()
 	for b.Loop() {

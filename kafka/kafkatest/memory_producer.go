@@ -1,4 +1,4 @@
-package strategies
+package kafkatest
 
 import (
 	"context"
@@ -8,9 +8,9 @@ import (
 	"github.com/creekstream/creek/processor"
 )
 
-// MemoryProducer is a Producer that keeps what it is given in memory and resolves a
-// delivery only when told to, in any order. It lets tests of Produce and of code built
-// on it decide when, and how, each write completes. It is safe for concurrent use.
+// MemoryProducer is a producer (a strategies.Producer) that keeps what it is given
+// in memory and resolves a delivery only when told to, in any order, so that tests
+// decide when, and how, each write completes. It is safe for concurrent use.
 type MemoryProducer[T any] struct {
 	mu         sync.Mutex
 	records    []ProducedRecord[T]
@@ -74,7 +74,7 @@ func (p *MemoryProducer[T]) resolve(i int, err error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if i < 0 || i >= len(p.deliveries) {
-		panic(fmt.Sprintf("creek: MemoryProducer: no record %d; %d were produced", i, len(p.deliveries)))
+		panic(fmt.Sprintf("kafkatest: MemoryProducer: no record %d; %d were produced", i, len(p.deliveries)))
 	}
 	var pos processor.Position
 	if err == nil {

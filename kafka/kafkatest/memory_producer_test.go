@@ -1,4 +1,4 @@
-package strategies
+package kafkatest
 
 import (
 	"context"
@@ -60,7 +60,9 @@ func TestMemoryProducer(t *testing.T) {
 
 func TestMemoryProducerDoneContext(t *testing.T) {
 	p := NewMemoryProducer[int]()
-	d := p.Produce(doneCtx(), "a", 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	d := p.Produce(ctx, "a", 1)
 	select {
 	case <-d.Done():
 	default:
