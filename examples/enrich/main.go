@@ -221,7 +221,7 @@ func factory(view *goka.View, seen *counts, out io.Writer, log *zap.Logger) proc
 			seen.handled()
 			return m.Payload, nil
 		}, commitStep)
-		l, err := lookup.New(view,
+		return lookup.New(view,
 			func(m processor.Message[processor.KafkaPayload]) (string, error) {
 				return string(m.Payload.Key), nil
 			},
@@ -234,11 +234,7 @@ func factory(view *goka.View, seen *counts, out io.Writer, log *zap.Logger) proc
 				return fmt.Sprintf("%s (%s plan) %s", p.Name, p.Plan, m.Payload.Value), nil
 			},
 			printStep,
-			strategies.WithLogger(log.Named("lookup")))
-		if err != nil {
-			return nil, err
-		}
-		return l, nil
+			strategies.WithLogger(log.Named("lookup"))), nil
 	})
 }
 
