@@ -9,10 +9,12 @@ import (
 )
 
 // Option configures what strategies share: where they log, where they record
-// metrics and the clock they read. An Option is also a ProduceOption.
+// metrics and the clock they read. An Option is also a ProduceOption. Only the With
+// functions of this package make Options: ApplyShared takes a type internal to
+// creek, so that strategies/lookup can read the same options.
 type Option interface {
 	ProduceOption
-	apply(*options)
+	ApplyShared(*config.Shared)
 }
 
 // ProduceOption configures Produce: any Option, or one that only Produce takes, such
@@ -31,22 +33,14 @@ type produceOptions struct {
 
 type sharedOption func(*options)
 
-func (f sharedOption) apply(o *options)               { f(o) }
+func (f sharedOption) ApplyShared(o *options)         { f(o) }
 func (f sharedOption) applyProduce(o *produceOptions) { f(&o.options) }
 
 type produceOnly func(*produceOptions)
 
 func (f produceOnly) applyProduce(o *produceOptions) { f(o) }
 
-func init() { config.Register(buildOptions) }
-
-func buildOptions(opts []Option) options {
-	o := config.Defaults()
-	for _, opt := range opts {
-		opt.apply(&o)
-	}
-	return o
-}
+func buildOptions(opts []Option) options { return config.Resolve(opts) }
 
 func buildProduceOptions(opts []ProduceOption) produceOptions {
 	o := produceOptions{options: config.Defaults()}

@@ -22,12 +22,11 @@ func Defaults() Shared {
 	return Shared{Logger: zap.NewNop(), Metrics: metrics.Noop{}, Now: time.Now}
 }
 
-// resolve is the func([]strategies.Option) Shared that package strategies registers.
-var resolve any
-
-// Register is called by package strategies with the function that applies its
-// options over Defaults.
-func Register[O any](f func([]O) Shared) { resolve = f }
-
 // Resolve applies opts, which are strategies.Options, over Defaults.
-func Resolve[O any](opts []O) Shared { return resolve.(func([]O) Shared)(opts) }
+func Resolve[O interface{ ApplyShared(*Shared) }](opts []O) Shared {
+	s := Defaults()
+	for _, o := range opts {
+		o.ApplyShared(&s)
+	}
+	return s
+}
