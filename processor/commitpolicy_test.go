@@ -28,8 +28,8 @@ func TestCommitPolicyValidate(t *testing.T) {
 			if err != nil && !errors.Is(err, ErrInvalidCommitPolicy) {
 				t.Fatalf("Validate() = %v, want ErrInvalidCommitPolicy", err)
 			}
-			if _, err := tt.policy.NewState(time.Unix(0, 0)); (err != nil) != tt.wantErr {
-				t.Fatalf("NewState() error = %v, want error: %v", err, tt.wantErr)
+			if _, err := tt.policy.newState(time.Unix(0, 0)); (err != nil) != tt.wantErr {
+				t.Fatalf("newState() error = %v, want error: %v", err, tt.wantErr)
 			}
 		})
 	}
@@ -91,9 +91,9 @@ func TestCommitPolicyState(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			start := time.Unix(1_000, 0)
-			s, err := tt.policy.NewState(start)
+			s, err := tt.policy.newState(start)
 			if err != nil {
-				t.Fatalf("NewState: %v", err)
+				t.Fatalf("newState: %v", err)
 			}
 			for i, st := range tt.steps {
 				now := start.Add(st.at)
@@ -110,9 +110,9 @@ func TestCommitPolicyState(t *testing.T) {
 
 func TestCommitPolicyStateForget(t *testing.T) {
 	p0 := Partition{Topic: "t", Index: 0}
-	s, err := CommitPolicy{MinMessages: 10}.NewState(time.Unix(0, 0))
+	s, err := CommitPolicy{MinMessages: 10}.newState(time.Unix(0, 0))
 	if err != nil {
-		t.Fatalf("NewState: %v", err)
+		t.Fatalf("newState: %v", err)
 	}
 	s.DidCommit(time.Unix(0, 0), map[Partition]int64{p0: 100})
 	if s.ShouldCommit(time.Unix(0, 0), map[Partition]int64{p0: 105}) {

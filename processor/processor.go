@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/creekstream/creek/internal/commitstate"
 	"github.com/creekstream/creek/internal/defaults"
 	"github.com/creekstream/creek/metrics"
 	"github.com/creekstream/creek/stuckdetector"
@@ -154,7 +155,7 @@ type StreamProcessor[T any] struct {
 	clockDue   atomic.Bool
 	// buffered is the consumer, if it can tell when Poll will not wait.
 	buffered  bufferedConsumer
-	policy    *CommitPolicyState
+	policy    *commitstate.State[Partition]
 	strategy  Strategy[T]
 	assigned  map[Partition]bool
 	staged    map[Partition]int64
@@ -189,7 +190,7 @@ func New[T any](consumer Consumer[T], factory Factory[T], cfg Config[T]) (*Strea
 		return nil, err
 	}
 	start := time.Now()
-	policy, err := cfg.CommitPolicy.NewState(start)
+	policy, err := cfg.CommitPolicy.newState(start)
 	if err != nil {
 		return nil, err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/creekstream/creek/internal/commitstate"
 	"github.com/creekstream/creek/internal/inflight"
 	"github.com/creekstream/creek/processor"
 )
@@ -21,7 +22,7 @@ type Filter[T any] struct {
 
 	// policy is nil without a commit policy; dropped then holds the offsets of dropped
 	// messages not yet forwarded, and droppedAt the latest of their timestamps.
-	policy    *processor.CommitPolicyState
+	policy    *commitstate.State[processor.Partition]
 	dropped   map[processor.Partition]int64
 	droppedAt time.Time
 
@@ -37,11 +38,11 @@ func NewFilter[T any](pred func(processor.Message[T]) bool, next processor.Strat
 // messages, as a filtered message, whenever policy says they should be committed.
 func NewFilterWithCommitPolicy[T any](pred func(processor.Message[T]) bool, policy processor.CommitPolicy, next processor.Strategy[T], opts ...Option) (*Filter[T], error) {
 	s := NewFilter(pred, next, opts...)
-	st, err := policy.NewState(s.o.Now())
-	if err != nil {
+	if err := policy.Validate(); err != nil {
 		return nil, err
 	}
-	s.policy, s.dropped = st, make(map[processor.Partition]int64)
+	s.policy = commitstate.New[processor.Partition](policy.MinInterval, policy.MinMessages, s.o.Now())
+	s.dropped = make(map[processor.Partition]int64)
 	return s, nil
 }
 
