@@ -24,7 +24,8 @@ import (
 type kafkaClock struct {
 	mu sync.Mutex
 	// base is the drift of a shard not ingested yet when no shard has been: Kafka
-	// time minus wall time. SetDrift sets it.
+	// time minus wall time. setDrift sets it: tests move time with it, as the
+	// span buffer's contract has them do.
 	base   time.Duration
 	shards map[int32]*shardTime
 	// uncapped lifts the hold of pending spans: set while the flusher rejects

@@ -115,7 +115,7 @@ func TestKafkaClock(t *testing.T) {
 			want:  wall.Add(-hour),
 		},
 		{
-			name: "SetDrift moves every shard",
+			name: "setDrift moves every shard",
 			setup: func(c *kafkaClock) {
 				c.ingested(0, 0, wall.Add(-hour), wall)
 				c.setDrift(hour)
@@ -123,7 +123,7 @@ func TestKafkaClock(t *testing.T) {
 			want: wall.Add(hour),
 		},
 		{
-			name:  "SetDrift moves shards not seen yet",
+			name:  "setDrift moves shards not seen yet",
 			setup: func(c *kafkaClock) { c.setDrift(hour) },
 			shard: 7,
 			want:  wall.Add(hour),

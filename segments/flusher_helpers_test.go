@@ -73,7 +73,7 @@ func newRig(t *testing.T, client redis.UniversalClient, bufCfg store.Config, cfg
 	cfg.Logger = zap.New(core)
 	buf, err := store.New(client, bufCfg)
 	if err != nil {
-		t.Fatalf("NewBuffer: %v", err)
+		t.Fatalf("store.New: %v", err)
 	}
 	cfg, err = cfg.withDefaults()
 	if err != nil {
