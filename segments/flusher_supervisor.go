@@ -139,7 +139,7 @@ func (f *flusher) check(ctx context.Context, i int) error {
 	w.cancel()
 	// When ctx ends (Join) the wait ends at once: the worker is retired, and Join
 	// waits for it.
-	first, cancel := context.WithTimeout(ctx, f.cfg.StopTimeout)
+	first, cancel := context.WithTimeout(context.Background(), f.cfg.StopTimeout)
 	err := f.awaitExit(first, ctx.Done(), w)
 	cancel()
 	if err != nil || ctx.Err() != nil {
