@@ -51,20 +51,7 @@ func TestConsumerEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatalf("NewConsumer: %v", err)
 	}
-	runCtx, stop := context.WithCancel(ctx)
-	runErr := make(chan error, 1)
-	go func() { runErr <- c.Run(runCtx) }()
-	defer func() {
-		stop()
-		select {
-		case err := <-runErr:
-			if err != nil {
-				t.Errorf("Run = %v, want nil after cancellation", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Error("Run did not return within 30 s of cancellation")
-		}
-	}()
+	runConsumer(t, ctx, c)
 
 	got, err := env.Client.Read(ctx, out, 1)
 	if err != nil {

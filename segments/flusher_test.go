@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
+	"github.com/creekstream/creek/internal/redistest"
 	"github.com/creekstream/creek/metrics"
 	"github.com/creekstream/creek/metrics/metricstest"
 	"github.com/creekstream/creek/processor"
@@ -95,7 +96,7 @@ func TestFlusherStartFails(t *testing.T) {
 	})
 	t.Run("a worker that never reports", func(t *testing.T) {
 		// A Redis that does not answer: every cycle fails, none reports.
-		client := redis.NewClient(&redis.Options{Addr: UnreachableRedis, MaxRetries: -1, DialTimeout: 50 * time.Millisecond})
+		client := redis.NewClient(&redis.Options{Addr: redistest.Unreachable, MaxRetries: -1, DialTimeout: 50 * time.Millisecond})
 		t.Cleanup(func() { _ = client.Close() })
 		cfg := fastConfig(newProducer(nil))
 		cfg.StartupTimeout = 100 * time.Millisecond

@@ -6,9 +6,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/creekstream/creek/segments/store"
-	"github.com/redis/go-redis/v9"
 )
 
 // Spans are written as the contract writes them: ids of 16 hex characters, e.g. id("a")
@@ -65,5 +65,22 @@ func summarize(t testing.TB, segs map[string]store.FlushedSegment) map[string]st
 	return out
 }
 
-// redisNotUsed is a client for code that must not talk to Redis.
-func redisNotUsed() *redis.Client { return redis.NewClient(&redis.Options{Addr: UnreachableRedis}) }
+// runConsumer runs c until the test ends, then cancels it and checks that Run
+// returns nil within 30 s.
+func runConsumer(t *testing.T, ctx context.Context, c *Consumer) {
+	t.Helper()
+	runCtx, stop := context.WithCancel(ctx)
+	runErr := make(chan error, 1)
+	go func() { runErr <- c.Run(runCtx) }()
+	t.Cleanup(func() {
+		stop()
+		select {
+		case err := <-runErr:
+			if err != nil {
+				t.Errorf("Run = %v, want nil after cancellation", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Error("Run did not return within 30 s of cancellation")
+		}
+	})
+}

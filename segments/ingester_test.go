@@ -13,6 +13,7 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/creekstream/creek/internal/redistest"
 	"github.com/creekstream/creek/processor"
 	"github.com/creekstream/creek/segments/store"
 	"github.com/creekstream/creek/strategies"
@@ -204,7 +205,7 @@ func TestIngesterBoundsBatchesInFlight(t *testing.T) {
 }
 
 func TestFactoryIngestConcurrencyValidation(t *testing.T) {
-	_, err := NewFactory(FactoryConfig{Redis: redisNotUsed(), Flusher: FlusherConfig{Topic: "s", Producer: nopProducer{}}, IngestConcurrency: -1})
+	_, err := NewFactory(FactoryConfig{Redis: redistest.NotUsed(), Flusher: FlusherConfig{Topic: "s", Producer: nopProducer{}}, IngestConcurrency: -1})
 	if err == nil || !strings.Contains(err.Error(), "IngestConcurrency") {
 		t.Fatalf("NewFactory with IngestConcurrency -1: %v, want an error naming IngestConcurrency", err)
 	}

@@ -71,20 +71,7 @@ func TestSlowFlusherStartDoesNotStallTheLoop(t *testing.T) {
 		t.Fatalf("NewConsumer: %v", err)
 	}
 	ctx := env.Context(60 * time.Second)
-	runCtx, stop := context.WithCancel(ctx)
-	runErr := make(chan error, 1)
-	go func() { runErr <- c.Run(runCtx) }()
-	defer func() {
-		stop()
-		select {
-		case err := <-runErr:
-			if err != nil {
-				t.Errorf("Run = %v, want nil after cancellation", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Error("Run did not return within 30 s of cancellation")
-		}
-	}()
+	runConsumer(t, ctx, c)
 
 	select {
 	case <-gate.entered:

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
+	"github.com/creekstream/creek/internal/redistest"
 )
 
 // rawSpan is a span whose payload is exactly {"span_id":"<id>"}: 30 bytes, for the
@@ -87,7 +87,7 @@ func TestMessages(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			b, err := New(redisNotUsed(), Config{MaxSegmentBytes: tc.limit})
+			b, err := New(redistest.NotUsed(), Config{MaxSegmentBytes: tc.limit})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -132,9 +132,6 @@ func TestMessages(t *testing.T) {
 		})
 	}
 }
-
-// redisNotUsed is a client for tests that never reach Redis; nothing listens on it.
-func redisNotUsed() *redis.Client { return redis.NewClient(&redis.Options{Addr: UnreachableRedis}) }
 
 func TestSliceQueueKey(t *testing.T) {
 	eachStore(t, func(t *testing.T, s store) {

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/creekstream/creek/internal/redistest"
 )
 
 func TestConfigValidation(t *testing.T) {
@@ -22,7 +24,7 @@ func TestConfigValidation(t *testing.T) {
 		{Config{FlushLockTTL: -time.Second}, "must not be negative"},
 	}
 	for _, tc := range cases {
-		_, err := New(redisNotUsed(), tc.cfg)
+		_, err := New(redistest.NotUsed(), tc.cfg)
 		if tc.want == "" && err != nil {
 			t.Errorf("New(%+v): %v", tc.cfg, err)
 		}
