@@ -16,6 +16,14 @@ import (
 // consumer holds such a span (in a batch that waits for its size or time limit, say),
 // a segment it belongs to must not be flushed without it.
 //
+// A shard nothing has been read on yet (just assigned) has no time: nothing on it is
+// due. Its queue may hold a previous owner's fragments, whose spans are read again
+// from the committed offset; flushing them first would emit the fragments as
+// segments of their own. Its clock starts at the Kafka time of the first span read
+// on it. Only a shard on which nothing at all is read for grace (the segment
+// timeout) after it was first asked about falls back to the slowest known shard's
+// time, so that fragments on a partition without traffic still flush.
+//
 // The Factory makes one per chain and hands it to each step that moves it: decode
 // holds each span read (hold), ingest releases the spans once they are in Redis
 // (ingested), the flusher lifts the hold while it rejects (setUncapped); the
@@ -23,14 +31,18 @@ import (
 // processor's loop goroutine, the workers on their own; mu guards everything.
 type kafkaClock struct {
 	mu sync.Mutex
-	// base is the drift of a shard not ingested yet when no shard has been: Kafka
-	// time minus wall time. setDrift sets it: tests move time with it, as the
-	// span buffer's contract has them do.
+	// base is the drift setDrift gave every shard: Kafka time minus wall time.
+	// Tests move time with it, as the span buffer's contract has them do.
 	base   time.Duration
 	shards map[int32]*shardTime
 	// uncapped lifts the hold of pending spans: set while the flusher rejects
 	// messages, since the pending spans then wait for the flusher itself.
 	uncapped bool
+	// grace is how long a shard nothing was read on keeps no time; 0 falls back at
+	// once.
+	grace time.Duration
+	// forced says setDrift set every shard's time, read or not.
+	forced bool
 }
 
 type shardTime struct {
@@ -42,10 +54,13 @@ type shardTime struct {
 	// producers need not grow with offsets).
 	pending []time.Time
 	oldest  time.Time
+	// since is when the shard's time was first asked for while nothing had been
+	// read on it: about when it was assigned.
+	since time.Time
 }
 
-func newKafkaClock() *kafkaClock {
-	return &kafkaClock{shards: make(map[int32]*shardTime)}
+func newKafkaClock(grace time.Duration) *kafkaClock {
+	return &kafkaClock{shards: make(map[int32]*shardTime), grace: grace}
 }
 
 func (c *kafkaClock) shard(s int32) *shardTime {
@@ -93,11 +108,11 @@ func (c *kafkaClock) ingested(shard int32, n int, at time.Time, wall time.Time) 
 	}
 }
 
-// setDrift moves every shard's clock, and that of shards not seen yet, to wall + d.
+// setDrift moves every shard's clock, read or not, to wall + d.
 func (c *kafkaClock) setDrift(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.base = d
+	c.base, c.forced = d, true
 	for _, st := range c.shards {
 		if st.known {
 			st.drift = d
@@ -115,18 +130,28 @@ func (c *kafkaClock) setUncapped(v bool) {
 // Now returns the time shard is flushed at; it makes the clock a store.Clock.
 func (c *kafkaClock) Now(shard int32) time.Time { return c.at(shard, time.Now()) }
 
-// at returns the time of shard at wall. A shard that no batch has been ingested for
-// yet (just assigned, or quiet) runs at the slowest known shard's time, the one
-// least likely to flush ahead of data; with none known, at wall + base.
+// at returns the time of shard at wall.
 func (c *kafkaClock) at(shard int32, wall time.Time) time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	st, ok := c.shards[shard]
-	if ok && st.known {
+	st := c.shard(shard)
+	switch {
+	case st.known:
 		return c.timeOf(st, wall)
+	case len(st.pending) > 0 && !c.uncapped:
+		return st.oldest
+	case c.forced:
+		return wall.Add(c.base)
 	}
-	fallback := wall.Add(c.base)
-	first := true
+	if st.since.IsZero() {
+		st.since = wall
+	}
+	if wall.Sub(st.since) < c.grace {
+		return time.Time{}
+	}
+	// The slowest known shard is the one least likely to flush ahead of data; with
+	// none known, the wall clock.
+	fallback, first := wall, true
 	for _, other := range c.shards {
 		if !other.known {
 			continue
@@ -134,9 +159,6 @@ func (c *kafkaClock) at(shard int32, wall time.Time) time.Time {
 		if t := c.timeOf(other, wall); first || t.Before(fallback) {
 			fallback, first = t, false
 		}
-	}
-	if ok && len(st.pending) > 0 && !c.uncapped && st.oldest.Before(fallback) {
-		return st.oldest
 	}
 	return fallback
 }

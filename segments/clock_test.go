@@ -8,6 +8,7 @@ import (
 func TestKafkaClock(t *testing.T) {
 	wall := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
 	hour := time.Hour
+	const grace = time.Minute
 	cases := []struct {
 		name  string
 		setup func(c *kafkaClock)
@@ -17,9 +18,15 @@ func TestKafkaClock(t *testing.T) {
 		want time.Time
 	}{
 		{
-			name:  "nothing ingested: wall clock",
+			name:  "nothing read: no time, nothing is due",
 			setup: func(*kafkaClock) {},
-			want:  wall,
+			want:  time.Time{},
+		},
+		{
+			name:  "nothing read for the grace: the wall clock",
+			setup: func(c *kafkaClock) { c.at(0, wall) },
+			at:    grace,
+			want:  wall.Add(grace),
 		},
 		{
 			name:  "moves on with the wall clock from the ingested time",
@@ -97,13 +104,24 @@ func TestKafkaClock(t *testing.T) {
 			want: wall.Add(time.Minute),
 		},
 		{
-			name: "a shard not ingested yet runs at the slowest known shard",
+			name: "a shard nothing was read on keeps no time beside known ones",
 			setup: func(c *kafkaClock) {
 				c.ingested(1, 0, wall.Add(-hour), wall)
 				c.ingested(2, 0, wall, wall)
 			},
 			shard: 3,
-			want:  wall.Add(-hour),
+			want:  time.Time{},
+		},
+		{
+			name: "after the grace, a shard nothing was read on runs at the slowest known shard",
+			setup: func(c *kafkaClock) {
+				c.at(3, wall)
+				c.ingested(1, 0, wall.Add(-hour), wall)
+				c.ingested(2, 0, wall, wall)
+			},
+			shard: 3,
+			at:    grace,
+			want:  wall.Add(-hour + grace),
 		},
 		{
 			name: "a shard not ingested yet is held by its own pending spans",
@@ -131,7 +149,7 @@ func TestKafkaClock(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			c := newKafkaClock()
+			c := newKafkaClock(grace)
 			tc.setup(c)
 			if got := c.at(tc.shard, wall.Add(tc.at)); !got.Equal(tc.want) {
 				t.Fatalf("shard %d at wall+%v: clock %v, want %v", tc.shard, tc.at, got, tc.want)

@@ -128,7 +128,13 @@ func NewFactory(cfg FactoryConfig) (*Factory, error) {
 // reported healthy, and fails the chain if one does not (see FlusherConfig).
 func (f *Factory) Create(commit processor.CommitFunc, partitions []processor.Partition) (processor.Strategy[processor.KafkaPayload], error) {
 	opts := []strategies.Option{strategies.WithLogger(f.log), strategies.WithMetrics(f.m)}
-	clock := newKafkaClock()
+	// A partition nothing is read on keeps no time for one segment timeout; see
+	// kafkaClock.
+	grace := f.cfg.Buffer.Timeout
+	if grace == 0 {
+		grace = store.DefaultTimeout
+	}
+	clock := newKafkaClock(grace)
 	fl := newFlusher(f.buf, clock, strategies.NewCommitOffsets[int](commit, opts...), f.cfg.Flusher)
 	ingest := newIngester(f.buf, clock, fl, f.cfg.IngestConcurrency, f.cfg.Flusher.RedisTimeout, f.log, safeMetrics{m: f.m, log: f.log})
 	batch, err := strategies.NewBatch(strategies.BatchLimits[store.Span]{MaxSize: f.cfg.BatchSize, MaxWait: f.cfg.BatchTime}, processor.Strategy[[]processor.Message[store.Span]](ingest), opts...)

@@ -26,12 +26,17 @@ type chain struct {
 
 func newChain(t *testing.T, rootTimeout time.Duration, batchSize int, batchTime time.Duration) *chain {
 	t.Helper()
+	return newChainWith(t, store.Config{RootTimeout: rootTimeout, Timeout: 2 * time.Second}, batchSize, batchTime)
+}
+
+func newChainWith(t *testing.T, buffer store.Config, batchSize int, batchTime time.Duration) *chain {
+	t.Helper()
 	c := &chain{offsets: make(map[int32]int64), committed: make(map[int32]int64)}
 	client, _ := flusherRedis(t)
 	prod := newProducer(nil)
 	f, err := NewFactory(FactoryConfig{
 		Redis:     client,
-		Buffer:    store.Config{RootTimeout: rootTimeout, Timeout: 2 * time.Second},
+		Buffer:    buffer,
 		Flusher:   fastConfig(prod),
 		BatchSize: batchSize, BatchTime: batchTime,
 	})
@@ -169,6 +174,49 @@ func TestFactoryFlushesEachPartitionAtItsOwnTime(t *testing.T) {
 	got := c.segmentsUntil(t, a, child, b)
 	if want := []string{a, child}; !slices.ContainsFunc(got, func(s []string) bool { return slices.Equal(s, want) }) {
 		t.Fatalf("segments %v, want one segment %v: partition 0's was flushed at partition 1's time, before its late child arrived", got, want)
+	}
+}
+
+// A newly assigned partition keeps no time until a span is read on it: a previous
+// owner's fragment in its queue, long overdue by any other clock, waits for the
+// spans read again from the committed offset and comes out merged with them.
+func TestFactoryWaitsForANewPartitionsFirstSpan(t *testing.T) {
+	c := newChainWith(t, store.Config{RootTimeout: 200 * time.Millisecond, Timeout: 30 * time.Second}, 1, time.Hour)
+	lagging, now := time.Now().Add(-time.Hour), time.Now()
+	x, y := hexID(1, 32), hexID(2, 32)
+	a, child, b := hexID(0xa, 16), hexID(0xc, 16), hexID(0xb, 16)
+
+	// The previous owner of partition 0 ingested the child and died before its
+	// offset was committed.
+	fragment, err := store.Decode(spanJSON(x, child, a), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.f.buf.Ingest(bg, []store.Span{fragment}, store.At(lagging)); err != nil {
+		t.Fatalf("Ingest: %v", err)
+	}
+	// Partition 1 is read and known, at the wall clock; b waits for a parent.
+	c.submit(t, 1, now, y, b, hexID(0xf, 16))
+	c.ingested(t, 1, 1)
+	ingested := time.Now()
+	waitFor(t, "every flusher worker to complete a cycle", waitLong, func() bool {
+		for _, w := range c.f.Workers() {
+			if !w.HealthySince.After(ingested) {
+				return false
+			}
+		}
+		return true
+	})
+	select {
+	case v := <-c.prod.ackedCh:
+		t.Fatalf("segment %s flushed before anything was read on its new partition", v)
+	default:
+	}
+
+	c.submit(t, 0, lagging, x, a, "")
+	c.submit(t, 0, lagging.Add(50*time.Millisecond), x, child, a)
+	if got := c.segmentsUntil(t, a, child); len(got) != 1 || !slices.Equal(got[0], []string{a, child}) {
+		t.Fatalf("segments %v, want one segment [%s %s]: the previous owner's fragment came out on its own", got, a, child)
 	}
 }
 

@@ -79,7 +79,7 @@ func newRig(t *testing.T, client redis.UniversalClient, bufCfg store.Config, cfg
 	if err != nil {
 		t.Fatalf("FlusherConfig: %v", err)
 	}
-	clock := newKafkaClock()
+	clock := newKafkaClock(0)
 	return &rig{buf: buf, clock: clock, fl: newFlusher(buf, clock, strategies.NewNoop[int](), cfg), logs: logs}
 }
 

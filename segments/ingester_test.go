@@ -76,7 +76,7 @@ func newIngestRig(t *testing.T, client redis.UniversalClient, concurrency int) *
 		out = append(out, m)
 		return m.Payload, nil
 	}, processor.Strategy[int](strategies.NewNoop[int]()))
-	clock := newKafkaClock()
+	clock := newKafkaClock(0)
 	in := newIngester(f.buf, clock, rec, concurrency, f.cfg.Flusher.RedisTimeout, f.log, safeMetrics{m: f.m, log: f.log})
 	r := &ingestRig{in: in, buf: f.buf, clock: clock, out: &out, offsets: make(map[int32]int64)}
 	t.Cleanup(func() {
