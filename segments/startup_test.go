@@ -39,13 +39,13 @@ func (g *startGate) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pr
 }
 
 // A flusher that takes long to start holds neither the assignment callback nor the
-// loop: the watchdog, at a tenth of a second, never reports the loop stuck while
-// the workers' first cycle waits for Redis for 20 times as long, and the span read
-// meanwhile comes out once they are up.
+// loop: the watchdog never reports the loop stuck while the workers' first cycle
+// waits for Redis for ten times the watchdog's timeout, and the span read meanwhile
+// comes out once they are up.
 func TestSlowFlusherStartDoesNotStallTheLoop(t *testing.T) {
 	const (
-		watchdog = 100 * time.Millisecond
-		startup  = 20 * watchdog
+		watchdog = 300 * time.Millisecond
+		startup  = 10 * watchdog
 	)
 	env := kafkatest.New(t)
 	in, out := env.Topic(2), env.Topic(1)
