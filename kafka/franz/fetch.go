@@ -17,8 +17,9 @@ import (
 
 // Fetch reads the message at pos again, independently of the group and of Pause,
 // with a direct consumer of that one partition. It waits at most until ctx is done
-// or FetchTimeout has passed. If no message exists at the offset any more, the
-// error wraps kafka.ErrOffsetGone.
+// or FetchTimeout has passed, so an offset at the partition's end is waited for
+// that long. If no message exists at the offset (it was deleted or compacted
+// away, or is past the end) the error wraps kafka.ErrOffsetGone.
 func (c *Consumer) Fetch(ctx context.Context, pos processor.Position) (processor.Message[processor.KafkaPayload], error) {
 	var none processor.Message[processor.KafkaPayload]
 	if err := c.beginCall(); err != nil {
@@ -62,7 +63,11 @@ func (c *Consumer) Fetch(ctx context.Context, pos processor.Position) (processor
 			continue
 		}
 		r := recs[0]
-		if r.Offset != pos.Offset {
+		switch {
+		case r.Offset < pos.Offset:
+			// Out of range: kgo reset to the oldest offset.
+			return fail(fmt.Errorf("the offset is past the partition's end: %w", kafka.ErrOffsetGone))
+		case r.Offset > pos.Offset:
 			return fail(fmt.Errorf("next is %d: %w", r.Offset, kafka.ErrOffsetGone))
 		}
 		return toMessage(pos.Partition, r), nil
