@@ -170,7 +170,7 @@ func (c *Consumer) Subscribe(topics []string, cb processor.RebalanceCallbacks) e
 	if err != nil {
 		return err
 	}
-	opts := clientOpts(c.cfg.ClientOptions, c.cfg.Brokers, c.cfg.ClientID, c.cfg.TLS, c.cfg.SASL, c.log)
+	opts := clientOpts(c.cfg.ClientOptions, c.cfg.Brokers, c.cfg.ClientID, c.cfg.TLS, c.cfg.SASL, c.cfg.Logger)
 	opts = append(opts,
 		kgo.ConsumerGroup(c.cfg.GroupID),
 		kgo.ConsumeTopics(slices.Clone(topics)...),

@@ -31,7 +31,7 @@ func (c *Consumer) Fetch(ctx context.Context, pos processor.Position) (processor
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.FetchTimeout)
 	defer cancel()
-	opts := clientOpts(c.cfg.ClientOptions, c.cfg.Brokers, c.cfg.ClientID, c.cfg.TLS, c.cfg.SASL, c.log)
+	opts := clientOpts(c.cfg.ClientOptions, c.cfg.Brokers, c.cfg.ClientID, c.cfg.TLS, c.cfg.SASL, c.cfg.Logger)
 	opts = append(opts,
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{
 			pos.Partition.Topic: {pos.Partition.Index: kgo.NewOffset().At(pos.Offset)},
