@@ -1,0 +1,412 @@
+package franz
+
+// Consumer's code is split by the goroutine it runs on:
+//
+//   - this file holds the type and its lifecycle (NewConsumer, Subscribe and
+//     Close, which the processor's loop calls), the reader goroutine Subscribe
+//     starts, and kgo's rebalance callbacks, which run on kgo's group goroutine.
+//   - poll.go runs on the processor's loop, the goroutine that calls Poll.
+//   - commit.go and fetch.go run on whichever goroutine calls Commit or Fetch.
+//
+// The fields cfg to closing are set by NewConsumer, never reassigned and read
+// from every goroutine; the channels (queue, wake, closing) and the atomic
+// eventsPending are how the sides reach each other. mu guards cl, owned,
+// nextEpoch, pending, failure and closed, which the callbacks, the reader, the
+// loop and Commit share. The loop alone owns cb, subscribed, active, paused, held,
+// ready and cur, and stop and readEnd, which Subscribe sets and Close waits on
+// (the reader closes readEnd as it returns). closeOnce and closeErr are Close's;
+// calls counts the Commit and Fetch calls Close waits for.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/zap"
+
+	"github.com/creekstream/creek/kafka"
+	"github.com/creekstream/creek/processor"
+)
+
+// ErrNotOwned is returned by Commit for offsets of partitions the consumer does not
+// own in the group's current generation, such as lost or already released ones.
+var ErrNotOwned = errors.New("franz: partition not owned by this member")
+
+// Consumer reads a consumer group through kgo and hands its messages out one at
+// a time from Poll, as processor.StreamProcessor expects.
+//
+// A reader goroutine polls kgo and queues what it gets as one batch per
+// partition, in a bounded queue; Poll hands the current batch out from a plain
+// slice. Assignment changes do not travel on that queue: kgo's callbacks record
+// them under the mutex as events, which Poll turns into RebalanceCallbacks calls
+// on the caller's goroutine. A revoked partition is held by kgo until OnRevoke has
+// run (or RevokeTimeout passed); queued messages of a revoked partition are
+// dropped.
+//
+// Subscribe, Poll, Buffered, Pause, Resume, Paused, Assignment and Close belong to
+// one goroutine, the processor's loop; Commit and Fetch may be called from any.
+type Consumer struct {
+	// Set by NewConsumer and never changed.
+	cfg         ConsumerConfig
+	log         *zap.Logger
+	cooperative bool
+	// queue carries batches from the reader to Poll.
+	queue chan batch
+	// eventsPending is set while pending or failure has something for the loop, so
+	// that a Poll answered from the current batch takes the lock only then.
+	eventsPending atomic.Bool
+	// wake tells Poll that events are pending; it holds at most one signal.
+	wake chan struct{}
+	// closing is closed by Close so that the reader and callbacks stop waiting.
+	closing chan struct{}
+
+	// Close's own.
+	closeOnce sync.Once
+	closeErr  error
+
+	// mu guards the state shared by kgo's goroutines, the reader, Commit and the
+	// loop.
+	mu        sync.Mutex
+	cl        *kgo.Client                    // the group client, set by Subscribe
+	owned     map[processor.Partition]uint64 // owned in the group, with the claim's epoch
+	nextEpoch uint64
+	pending   []event
+	failure   error // a fatal error, returned by Poll
+	closed    bool  // set by Close before it waits for calls
+
+	// The loop's own state, touched only by the goroutine calling Poll.
+	cb         processor.RebalanceCallbacks
+	subscribed bool
+	active     map[processor.Partition]uint64 // the assignment as the loop knows it
+	paused     map[processor.Partition]bool
+	held       map[processor.Partition][]batch // read while paused, delivered on Resume
+	ready      []batch                         // resumed batches, delivered before the queue
+	cur        batch                           // the batch Poll is handing out
+
+	// Set by Subscribe and waited on by Close, both on the loop.
+	stop    context.CancelFunc // ends the reader
+	readEnd chan struct{}      // closed when the reader has returned
+
+	// calls counts Commit and Fetch calls still talking to a broker.
+	calls sync.WaitGroup
+}
+
+// batch is a run of records of partition p that one poll returned. epoch
+// identifies the claim they were read under. Poll hands them out from next on.
+type batch struct {
+	p     processor.Partition
+	epoch uint64
+	recs  []*kgo.Record
+	next  int
+}
+
+func (b *batch) remaining() int { return len(b.recs) - b.next }
+
+// event is an assignment change waiting for Poll: exactly one field is set.
+type event struct {
+	assign map[processor.Partition]uint64
+	revoke *revocation
+}
+
+// revocation is a set of partitions that leave the assignment together. done is
+// closed once the loop has run OnRevoke for them.
+type revocation struct {
+	partitions []processor.Partition
+	lost       bool
+	done       chan struct{}
+}
+
+var (
+	_ processor.Consumer[processor.KafkaPayload] = (*Consumer)(nil)
+	_ processor.Fetcher[processor.KafkaPayload]  = (*Consumer)(nil)
+	_ interface{ Buffered() int }                = (*Consumer)(nil)
+)
+
+// NewConsumer validates cfg. It connects and joins the group only on Subscribe.
+func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
+	cfg, err := cfg.build()
+	if err != nil {
+		return nil, err
+	}
+	return &Consumer{
+		cfg:         cfg,
+		log:         cfg.Logger.With(zap.String("group", cfg.GroupID)),
+		cooperative: cfg.Assignor == AssignorCooperativeSticky,
+		queue:       make(chan batch, DefaultQueuedPolls),
+		wake:        make(chan struct{}, 1),
+		closing:     make(chan struct{}),
+		owned:       make(map[processor.Partition]uint64),
+		active:      make(map[processor.Partition]uint64),
+		paused:      make(map[processor.Partition]bool),
+		held:        make(map[processor.Partition][]batch),
+	}, nil
+}
+
+// Subscribe joins the group for topics. It may be called once.
+func (c *Consumer) Subscribe(topics []string, cb processor.RebalanceCallbacks) error {
+	select {
+	case <-c.closing:
+		return kafka.ErrClosed
+	default:
+	}
+	if c.subscribed {
+		return errors.New("franz: Subscribe called twice; a Consumer subscribes once")
+	}
+	if len(topics) == 0 {
+		return errors.New("franz: Subscribe needs at least one topic")
+	}
+	for _, t := range topics {
+		if why := validTopic(t); why != "" {
+			return fmt.Errorf("franz: topic %q cannot exist: %s", t, why)
+		}
+	}
+	bal, err := balancer(c.cfg.Assignor)
+	if err != nil {
+		return err
+	}
+	opts := clientOpts(c.cfg.ClientOptions, c.cfg.Brokers, c.cfg.ClientID, c.cfg.TLS, c.cfg.SASL, c.cfg.Logger)
+	opts = append(opts,
+		kgo.ConsumerGroup(c.cfg.GroupID),
+		kgo.ConsumeTopics(slices.Clone(topics)...),
+		kgo.Balancers(bal),
+		kgo.ConsumeResetOffset(c.cfg.resetOffset()),
+		kgo.DisableAutoCommit(),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.SessionTimeout(c.cfg.SessionTimeout),
+		kgo.RebalanceTimeout(c.cfg.RebalanceTimeout),
+		kgo.HeartbeatInterval(c.cfg.HeartbeatInterval),
+		kgo.OnPartitionsAssigned(c.onAssigned),
+		kgo.OnPartitionsRevoked(c.onRevoked),
+		kgo.OnPartitionsLost(c.onLost),
+	)
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return fmt.Errorf("franz: client for %v: %w", c.cfg.Brokers, err)
+	}
+	c.subscribed = true
+	c.cb = cb
+	c.mu.Lock()
+	c.cl = cl
+	c.mu.Unlock()
+	ctx, stop := context.WithCancel(context.Background())
+	c.stop = stop
+	c.readEnd = make(chan struct{})
+	go c.read(ctx, cl)
+	return nil
+}
+
+// Close leaves the group, stops every goroutine the consumer started and closes
+// its connections. Partitions are released without OnRevoke: the processor joins
+// its strategy, committing, before it closes the consumer.
+func (c *Consumer) Close() error {
+	c.closeOnce.Do(func() {
+		close(c.closing)
+		c.mu.Lock()
+		c.closed = true
+		cl := c.cl
+		c.mu.Unlock()
+		if !c.subscribed {
+			return
+		}
+		c.stop()
+		<-c.readEnd
+		c.calls.Wait()
+		ctx, cancel := context.WithTimeout(context.Background(), c.cfg.CloseTimeout)
+		defer cancel()
+		cl.AllowRebalance()
+		if err := cl.LeaveGroupContext(ctx); err != nil {
+			c.closeErr = fmt.Errorf("franz: leave group %s: %w", c.cfg.GroupID, err)
+		}
+		cl.Close()
+	})
+	return c.closeErr
+}
+
+// beginCall registers a Commit or Fetch that Close must wait for; the caller
+// calls c.calls.Done when it is finished.
+func (c *Consumer) beginCall() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return kafka.ErrClosed
+	}
+	c.calls.Add(1)
+	return nil
+}
+
+// read is the reader goroutine: it polls kgo until ctx ends and queues what it
+// gets. Rebalances are blocked from the moment PollRecords returns records until
+// the reader has stamped them with their claims, and allowed while it waits for
+// room in the queue.
+func (c *Consumer) read(ctx context.Context, cl *kgo.Client) {
+	defer close(c.readEnd)
+	defer cl.AllowRebalance()
+	for {
+		fetches := cl.PollRecords(ctx, c.cfg.MaxPollRecords)
+		if ctx.Err() != nil || fetches.IsClientClosed() {
+			return
+		}
+		fetches.EachError(func(topic string, part int32, err error) {
+			if errors.Is(err, context.Canceled) || errors.Is(err, kgo.ErrClientClosed) {
+				return
+			}
+			if fatal(err) {
+				c.fail(fmt.Errorf("franz: consume %s partition %d: %w", topic, part, err))
+				return
+			}
+			c.log.Warn("fetch error; kgo retries", zap.String("topic", topic), zap.Int32("partition", part), zap.Error(err))
+		})
+		batches := c.stamp(fetches)
+		cl.AllowRebalance()
+		for _, b := range batches {
+			select {
+			case c.queue <- b:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}
+}
+
+// fatal reports errors that rejoining or retrying cannot cure.
+func fatal(err error) bool {
+	return errors.Is(err, kerr.TopicAuthorizationFailed) ||
+		errors.Is(err, kerr.GroupAuthorizationFailed) ||
+		errors.Is(err, kerr.InconsistentGroupProtocol) ||
+		errors.Is(err, kerr.FencedInstanceID) ||
+		errors.Is(err, kerr.InvalidTopicException) ||
+		errors.Is(err, kerr.SaslAuthenticationFailed)
+}
+
+// stamp groups the polled records by partition and marks each batch with the
+// partition's current claim; records of partitions not owned are dropped.
+func (c *Consumer) stamp(fetches kgo.Fetches) []batch {
+	var out []batch
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	fetches.EachPartition(func(ftp kgo.FetchTopicPartition) {
+		if len(ftp.Records) == 0 {
+			return
+		}
+		p := processor.Partition{Topic: ftp.Topic, Index: ftp.Partition}
+		epoch, ok := c.owned[p]
+		if !ok {
+			return
+		}
+		out = append(out, batch{p: p, epoch: epoch, recs: ftp.Records})
+	})
+	return out
+}
+
+func (c *Consumer) fail(err error) {
+	c.mu.Lock()
+	if c.failure == nil {
+		c.failure = err
+	}
+	c.eventsPending.Store(true)
+	c.mu.Unlock()
+	c.signal()
+}
+
+func (c *Consumer) signal() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// onAssigned is kgo's OnPartitionsAssigned; it runs on kgo's group goroutine and
+// queues an assignment event.
+func (c *Consumer) onAssigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
+	c.mu.Lock()
+	added := make(map[processor.Partition]uint64)
+	for topic, idx := range assigned {
+		for _, i := range idx {
+			p := processor.Partition{Topic: topic, Index: i}
+			if _, ok := c.owned[p]; ok {
+				continue
+			}
+			c.nextEpoch++
+			c.owned[p] = c.nextEpoch
+			added[p] = c.nextEpoch
+		}
+	}
+	if len(added) > 0 {
+		c.pending = append(c.pending, event{assign: added})
+		c.eventsPending.Store(true)
+	}
+	c.mu.Unlock()
+	if len(added) > 0 {
+		c.signal()
+	}
+}
+
+// onRevoked is kgo's OnPartitionsRevoked. It runs on kgo's group goroutine, and
+// kgo releases the partitions when it returns, so it waits until the loop has run
+// OnRevoke for them.
+func (c *Consumer) onRevoked(_ context.Context, _ *kgo.Client, revoked map[string][]int32) {
+	c.release(revoked, false)
+}
+
+// onLost is kgo's OnPartitionsLost: the session ended, so the partitions are gone
+// already and nothing can be committed for them. The loop is told as for a
+// revocation, without waiting.
+func (c *Consumer) onLost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	c.release(lost, true)
+}
+
+func (c *Consumer) release(parts map[string][]int32, lost bool) {
+	select {
+	case <-c.closing:
+		// Close leaves the group; the processor has joined its strategy already.
+		return
+	default:
+	}
+	c.mu.Lock()
+	var moving []processor.Partition
+	for topic, idx := range parts {
+		for _, i := range idx {
+			p := processor.Partition{Topic: topic, Index: i}
+			if _, ok := c.owned[p]; ok {
+				moving = append(moving, p)
+				if lost {
+					delete(c.owned, p)
+				}
+			}
+		}
+	}
+	if len(moving) == 0 {
+		c.mu.Unlock()
+		return
+	}
+	rv := &revocation{partitions: moving, lost: lost, done: make(chan struct{})}
+	c.pending = append(c.pending, event{revoke: rv})
+	c.eventsPending.Store(true)
+	c.mu.Unlock()
+	c.signal()
+	if lost {
+		c.log.Warn("partitions lost: the group session ended; their uncommitted work cannot be committed and will be read again",
+			zap.Stringers("partitions", moving))
+		return
+	}
+	t := time.NewTimer(c.cfg.RevokeTimeout)
+	defer t.Stop()
+	select {
+	case <-rv.done:
+	case <-c.closing:
+	case <-t.C:
+		c.log.Warn("revoked partitions released before the processor handled the revocation; their uncommitted messages will be read again by the next owner",
+			zap.Stringers("partitions", moving), zap.Duration("revoke_timeout", c.cfg.RevokeTimeout))
+	}
+	c.mu.Lock()
+	for _, p := range moving {
+		delete(c.owned, p)
+	}
+	c.mu.Unlock()
+}

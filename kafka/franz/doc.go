@@ -1,0 +1,31 @@
+// Package franz is creek's second Kafka backend, built on franz-go's kgo client
+// beside the sarama one in package kafka. It offers the same three pieces:
+//
+//   - Consumer, a processor.Consumer (and processor.Fetcher) on a kgo consumer
+//     group: Poll hands out one message at a time from the records kgo fetched,
+//     assignment changes reach the processor's RebalanceCallbacks on the
+//     goroutine that calls Poll, partitions pause and resume without leaving the
+//     group, offsets move only through Commit, and Fetch reads one message again
+//     by offset for the dead-letter queue.
+//   - Producer, an asynchronous producer whose Produce returns a
+//     processor.Delivery resolved with the position the record was written to.
+//   - DLQProducer, which writes invalid messages to a dead-letter topic with the
+//     headers package kafka uses (kafka.HeaderOriginalTopic and the others).
+//
+// How the consumer works: one reader goroutine calls kgo's PollRecords with
+// BlockRebalanceOnPoll, so no rebalance callback can run between the moment kgo
+// returns records and the moment the reader stamps each partition's records with
+// the claim (epoch) they were read under; then it allows rebalances and queues
+// the records. kgo's OnPartitionsAssigned, OnPartitionsRevoked and
+// OnPartitionsLost record events that Poll turns into OnAssign and OnRevoke calls
+// on the processor's goroutine; a revocation waits (at most RevokeTimeout) until
+// the processor has handled it, so the processor commits before the partitions
+// go. Lost partitions reach the processor as a revocation, as with the sarama
+// backend, but Commit refuses them at once: their offsets cannot be committed any
+// more. Queued records of a partition the processor no longer owns are dropped.
+//
+// Configuration errors, and the errors the package wraps, start with "franz: ".
+// Where the two backends mean the same thing, the sentinel errors are package
+// kafka's (kafka.ErrClosed, kafka.ErrNotSubscribed, kafka.ErrOffsetGone,
+// kafka.ErrProducerClosed), so errors.Is works the same with either backend.
+package franz
