@@ -49,7 +49,11 @@ func (c *Consumer) consume(ctx context.Context, topics []string) {
 			c.fail(fmt.Errorf("kafka: consume %v: %w", topics, err))
 			return
 		case errors.Is(err, sarama.ErrUnknownTopicOrPartition):
-			c.waitingForTopics.Store(true)
+			if !c.waitingForTopics.Swap(true) {
+				// A session came between, so this is a new wait (a topic
+				// deleted while consumed): it is logged from its own start.
+				wait = topicWait{}
+			}
 			wait.log(c, c.missingTopics(topics))
 		default:
 			c.log.Warn("consumer group session failed; rejoining", zap.Strings("topics", topics), zap.Error(err))
