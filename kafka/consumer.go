@@ -17,7 +17,9 @@ package kafka
 // consumeEnd and errorsEnd, which Subscribe sets and Close waits on (consume and
 // drainErrors close the two channels as they return); closeOnce and closeErr are
 // Close's. fetchMu guards fetcher; calls counts the Commit and Fetch calls Close
-// waits for.
+// waits for. retryBackoff, which tests shorten before Subscribe, and the atomic
+// waitingForTopics, which consume sets and the handler's Setup clears, are the
+// group side's alone.
 
 import (
 	"context"
