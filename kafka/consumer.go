@@ -17,7 +17,9 @@ package kafka
 // consumeEnd and errorsEnd, which Subscribe sets and Close waits on (consume and
 // drainErrors close the two channels as they return); closeOnce and closeErr are
 // Close's. fetchMu guards fetcher; calls counts the Commit and Fetch calls Close
-// waits for.
+// waits for. retryBackoff, which tests shorten before Subscribe, and the atomic
+// waitingForTopics, which consume sets and the handler's Setup clears, are the
+// group side's alone.
 
 import (
 	"context"
@@ -26,6 +28,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/IBM/sarama"
 	"go.uber.org/zap"
@@ -74,6 +77,12 @@ type Consumer struct {
 	// final commit of every shutdown did.
 	commits     sarama.Client
 	cooperative bool
+	// retryBackoff is the pause between a failed Consume and the next; tests
+	// shorten it.
+	retryBackoff time.Duration
+	// waitingForTopics is set while Consume fails for missing topics, so that the
+	// session that follows says the wait is over.
+	waitingForTopics atomic.Bool
 
 	// queue carries batches from the partition readers to Poll; free returns their
 	// slices for reuse. batchSize bounds a batch.
@@ -185,26 +194,31 @@ func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
 	batchSize := min(maxBatch, cfg.ChannelBufferSize)
 	queued := (cfg.ChannelBufferSize + batchSize - 1) / batchSize
 	return &Consumer{
-		cfg:         cfg,
-		log:         cfg.Logger.With(zap.String("group", cfg.GroupID)),
-		client:      client,
-		commits:     commits,
-		group:       group,
-		cooperative: cfg.Assignor == AssignorCooperativeSticky,
-		queue:       make(chan batch, queued),
-		free:        make(chan []*sarama.ConsumerMessage, queued+1),
-		batchSize:   batchSize,
-		wake:        make(chan struct{}, 1),
-		closing:     make(chan struct{}),
-		announced:   make(map[processor.Partition]uint64),
-		revoking:    make(map[processor.Partition]*revocation),
-		active:      make(map[processor.Partition]uint64),
-		paused:      make(map[processor.Partition]bool),
-		held:        make(map[processor.Partition][]batch),
+		cfg:          cfg,
+		log:          cfg.Logger.With(zap.String("group", cfg.GroupID)),
+		client:       client,
+		commits:      commits,
+		group:        group,
+		cooperative:  cfg.Assignor == AssignorCooperativeSticky,
+		retryBackoff: retryBackoff,
+		queue:        make(chan batch, queued),
+		free:         make(chan []*sarama.ConsumerMessage, queued+1),
+		batchSize:    batchSize,
+		wake:         make(chan struct{}, 1),
+		closing:      make(chan struct{}),
+		announced:    make(map[processor.Partition]uint64),
+		revoking:     make(map[processor.Partition]*revocation),
+		active:       make(map[processor.Partition]uint64),
+		paused:       make(map[processor.Partition]bool),
+		held:         make(map[processor.Partition][]batch),
 	}, nil
 }
 
-// Subscribe joins the group for topics. It may be called once.
+// Subscribe joins the group for topics. It may be called once. A name that
+// cannot be a Kafka topic (see ValidateTopic) fails it at once. Topics that do not
+// exist yet are waited for: the group is joined once all of them exist, and
+// until then the wait is logged every MissingTopicLogInterval; the consumer never
+// creates them.
 func (c *Consumer) Subscribe(topics []string, cb processor.RebalanceCallbacks) error {
 	select {
 	case <-c.closing:
@@ -217,6 +231,22 @@ func (c *Consumer) Subscribe(topics []string, cb processor.RebalanceCallbacks) e
 	if len(topics) == 0 {
 		return errors.New("kafka: Subscribe needs at least one topic")
 	}
+	var invalid []error
+	for _, topic := range topics {
+		if err := ValidateTopic(topic); err != nil {
+			invalid = append(invalid, err)
+		}
+	}
+	if len(invalid) > 0 {
+		return errors.Join(invalid...)
+	}
+	c.subscribe(topics, cb)
+	return nil
+}
+
+// subscribe is Subscribe after the checks, which tests skip to reach the broker
+// with a name the client would refuse.
+func (c *Consumer) subscribe(topics []string, cb processor.RebalanceCallbacks) {
 	c.subscribed = true
 	c.cb = cb
 	ctx, stop := context.WithCancel(context.Background())
@@ -226,7 +256,6 @@ func (c *Consumer) Subscribe(topics []string, cb processor.RebalanceCallbacks) e
 	topics = slices.Clone(topics)
 	go c.consume(ctx, topics)
 	go c.drainErrors()
-	return nil
 }
 
 // Close leaves the group, stops every goroutine the consumer started and closes

@@ -72,7 +72,9 @@ type ConsumerConfig struct {
 	// Sarama carries client settings such as TLS, SASL, the protocol version and
 	// timeouts. It is copied; nil means sarama.NewConfig() with Version 2.8. The
 	// consumer overrides what it must own: the assignor, the initial offset,
-	// manual commits and error reporting.
+	// manual commits, error reporting and Metadata.AllowAutoTopicCreation, which
+	// is always off: a consumer that asks for a mistyped topic's metadata must not
+	// create it on a broker with auto.create.topics.enable.
 	Sarama *sarama.Config
 	// ChannelBufferSize is how many messages may wait between the partition
 	// readers and Poll. Readers block when it is full. Default 1024, at most 1<<20.
@@ -81,9 +83,18 @@ type ConsumerConfig struct {
 	// goroutine to handle OnRevoke before it is released anyway. It must be shorter
 	// than Sarama.Consumer.Group.Rebalance.Timeout; the default is half of it.
 	RevokeTimeout time.Duration
+	// MissingTopicLogInterval is how often the wait for subscribed topics that do
+	// not exist yet is logged (at Warn, naming them): once when the wait begins,
+	// then at most once per interval until they all exist. The consumer retries
+	// every second meanwhile. Default 10 s.
+	MissingTopicLogInterval time.Duration
 	// Logger receives the consumer's diagnostics. Default: zap.NewNop().
 	Logger *zap.Logger
 }
+
+// DefaultMissingTopicLogInterval is the default of
+// ConsumerConfig.MissingTopicLogInterval.
+const DefaultMissingTopicLogInterval = 10 * time.Second
 
 // build validates cfg and returns it with defaults filled in, plus the sarama
 // configuration to run with.
@@ -129,6 +140,10 @@ func (cfg ConsumerConfig) build() (ConsumerConfig, *sarama.Config, error) {
 	// is done; sarama's periodic commit would commit what was merely read.
 	sc.Consumer.Offsets.AutoCommit.Enable = false
 	sc.Consumer.Return.Errors = true
+	// The group's metadata requests name the subscribed topics; with this on, a
+	// broker that allows auto-creation would create a mistyped topic and the
+	// consumer would wait on it silently for ever.
+	sc.Metadata.AllowAutoTopicCreation = false
 	if err := sc.Validate(); err != nil {
 		return cfg, nil, fmt.Errorf("kafka: ConsumerConfig.Sarama is invalid: %w", err)
 	}
@@ -147,6 +162,13 @@ func (cfg ConsumerConfig) build() (ConsumerConfig, *sarama.Config, error) {
 	case cfg.RevokeTimeout < 0 || cfg.RevokeTimeout >= rebalance:
 		return cfg, nil, fmt.Errorf("kafka: ConsumerConfig.RevokeTimeout is %s; it must be positive and shorter than Sarama.Consumer.Group.Rebalance.Timeout (%s), or the group expels the member",
 			cfg.RevokeTimeout, rebalance)
+	}
+	switch {
+	case cfg.MissingTopicLogInterval == 0:
+		cfg.MissingTopicLogInterval = DefaultMissingTopicLogInterval
+	case cfg.MissingTopicLogInterval < 0:
+		return cfg, nil, fmt.Errorf("kafka: ConsumerConfig.MissingTopicLogInterval is %s; it must be positive (0 = %s)",
+			cfg.MissingTopicLogInterval, DefaultMissingTopicLogInterval)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()

@@ -29,8 +29,8 @@ import (
 // rebalance and on errors, and is called again until the consumer closes.
 func (c *Consumer) consume(ctx context.Context, topics []string) {
 	defer close(c.consumeEnd)
-	const backoff = time.Second
 	h := handler{c}
+	var wait topicWait
 	for {
 		err := c.group.Consume(ctx, topics, h)
 		if ctx.Err() != nil || errors.Is(err, sarama.ErrClosedConsumerGroup) {
@@ -39,12 +39,26 @@ func (c *Consumer) consume(ctx context.Context, topics []string) {
 		if err == nil {
 			continue
 		}
-		if fatal(err) {
+		switch {
+		case errors.Is(err, sarama.ErrInvalidTopic):
+			// The broker's rules can be stricter than ValidateTopic's, and a
+			// name it refuses now it refuses for ever: retrying would only log.
+			c.fail(fmt.Errorf("kafka: the broker refuses a topic of %v as invalid: %w", topics, err))
+			return
+		case fatal(err):
 			c.fail(fmt.Errorf("kafka: consume %v: %w", topics, err))
 			return
+		case errors.Is(err, sarama.ErrUnknownTopicOrPartition):
+			if !c.waitingForTopics.Swap(true) {
+				// A session came between, so this is a new wait (a topic
+				// deleted while consumed): it is logged from its own start.
+				wait = topicWait{}
+			}
+			wait.log(c, c.missingTopics(topics))
+		default:
+			c.log.Warn("consumer group session failed; rejoining", zap.Strings("topics", topics), zap.Error(err))
 		}
-		c.log.Warn("consumer group session failed; rejoining", zap.Strings("topics", topics), zap.Error(err))
-		t := time.NewTimer(backoff)
+		t := time.NewTimer(c.retryBackoff)
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -52,6 +66,50 @@ func (c *Consumer) consume(ctx context.Context, topics []string) {
 		case <-t.C:
 		}
 	}
+}
+
+// retryBackoff is the default pause between a failed Consume and the next.
+const retryBackoff = time.Second
+
+// topicWait rate-limits the log of a wait for missing topics: every attempt
+// finds them missing, and a line per attempt would bury everything else.
+type topicWait struct {
+	since, logged time.Time
+}
+
+func (w *topicWait) log(c *Consumer, missing []string) {
+	now := time.Now()
+	if w.since.IsZero() {
+		w.since = now
+	}
+	if !w.logged.IsZero() && now.Sub(w.logged) < c.cfg.MissingTopicLogInterval {
+		c.log.Debug("kafka: subscribed topics still missing; retrying", zap.Strings("missing", missing))
+		return
+	}
+	w.logged = now
+	c.log.Warn("kafka: waiting for subscribed topics to be created; the consumer does not create them",
+		zap.Strings("missing", missing), zap.Duration("waited", now.Sub(w.since).Round(time.Millisecond)),
+		zap.Duration("log_interval", c.cfg.MissingTopicLogInterval))
+}
+
+// missingTopics returns the topics the client's metadata does not know, which
+// after a refresh that found some unknown are the ones the cluster lacks.
+func (c *Consumer) missingTopics(topics []string) []string {
+	known, err := c.client.Topics()
+	if err != nil {
+		return topics
+	}
+	var missing []string
+	for _, t := range topics {
+		if !slices.Contains(known, t) {
+			missing = append(missing, t)
+		}
+	}
+	if len(missing) == 0 {
+		// Created between the refresh and now: the next attempt joins.
+		return topics
+	}
+	return missing
 }
 
 // fatal reports errors that rejoining cannot cure.
@@ -92,6 +150,9 @@ func (c *Consumer) signal() {
 type handler struct{ c *Consumer }
 
 func (h handler) Setup(sess sarama.ConsumerGroupSession) error {
+	if h.c.waitingForTopics.Swap(false) {
+		h.c.log.Info("kafka: the subscribed topics exist now; consuming")
+	}
 	h.c.mu.Lock()
 	h.c.session = sess
 	h.c.mu.Unlock()

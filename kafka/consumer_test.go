@@ -30,6 +30,7 @@ func TestConsumerConfigValidation(t *testing.T) {
 		{"buffer too big", ConsumerConfig{Brokers: []string{"x:1"}, GroupID: "g", ChannelBufferSize: MaxChannelBufferSize + 1}, "ChannelBufferSize"},
 		{"revoke timeout too long", ConsumerConfig{Brokers: []string{"x:1"}, GroupID: "g", RevokeTimeout: time.Hour}, "shorter than Sarama.Consumer.Group.Rebalance.Timeout"},
 		{"bad initial offset", ConsumerConfig{Brokers: []string{"x:1"}, GroupID: "g", InitialOffset: 7}, "InitialOffset"},
+		{"negative missing-topic log interval", ConsumerConfig{Brokers: []string{"x:1"}, GroupID: "g", MissingTopicLogInterval: -time.Second}, "MissingTopicLogInterval is -1s"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

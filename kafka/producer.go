@@ -31,7 +31,11 @@ type ProducerConfig struct {
 	// version, Producer.RequiredAcks, Producer.Idempotent, compression, batching.
 	// It is copied; nil means sarama.NewConfig() with Version 2.8. The producer
 	// always turns on Return.Successes and Return.Errors, which it needs to
-	// resolve deliveries.
+	// resolve deliveries. It leaves Metadata.AllowAutoTopicCreation as given
+	// (sarama's default is on), so producing to a topic that does not exist
+	// creates it on a broker with auto.create.topics.enable; set
+	// Sarama.Metadata.AllowAutoTopicCreation = false to have such deliveries fail
+	// instead.
 	Sarama *sarama.Config
 	// Logger receives the producer's diagnostics. Default: zap.NewNop().
 	Logger *zap.Logger

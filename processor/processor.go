@@ -19,7 +19,10 @@ import (
 
 // Config configures a StreamProcessor. Zero fields take the defaults named on them.
 type Config[T any] struct {
-	// Topics are the topics to consume. Required.
+	// Topics are the topics to consume. Required, and no name may be empty. Which
+	// names are valid is the consumer's to say: kafka.Consumer refuses, when Run
+	// subscribes, a name Kafka cannot hold, and waits for a topic that does not
+	// exist yet without creating it.
 	Topics []string
 	// CommitPolicy says how often staged offsets are committed (default once per
 	// second).

@@ -72,6 +72,23 @@ func (c *Client) CreateTopic(ctx context.Context, topic string, partitions int32
 	return nil
 }
 
+// TopicExists reports whether the cluster has topic. Its metadata request never
+// creates the topic, whatever the broker's auto.create.topics.enable says.
+func (c *Client) TopicExists(ctx context.Context, topic string) (bool, error) {
+	details, err := c.adm.ListTopics(ctx, topic)
+	if err != nil {
+		return false, fmt.Errorf("kafkatest: look up topic %s: %w", topic, err)
+	}
+	d, ok := details[topic]
+	switch {
+	case !ok || errors.Is(d.Err, kerr.UnknownTopicOrPartition):
+		return false, nil
+	case d.Err != nil:
+		return false, fmt.Errorf("kafkatest: look up topic %s: %w", topic, d.Err)
+	}
+	return true, nil
+}
+
 // DeleteTopic deletes topic.
 func (c *Client) DeleteTopic(ctx context.Context, topic string) error {
 	resp, err := c.adm.DeleteTopics(ctx, topic)

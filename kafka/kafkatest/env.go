@@ -81,6 +81,14 @@ func New(t testing.TB) *Env {
 func (e *Env) Topic(partitions int32) string {
 	e.t.Helper()
 	name := e.Name("topic")
+	e.CreateTopic(name, partitions)
+	return name
+}
+
+// CreateTopic creates the topic name, typically one from Name that a test
+// first used as missing, and deletes it when the test ends on a real broker.
+func (e *Env) CreateTopic(name string, partitions int32) {
+	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
 	defer cancel()
 	if err := e.Client.CreateTopic(ctx, name, partitions); err != nil {
@@ -96,7 +104,6 @@ func (e *Env) Topic(partitions int32) string {
 			}
 		})
 	}
-	return name
 }
 
 // Group returns a consumer group name unique to this test.
