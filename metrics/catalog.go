@@ -2,6 +2,8 @@ package metrics
 
 import "slices"
 
+//go:generate go run ./internal/gendoc -doc ../docs/metrics.md
+
 // Type says how to read the values of a metric.
 type Type uint8
 
