@@ -41,6 +41,7 @@ type Description struct {
 	// Name is the name as recorded, without a backend's prefix: the DogStatsD
 	// name, e.g. "consumer.poll.time".
 	Name string
+	// Type says whether values add up, hold, or time one operation.
 	Type Type
 	// Unit is a base unit (seconds, bytes, ratio) or, for counts and sizes, what
 	// is counted.
@@ -55,6 +56,7 @@ type Description struct {
 
 // TagDescription describes one tag of a metric.
 type TagDescription struct {
+	// Key is the tag's key as recorded.
 	Key string
 	// Values are the values the tag takes; empty when they are not a fixed set,
 	// such as topics or shards.
