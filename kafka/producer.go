@@ -39,7 +39,9 @@ type ProducerConfig struct {
 	Sarama *sarama.Config
 	// Logger receives the producer's diagnostics. Default: zap.NewNop().
 	Logger *zap.Logger
-	// Metrics receives producer.produce_status counts. Default: metrics.Noop{}.
+	// Metrics receives producer.produce_status counts, tagged with status and
+	// topic so that output and DLQ deliveries can be told apart. Default:
+	// metrics.Noop{}.
 	Metrics metrics.Metrics
 }
 
@@ -159,14 +161,14 @@ func (p *Producer) resolve() {
 			}
 			pos := processor.Position{Partition: processor.Partition{Topic: m.Topic, Index: m.Partition}, Offset: m.Offset}
 			m.Metadata.(*processor.Delivery).Resolve(pos, nil)
-			p.metrics.Increment("producer.produce_status", 1, metrics.Tag{Key: "status", Value: "success"})
+			p.metrics.Increment("producer.produce_status", 1, metrics.Tag{Key: "status", Value: "success"}, metrics.Tag{Key: "topic", Value: m.Topic})
 		case e, ok := <-errs:
 			if !ok {
 				errs = nil
 				continue
 			}
 			e.Msg.Metadata.(*processor.Delivery).Resolve(processor.Position{}, fmt.Errorf("kafka: produce to %s: %w", e.Msg.Topic, e.Err))
-			p.metrics.Increment("producer.produce_status", 1, metrics.Tag{Key: "status", Value: "error"})
+			p.metrics.Increment("producer.produce_status", 1, metrics.Tag{Key: "status", Value: "error"}, metrics.Tag{Key: "topic", Value: e.Msg.Topic})
 			p.log.Warn("produce failed", zap.String("topic", e.Msg.Topic), zap.Error(e.Err))
 		}
 	}

@@ -11,6 +11,8 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/creekstream/creek/kafka/kafkatest"
+	"github.com/creekstream/creek/metrics"
+	"github.com/creekstream/creek/metrics/metricstest"
 	"github.com/creekstream/creek/processor"
 )
 
@@ -69,6 +71,53 @@ func TestProducerDeliveriesResolveInOrderWithPositions(t *testing.T) {
 		pos := processor.Position{Partition: processor.Partition{Topic: topic, Index: r.Partition}, Offset: r.Offset}
 		if got := string(r.Value); got != want[pos] {
 			t.Errorf("broker has %q at %v, but the delivery said %q went there", got, pos, want[pos])
+		}
+	}
+}
+
+// An operator tells output deliveries from DLQ deliveries by the topic tag, so
+// each topic's successes and failures must be counted apart.
+func TestProducerCountsDeliveriesPerTopic(t *testing.T) {
+	env := kafkatest.New(t)
+	out, dlq := env.Topic(1), env.Topic(1)
+	rec := metricstest.NewRecorder()
+	p, err := NewProducer(ProducerConfig{Brokers: env.Brokers, Sarama: kafkatest.SaramaConfig(), Logger: zaptest.NewLogger(t), Metrics: rec})
+	if err != nil {
+		t.Fatalf("NewProducer: %v", err)
+	}
+	var deliveries []*processor.Delivery
+	for range 3 {
+		deliveries = append(deliveries, p.Produce(env.Context(waitFor), out, processor.KafkaPayload{Value: []byte("x")}))
+	}
+	deliveries = append(deliveries, p.Produce(env.Context(waitFor), dlq, processor.KafkaPayload{Value: []byte("y")}))
+	// Larger than sarama's default Producer.MaxMessageBytes, so sarama fails it
+	// without asking the broker.
+	tooLarge := p.Produce(env.Context(waitFor), dlq, processor.KafkaPayload{Value: make([]byte, 2<<20)})
+	for i, d := range deliveries {
+		if _, err := d.Wait(env.Context(waitFor)); err != nil {
+			t.Fatalf("delivery %d: %v", i, err)
+		}
+	}
+	if _, err := tooLarge.Wait(env.Context(waitFor)); err == nil {
+		t.Fatal("a message larger than MaxMessageBytes was delivered, want an error")
+	}
+	if err := p.Close(env.Context(waitFor)); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+
+	status := func(s string) metrics.Tag { return metrics.Tag{Key: "status", Value: s} }
+	topic := func(s string) metrics.Tag { return metrics.Tag{Key: "topic", Value: s} }
+	for _, c := range []struct {
+		tags []metrics.Tag
+		want int64
+	}{
+		{[]metrics.Tag{status("success"), topic(out)}, 3},
+		{[]metrics.Tag{status("success"), topic(dlq)}, 1},
+		{[]metrics.Tag{status("error"), topic(dlq)}, 1},
+		{[]metrics.Tag{status("error"), topic(out)}, 0},
+	} {
+		if got := rec.Counter("producer.produce_status", c.tags...); got != c.want {
+			t.Errorf("producer.produce_status%v = %d, want %d", c.tags, got, c.want)
 		}
 	}
 }

@@ -6,6 +6,9 @@
 // in-memory Recorder for tests. The DogStatsD and Prometheus backends put a prefix,
 // DefaultPrefix unless configured, in front of every name.
 //
+// Catalog describes every metric creek emits: its type, unit, tags and meaning. It
+// is the source of docs/metrics.md's tables, and tests hold it to the code.
+//
 // A Buffer sits in front of a backend for figures recorded at a high rate, such as
 // those of the consumer loop. It sums counters and timings per name and tag set,
 // keeps the last value of gauges, and sends them at most once per flush interval from
