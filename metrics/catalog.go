@@ -50,7 +50,8 @@ type Description struct {
 	Tags []TagDescription
 	// Meaning says what a value is, for an operator reading it.
 	Meaning string
-	// Source is the package that records the metric, as a path in the module.
+	// Source is the package that records the metric, as a path in the module; its
+	// sub-packages may record it too ("kafka" covers both Kafka backends).
 	Source string
 }
 
@@ -157,7 +158,7 @@ var catalog = []Description{
 	// The producer, to ProducerConfig.Metrics.
 	{Name: "producer.produce_status", Type: TypeCounter, Unit: "deliveries", Source: "kafka",
 		Tags:    []TagDescription{{Key: "status", Values: []string{"success", "error"}}, {Key: "topic"}},
-		Meaning: "deliveries `kafka.Producer` resolved, by outcome and topic: the output topic's and the DLQ's are counted apart"},
+		Meaning: "deliveries a Kafka producer (`kafka.Producer`, `franz.Producer`) resolved, by outcome and topic: the output topic's and the DLQ's are counted apart"},
 
 	// The span buffer.
 	{Name: "spans.buffer.process_spans", Type: TypeTimingObservation, Unit: "seconds", Source: "segments/store",

@@ -117,12 +117,12 @@ func (p *Producer) Produce(ctx context.Context, topic string, payload processor.
 		stop()
 		if err != nil {
 			d.Resolve(processor.Position{}, fmt.Errorf("franz: produce to %s: %w", r.Topic, err))
-			p.metrics.Increment("producer.produce_status", 1, metrics.Tag{Key: "status", Value: "error"})
+			p.metrics.Increment("producer.produce_status", 1, metrics.Tag{Key: "status", Value: "error"}, metrics.Tag{Key: "topic", Value: r.Topic})
 			p.log.Warn("produce failed", zap.String("topic", r.Topic), zap.Error(err))
 			return
 		}
 		d.Resolve(processor.Position{Partition: processor.Partition{Topic: r.Topic, Index: r.Partition}, Offset: r.Offset}, nil)
-		p.metrics.Increment("producer.produce_status", 1, metrics.Tag{Key: "status", Value: "success"})
+		p.metrics.Increment("producer.produce_status", 1, metrics.Tag{Key: "status", Value: "success"}, metrics.Tag{Key: "topic", Value: r.Topic})
 	})
 	unhook()
 	return d
