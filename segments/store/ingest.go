@@ -161,9 +161,9 @@ func resolveTops(order []*Span, ids map[string]*Span) []resolvedTop {
 		}
 	}
 
-	// A walk from span i visits next(i), next(next(i)), ... and its top after len(ids)
-	// hops is the span n+1 steps from i: dist of them reach the cycle, the rest go
-	// round it.
+	// The walk from span i starts at its parent, next(i), so its top after len(ids)
+	// hops is the span n+1 steps along next from i: dist[i] steps reach the cycle,
+	// the rest go round it.
 	for i := range order {
 		if c := cycleOf[i]; c >= 0 {
 			cycle := cycles[c]
