@@ -1,5 +1,6 @@
 -- Removes what one flush loaded from a segment, atomically. Spans that arrived while
--- the segment was being flushed stay, with their counts, redirects and queue entry.
+-- the segment was being flushed stay, with their counts, redirects and queue entry;
+-- the redirects of the spans flushed go in any case.
 --
 -- KEYS       member keys, span count, byte count, flush lock, redirect map; all under
 --            the trace's hash tag {P:T}
@@ -30,12 +31,17 @@ local function each_slice(from, to, fn)
 end
 
 each_slice(6, 5 + nsalts, function(b) redis.call("SREM", mkey, unpack(b)) end)
+-- The flushed spans' redirects go now even if newer spans keep the segment: no later
+-- cleanup names these spans, so they would stay until the hash expires. A span
+-- arriving later under one of them starts a segment of its own, as it would had the
+-- whole segment been flushed.
+each_slice(6 + nsalts, #ARGV, function(b) redis.call("HDEL", ssr, unpack(b)) end)
 
 if redis.call("EXISTS", mkey) == 0 then
 	redis.call("DEL", ic, ibc)
-	-- The root's own entry may stay from an earlier flush that left newer spans behind.
+	-- The root's entry may name no span loaded here: its payload may have been lost,
+	-- or a partial cleanup of an earlier version left it.
 	redis.call("HDEL", ssr, root)
-	each_slice(6 + nsalts, #ARGV, function(b) redis.call("HDEL", ssr, unpack(b)) end)
 	return 1
 end
 redis.call("DECRBY", ic, nspans)

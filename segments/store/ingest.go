@@ -58,19 +58,11 @@ func group(spans []Span) []*subsegment {
 
 	var out []*subsegment
 	for _, tr := range traces {
-		ids := tr.ids
 		pt := traceTag(tr.key.project, tr.key.trace)
+		tops := resolveTops(tr.order, tr.ids)
 		bySub := make(map[string]*subsegment)
-		for _, s := range tr.order {
-			top, hasRoot := s.effectiveParent(), s.IsRoot()
-			// A cycle of parents within the batch ends after len(ids) hops.
-			for hops := 0; !hasRoot && hops < len(ids); hops++ {
-				p, ok := ids[top]
-				if !ok {
-					break
-				}
-				top, hasRoot = p.effectiveParent(), p.IsRoot()
-			}
+		for i, s := range tr.order {
+			top, hasRoot := tops[i].top, tops[i].hasRoot
 			sub, ok := bySub[top]
 			if !ok {
 				sub = &subsegment{pt: pt, top: top}
@@ -89,6 +81,96 @@ func group(spans []Span) []*subsegment {
 		sub.salt = saltOf(sub.spans)
 	}
 	return out
+}
+
+type resolvedTop struct {
+	top     string
+	hasRoot bool
+}
+
+// resolveTops returns, for each span of one trace's batch (ids: those spans by id),
+// where the walk up its in-batch parents ends: the first root met, or the first
+// parent not in the batch. A span that reaches a cycle of parents walks len(ids)
+// hops and stops wherever that leaves it, as the walk always has.
+//
+// Every span is resolved from its parent's result, each once, so a long chain costs
+// linear time rather than a walk per span (quadratic).
+func resolveTops(order []*Span, ids map[string]*Span) []resolvedTop {
+	n := len(order)
+	index := make(map[*Span]int, n)
+	for i, s := range order {
+		index[s] = i
+	}
+	// next[i] is the span the walk from span i goes to, -1 where it ends; there the
+	// result is known at once.
+	next := make([]int, n)
+	res := make([]resolvedTop, n)
+	for i, s := range order {
+		next[i] = -1
+		switch p, ok := ids[s.effectiveParent()]; {
+		case s.IsRoot():
+			res[i] = resolvedTop{s.SpanID, true}
+		case !ok:
+			res[i] = resolvedTop{s.effectiveParent(), false}
+		default:
+			next[i] = index[p]
+		}
+	}
+
+	// A span that leads into a cycle is described by the cycle (its spans in walk
+	// order), its distance from the cycle and the position on it where it enters.
+	const (
+		unvisited = iota
+		onPath
+		resolved
+	)
+	state := make([]uint8, n)
+	var cycles [][]int
+	cycleOf, entry, dist := make([]int, n), make([]int, n), make([]int, n)
+	for i := range cycleOf {
+		cycleOf[i] = -1
+	}
+	var path []int
+	for i := range order {
+		if state[i] != unvisited {
+			continue
+		}
+		path = path[:0]
+		j := i
+		for next[j] >= 0 && state[j] == unvisited {
+			state[j] = onPath
+			path = append(path, j)
+			j = next[j]
+		}
+		switch {
+		case state[j] == onPath: // the path closed a cycle at j
+			start := slices.Index(path, j)
+			cycle := slices.Clone(path[start:])
+			for pos, k := range cycle {
+				cycleOf[k], entry[k], dist[k], state[k] = len(cycles), pos, 0, resolved
+			}
+			cycles = append(cycles, cycle)
+			path = path[:start]
+		case next[j] < 0: // a span whose walk ends at once
+			state[j] = resolved
+		}
+		// j is resolved now; the path leads into it.
+		for k := len(path) - 1; k >= 0; k-- {
+			p, q := path[k], next[path[k]]
+			res[p], cycleOf[p], entry[p], dist[p], state[p] = res[q], cycleOf[q], entry[q], dist[q]+1, resolved
+		}
+	}
+
+	// The walk from span i starts at its parent, next(i), so its top after len(ids)
+	// hops is the span n+1 steps along next from i: dist[i] steps reach the cycle,
+	// the rest go round it.
+	for i := range order {
+		if c := cycleOf[i]; c >= 0 {
+			cycle := cycles[c]
+			res[i] = resolvedTop{order[cycle[(entry[i]+n+1-dist[i])%len(cycle)]].SpanID, false}
+		}
+	}
+	return res
 }
 
 // saltOf hashes the span ids, so that a retried batch writes to the same keys.

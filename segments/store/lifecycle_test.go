@@ -1,6 +1,7 @@
 package store
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -96,4 +97,45 @@ func TestLostPayloads(t *testing.T) {
 		// The lost span's redirect is left to expire: nothing loaded names it.
 		assertAllExpire(t, s.client)
 	})
+}
+
+// TestLateSpanAfterPartialCleanup checks that the redirects of spans flushed while
+// a late span kept their segment alive are removed, not left until their TTL: with
+// no lock, and after a flush lock expired (so the late span merged instead of being
+// detached).
+func TestLateSpanAfterPartialCleanup(t *testing.T) {
+	for _, lockTTL := range []time.Duration{0, 10 * time.Second} {
+		t.Run(fmt.Sprintf("lock=%v", lockTTL), func(t *testing.T) {
+			eachStore(t, func(t *testing.T, s store) {
+				b := newTestBuffer(t, s.client, Config{FlushLockTTL: lockTTL})
+				ingest(t, b, at(0), span(t, "a", "", 0), span(t, "c", "a", 0))
+				segs, got := flushed(t, b, at(10))
+				if got[segKeyA(id("a"))] != "ac" || len(got) != 1 {
+					t.Fatalf("flush at 10 gave %v, want segment a with a, c", got)
+				}
+				if lockTTL > 0 {
+					// What the lock's expiry does, without waiting for it.
+					if err := s.client.Del(bg, lockKey(segKeyA(id("a")))).Err(); err != nil {
+						t.Fatal(err)
+					}
+				}
+				ingest(t, b, at(5), span(t, "b", "a", 0))
+				done(t, b, segs)
+				redirects, err := s.client.HGetAll(bg, redirectKey(traceTag(1, traceA))).Result()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if want := map[string]string{id("b"): id("a")}; fmt.Sprint(redirects) != fmt.Sprint(want) {
+					t.Errorf("redirects after the first cleanup: %v, want only the late span's %v", redirects, want)
+				}
+				segs, got = flushed(t, b, at(15))
+				if got[segKeyA(id("a"))] != "b" || len(got) != 1 {
+					t.Fatalf("flush at 15 gave %v, want segment a with the late span b", got)
+				}
+				done(t, b, segs)
+				assertAllExpire(t, s.client)
+				assertOnlyRootFlags(t, s.client)
+			})
+		})
+	}
 }

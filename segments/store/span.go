@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -48,7 +49,8 @@ func (s *Span) effectiveParent() string {
 // Decode parses one Kafka message value read from partition. It returns an error
 // wrapping ErrInvalidSpan when the value is not a JSON object, a required field
 // (project_id, trace_id, span_id, start_timestamp, end_timestamp) is missing or null,
-// or a field has the wrong type (timestamps given as strings, for example).
+// a field has the wrong type (timestamps given as strings, for example), or a key
+// the buffer reads or rewrites appears twice (see spanKeys).
 //
 // Keys match exactly, as the flush matches them when it writes is_segment and the
 // segment id back (encoding/json alone would also accept "Span_ID"). Only the fields
@@ -63,6 +65,7 @@ func Decode(value []byte, partition int32) (Span, error) {
 		return Span{}, fmt.Errorf("%w: not JSON: %w", ErrInvalidSpan, err)
 	}
 	var project, trace, spanID, parent, isSegment, start, end, attrs []byte
+	var seen keySet
 	if _, err := scanObject(value, 0, func(key []byte, vs, ve int) {
 		v := value[vs:ve]
 		switch string(key) {
@@ -83,8 +86,12 @@ func Decode(value []byte, partition int32) (Span, error) {
 		case "attributes":
 			attrs = v
 		}
+		seen.add(key, spanKeys)
 	}); err != nil {
 		return Span{}, fmt.Errorf("%w: not a JSON object", ErrInvalidSpan)
+	}
+	if seen.dup != "" {
+		return Span{}, fmt.Errorf("%w: duplicate key %q", ErrInvalidSpan, seen.dup)
 	}
 
 	s := Span{Partition: partition, Payload: value}
@@ -126,23 +133,78 @@ func segmentID(attrs []byte) (string, error) {
 		return "", fmt.Errorf("%w: attributes is not an object", ErrInvalidSpan)
 	}
 	var seg, value []byte
+	var seen keySet
 	_, _ = scanObject(attrs, 0, func(key []byte, vs, ve int) {
 		if string(key) == "sentry.segment.id" {
 			seg = attrs[vs:ve]
 		}
+		seen.add(key, attributeKeys)
 	})
+	if seen.dup != "" {
+		return "", fmt.Errorf("%w: attributes has a duplicate key %q", ErrInvalidSpan, seen.dup)
+	}
 	if isNull(seg) {
 		return "", nil
 	}
 	if seg[0] != '{' {
 		return "", fmt.Errorf(`%w: attributes["sentry.segment.id"] is not an object`, ErrInvalidSpan)
 	}
+	seen = keySet{}
 	_, _ = scanObject(seg, 0, func(key []byte, vs, ve int) {
 		if string(key) == "value" {
 			value = seg[vs:ve]
 		}
+		seen.add(key, segmentIDKeys)
 	})
+	if seen.dup != "" {
+		return "", fmt.Errorf(`%w: attributes["sentry.segment.id"] has a duplicate key %q`, ErrInvalidSpan, seen.dup)
+	}
 	return optionalID(`attributes["sentry.segment.id"].value`, value)
+}
+
+// The keys the buffer reads or rewrites, at the top of a span, in its attributes and
+// in attributes["sentry.segment.id"]. A duplicate of one of these is rejected: the
+// buffer reads and the flush edits the last copy and leaves the other as it was, so
+// the span would come out with two answers and a reader downstream may take either.
+// Duplicates of other keys are kept as they are, verbatim like the rest.
+var (
+	spanKeys = []string{"project_id", "trace_id", "span_id", "parent_span_id", "is_segment",
+		"start_timestamp", "end_timestamp", "attributes"}
+	attributeKeys = []string{"sentry.segment.id"}
+	segmentIDKeys = []string{"value"}
+)
+
+// keySet records which of up to 8 watched keys an object has, and the first watched
+// key it has twice.
+type keySet struct {
+	seen uint8
+	dup  string
+}
+
+// add notes key if it is one of watched. A key written with escapes counts as the
+// key it spells: JSON readers downstream unescape it, so "span\u005fid" next to
+// "span_id" is a duplicate, although the buffer matches keys raw and reads only the
+// latter.
+func (k *keySet) add(key []byte, watched []string) {
+	if k.dup != "" {
+		return
+	}
+	name := string(key)
+	if bytes.IndexByte(key, '\\') >= 0 {
+		var unescaped string
+		if json.Unmarshal([]byte(`"`+name+`"`), &unescaped) == nil {
+			name = unescaped
+		}
+	}
+	for i, w := range watched {
+		if name == w {
+			if k.seen&(1<<i) != 0 {
+				k.dup = w
+			}
+			k.seen |= 1 << i
+			return
+		}
+	}
 }
 
 func isNull(v []byte) bool { return v == nil || string(v) == "null" }

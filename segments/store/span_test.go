@@ -1,7 +1,10 @@
 package store
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -31,11 +34,31 @@ func TestDecode(t *testing.T) {
 		{name: "negative project", in: `{` + strings.Replace(ok, `"project_id":1`, `"project_id":-1`, 1) + `}`, invalid: "project_id"},
 		{name: "is_segment as string", in: `{` + ok + `,"is_segment":"yes"}`, invalid: "is_segment"},
 		{name: "brace in trace id", in: `{` + strings.Replace(ok, traceA, "a}b", 1) + `}`, invalid: "trace_id"},
+		{name: "is_segment twice", in: `{` + ok + `,"is_segment":true,"is_segment":false}`, invalid: `duplicate key "is_segment"`},
+		{name: "attributes twice", in: `{` + ok + `,"attributes":{},"attributes":{"x":1}}`, invalid: `duplicate key "attributes"`},
+		{name: "span_id twice", in: `{` + ok + `,"span_id":"bbbbbbbbbbbbbbbb"}`, invalid: `duplicate key "span_id"`},
+		{name: "trace_id twice", in: `{` + ok + `,"trace_id":"` + traceA + `"}`, invalid: `duplicate key "trace_id"`},
+		{name: "project_id twice", in: `{` + ok + `,"project_id":2}`, invalid: `duplicate key "project_id"`},
+		{name: "parent_span_id twice", in: `{` + ok + `,"parent_span_id":null,"parent_span_id":"bbbbbbbbbbbbbbbb"}`, invalid: `duplicate key "parent_span_id"`},
+		{name: "start_timestamp twice", in: `{` + ok + `,"start_timestamp":1}`, invalid: `duplicate key "start_timestamp"`},
+		{name: "end_timestamp twice", in: `{"end_timestamp":3,` + ok + `}`, invalid: `duplicate key "end_timestamp"`},
+		{name: "span_id twice, once escaped", in: `{` + ok + `,"span\u005fid":"bbbbbbbbbbbbbbbb"}`, invalid: `duplicate key "span_id"`},
+		{name: "segment id twice", in: `{` + ok + `,"attributes":{"sentry.segment.id":{"value":"bbbbbbbbbbbbbbbb"},"sentry.segment.id":{"value":"cccccccccccccccc"}}}`,
+			invalid: `attributes has a duplicate key "sentry.segment.id"`},
+		{name: "segment id value twice", in: `{` + ok + `,"attributes":{"sentry.segment.id":{"value":"bbbbbbbbbbbbbbbb","value":"cccccccccccccccc"}}}`,
+			invalid: `duplicate key "value"`},
+		{name: "other keys twice are kept", in: `{` + ok + `,"name":"x","name":"y","attributes":{"db":{"value":1},"db":{"value":2},"sentry.segment.id":{"type":"string","type":"string","value":"cccccccccccccccc"}}}`,
+			want: Span{ProjectID: 1, TraceID: traceA, SpanID: id("a"), SegmentID: id("c")}},
+		{name: "escaped key alone is not read", in: `{` + ok + `,"is_s\u0065gment":"not read"}`,
+			want: Span{ProjectID: 1, TraceID: traceA, SpanID: id("a")}},
 		{name: "segment id of wrong type", in: `{` + ok + `,"attributes":{"sentry.segment.id":{"value":7}}}`, invalid: "value"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := Decode([]byte(tc.in), 3)
+			if strings.Contains(tc.invalid, "duplicate") && duplicateWatchedKey([]byte(tc.in)) == "" {
+				t.Errorf("duplicateWatchedKey(%s), the fuzz test's check, finds no duplicate", tc.in)
+			}
 			if tc.invalid != "" {
 				if !errors.Is(err, ErrInvalidSpan) || !strings.Contains(err.Error(), tc.invalid) {
 					t.Fatalf("Decode(%s) = %v, want ErrInvalidSpan mentioning %q", tc.in, err, tc.invalid)
@@ -71,6 +94,9 @@ func FuzzDecode(f *testing.F) {
 		if s.TraceID == "" || s.SpanID == "" {
 			t.Fatalf("accepted %q without trace and span ids", in)
 		}
+		if key := duplicateWatchedKey(in); key != "" {
+			t.Fatalf("accepted %q with key %q twice", in, key)
+		}
 		// Every accepted span can be flushed.
 		if _, id, err := outputSpan(s.Payload, s.SpanID); err != nil || id != s.SpanID {
 			t.Fatalf("outputSpan(%q) = id %q, %v; want span id %q", in, id, err, s.SpanID)
@@ -87,4 +113,51 @@ func BenchmarkDecode(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// duplicateWatchedKey returns a key the buffer reads or rewrites that the JSON object
+// in has twice, at the top, in attributes or in attributes["sentry.segment.id"], as
+// encoding/json's tokenizer (which unescapes keys) sees it; "" if there is none.
+func duplicateWatchedKey(in []byte) string {
+	obj := in
+	for _, level := range []struct {
+		watched []string
+		next    string // the member holding the next level
+	}{{spanKeys, "attributes"}, {attributeKeys, "sentry.segment.id"}, {segmentIDKeys, ""}} {
+		members, dup := objectMembers(obj, level.watched)
+		if dup != "" {
+			return dup
+		}
+		if obj = members[level.next]; obj == nil {
+			return ""
+		}
+	}
+	return ""
+}
+
+// objectMembers returns the members of the JSON object obj (nil if it is none) and
+// the first of watched it has twice.
+func objectMembers(obj []byte, watched []string) (map[string][]byte, string) {
+	dec := json.NewDecoder(bytes.NewReader(obj))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return nil, ""
+	}
+	members := make(map[string][]byte)
+	dup := ""
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, ""
+		}
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, ""
+		}
+		key := tok.(string)
+		if _, twice := members[key]; twice && dup == "" && slices.Contains(watched, key) {
+			dup = key
+		}
+		members[key] = v
+	}
+	return members, dup
 }
