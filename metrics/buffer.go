@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"math/bits"
 	"runtime"
@@ -9,8 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 	"unsafe"
-
-	"github.com/creekstream/creek/internal/defaults"
 )
 
 // DefaultFlushInterval is how often a Buffer flushes when BufferConfig leaves it unset.
@@ -94,8 +93,13 @@ func NewBuffer(backend Metrics, cfg BufferConfig) (*Buffer, error) {
 	if backend == nil {
 		return nil, errors.New("metrics: NewBuffer needs a backend; pass metrics.Noop{} to discard")
 	}
-	if err := defaults.Durations(defaults.Duration{Name: "metrics: BufferConfig.FlushInterval", Value: &cfg.FlushInterval, Default: DefaultFlushInterval}); err != nil {
-		return nil, err
+	// One field, checked here in the wording of internal/defaults: metrics is the
+	// one creek package the span store may import, so it imports none itself.
+	switch {
+	case cfg.FlushInterval < 0:
+		return nil, fmt.Errorf("metrics: BufferConfig.FlushInterval is %v; set it > 0, or leave it 0 for %v", cfg.FlushInterval, DefaultFlushInterval)
+	case cfg.FlushInterval == 0:
+		cfg.FlushInterval = DefaultFlushInterval
 	}
 	// Four times as many stripes as threads that can run at once keeps collisions
 	// between concurrent writers of one series rare.
