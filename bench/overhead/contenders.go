@@ -13,8 +13,10 @@ import (
 	"github.com/lovoo/goka"
 	"github.com/lovoo/goka/codec"
 	"github.com/lovoo/goka/storage"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/creekstream/creek/kafka"
+	"github.com/creekstream/creek/kafka/franz"
 	"github.com/creekstream/creek/processor"
 	"github.com/creekstream/creek/strategies"
 )
@@ -42,6 +44,8 @@ var contenders = []contender{
 	{"creek", runCreek},
 	{"sarama", runSarama},
 	{"goka", runGoka},
+	{"creek-franz", runCreekFranz},
+	{"franz", runFranz},
 }
 
 func contenderNames() []string {
@@ -107,7 +111,8 @@ func (c *counter) span() time.Duration { return time.Duration(c.last.Load() - c.
 func (c *counter) wall() time.Duration { return time.Duration(c.last.Load()) }
 
 // runCreek consumes with a StreamProcessor running RunTask(identity) ->
-// CommitOffsets, the chain DESIGN.md names for this comparison.
+// CommitOffsets, the chain DESIGN.md names for this comparison, on the sarama
+// backend.
 func runCreek(ctx context.Context, e runEnv) error {
 	consumer, err := kafka.NewConsumer(kafka.ConsumerConfig{
 		Brokers: e.brokers,
@@ -117,6 +122,24 @@ func runCreek(ctx context.Context, e runEnv) error {
 	if err != nil {
 		return err
 	}
+	return runCreekOn(ctx, e, consumer)
+}
+
+// runCreekFranz is runCreek on the franz-go backend.
+func runCreekFranz(ctx context.Context, e runEnv) error {
+	consumer, err := franz.NewConsumer(franz.ConsumerConfig{
+		Brokers:       e.brokers,
+		GroupID:       e.group,
+		ClientID:      "creek-bench",
+		InitialOffset: kafka.OffsetEarliest,
+	})
+	if err != nil {
+		return err
+	}
+	return runCreekOn(ctx, e, consumer)
+}
+
+func runCreekOn(ctx context.Context, e runEnv, consumer processor.Consumer[processor.KafkaPayload]) error {
 	identity := func(m processor.Message[processor.KafkaPayload]) (processor.KafkaPayload, error) {
 		e.count.add()
 		return m.Payload, nil
@@ -130,6 +153,42 @@ func runCreek(ctx context.Context, e runEnv) error {
 		return err
 	}
 	return runUntilCounted(ctx, e, p.Run)
+}
+
+// runFranz is the bare franz-go loop: poll fetches, count every record, let kgo's
+// auto-commit send offsets meanwhile, as most kgo consumers do, and commit the
+// rest at the end.
+func runFranz(ctx context.Context, e runEnv) error {
+	cl, err := kgo.NewClient(
+		kgo.SeedBrokers(e.brokers...),
+		kgo.ClientID("creek-bench"),
+		kgo.ConsumerGroup(e.group),
+		kgo.ConsumeTopics(e.topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+	)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	for {
+		select {
+		case <-e.count.done:
+			return cl.CommitUncommittedOffsets(ctx)
+		default:
+		}
+		fetches := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		var ferr error
+		fetches.EachError(func(topic string, p int32, err error) {
+			ferr = errors.Join(ferr, fmt.Errorf("fetch %s/%d: %w", topic, p, err))
+		})
+		if ferr != nil {
+			return ferr
+		}
+		fetches.EachRecord(func(*kgo.Record) { e.count.add() })
+	}
 }
 
 // runSarama is the bare consumer-group loop: mark every message and let sarama's

@@ -1,16 +1,18 @@
 // Command overhead measures what creek's StreamProcessor costs on top of sarama.
 //
 // It produces one topic of small messages once, with a fast franz-go producer, and
-// then lets three contenders consume all of it, each with a fresh consumer group:
+// then lets the contenders consume all of it, each with a fresh consumer group:
 //
 //   - creek: a StreamProcessor running RunTask(identity) -> CommitOffsets through
-//     kafka.NewConsumer, with the default commit policy;
+//     kafka.NewConsumer (sarama), with the default commit policy;
 //   - sarama: the bare consumer-group loop people usually write, MarkMessage with
 //     auto-commit on;
-//   - goka: a goka processor with one Input edge and a callback that does nothing.
+//   - goka: a goka processor with one Input edge and a callback that does nothing;
+//   - creek-franz: creek's chain through franz.NewConsumer (franz-go);
+//   - franz: the bare franz-go loop, PollFetches with auto-commit on.
 //
-// All three use the same sarama settings (protocol version, fetch sizes, channel
-// buffer). Each contender counts the messages it handled and stops when it has
+// The sarama-based three use the same sarama settings (protocol version, fetch
+// sizes, channel buffer); the franz-go two use kgo's defaults. Each contender counts the messages it handled and stops when it has
 // seen them all, so completion is detected by counting, never by a timer. The
 // contenders run -rounds times, interleaved, and the median throughput is reported
 // with its ratio to the bare sarama loop, as a Markdown table on stdout and as JSON.
