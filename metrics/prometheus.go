@@ -59,8 +59,9 @@ type PrometheusConfig struct {
 // a histogram <prefix><name>_seconds, each with the HELP "creek metric <name>.". So
 // does a catalog metric recorded as another kind than its type.
 //
-// A metric's label names are fixed when it is first used, because Prometheus
-// requires one label set per metric. Afterwards a tag with another key is dropped
+// A metric's label names are fixed when it is first used (see
+// PrometheusConfig.Labels), because Prometheus requires one label set per metric.
+// Afterwards a tag with another key is dropped
 // and counted, the value is still recorded, and a missing tag records an empty
 // label. A negative counter increment or buffered timing, or a metric whose name
 // another collector in the registry already uses, drops the value and counts it.
