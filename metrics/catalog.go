@@ -218,3 +218,24 @@ var catalog = []Description{
 		Tags:    []TagDescription{{Key: "metric"}, {Key: "reason", Values: []string{dropUnexpectedTag, dropNegativeCount, dropNotRegistrable}}},
 		Meaning: "tags or values the Prometheus backend could not record (Prometheus only)"},
 }
+
+// catalogByName lets the Prometheus backend find a metric's description on its
+// first use.
+var catalogByName = func() map[string]Description {
+	m := make(map[string]Description, len(catalog))
+	for _, d := range catalog {
+		m[d.Name] = d
+	}
+	return m
+}()
+
+// kind is the kind of call that records a metric of type t.
+func (t Type) kind() kind {
+	switch t {
+	case TypeCounter:
+		return kindCounter
+	case TypeGauge:
+		return kindGauge
+	}
+	return kindTiming
+}

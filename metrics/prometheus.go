@@ -24,34 +24,54 @@ type PrometheusConfig struct {
 	// prefix on elsewhere.
 	NoPrefix bool
 	// Labels declares the label names of a metric, by its name without prefix. A
-	// metric not listed takes the tag keys of its first use as its labels.
+	// metric not listed takes the tags the catalog lists for it and the tag keys
+	// of its first use as its labels.
 	Labels map[string][]string
-	// Buckets are the histogram buckets for timings, in seconds. Empty means
-	// prometheus.DefBuckets.
+	// Buckets are the histogram buckets for timings of one operation, in seconds.
+	// Empty means prometheus.DefBuckets, which reach 10 s, extended to 10 minutes
+	// for creek's timings that can take minutes: consumer.latency,
+	// strategies.reduce.batch_time and strategies.lookup.recovery_wait.
 	Buckets []float64
 	// Logger is told, once per metric, about tags or values that had to be dropped.
 	// The default discards.
 	Logger *zap.Logger
 }
 
-// Prometheus records metrics as Prometheus collectors: a counter becomes a CounterVec
-// named <prefix><name>_total, a gauge a GaugeVec named <prefix><name>, a timing a
-// HistogramVec named <prefix><name>_seconds; dots and other characters Prometheus
-// does not allow become underscores.
+// Prometheus records metrics as Prometheus collectors. A metric of the catalog (see
+// Catalog) is exposed as its type says, named after Prometheus' conventions, with its
+// Meaning as HELP and its tags as labels:
 //
-// A metric's label names are fixed when it is first used (declared in
-// PrometheusConfig.Labels, or else the tag keys of that first use), because
-// Prometheus requires one label set per metric. Afterwards a tag with another key is
-// dropped and counted, the value is still recorded, and a missing tag records an
-// empty label. A negative counter increment, or a metric whose name another
-// collector in the registry already uses, drops the value and counts it. Every drop
-// is counted in <prefix>metrics_prometheus_dropped_total{metric, reason}; none
-// panics.
+//   - a counter is a counter <prefix><name>_total, where a trailing "count" word
+//     or "_total" is dropped first so that _total appears once: consumer.run.count
+//     is creek_consumer_run_total;
+//   - a buffered timing (TypeTimingTotal) is a counter of the seconds spent,
+//     <prefix><name>_seconds_total, because each value is a sum of time to add
+//     up, not the duration of one operation: consumer.poll.time is
+//     creek_consumer_poll_time_seconds_total;
+//   - a timing of one operation is a histogram <prefix><name>_seconds;
+//   - a gauge is a gauge <prefix><name>.
+//
+// Counters and gauges whose unit is a base unit (seconds, bytes, ratio) end in it,
+// once. Dots and other characters Prometheus does not allow become underscores.
+//
+// A metric the catalog does not list, such as one of your own, keeps the naming of
+// earlier versions: a counter <prefix><name>_total, a gauge <prefix><name>, a timing
+// a histogram <prefix><name>_seconds, each with the HELP "creek metric <name>.". So
+// does a catalog metric recorded as another kind than its type.
+//
+// A metric's label names are fixed when it is first used (see
+// PrometheusConfig.Labels), because Prometheus requires one label set per metric.
+// Afterwards a tag with another key is dropped
+// and counted, the value is still recorded, and a missing tag records an empty
+// label. A negative counter increment or buffered timing, or a metric whose name
+// another collector in the registry already uses, drops the value and counts it.
+// Every drop is counted in <prefix>metrics_prometheus_dropped_total{metric, reason};
+// none panics.
 type Prometheus struct {
 	reg     prometheus.Registerer
 	prefix  string
 	labels  map[string][]string
-	buckets []float64
+	buckets []float64 // nil unless configured
 	logger  *zap.Logger
 	dropped *prometheus.CounterVec
 
@@ -86,6 +106,17 @@ const (
 
 var labelName = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
 
+// longTimings are the catalog's timings of one operation that can take minutes:
+// a lagging consumer's latency, a batch window, a wait for a table to recover.
+// prometheus.DefBuckets would put all of those above 10 s in +Inf.
+var longTimings = map[string]bool{
+	"consumer.latency":                true,
+	"strategies.reduce.batch_time":    true,
+	"strategies.lookup.recovery_wait": true,
+}
+
+var longBuckets = append(slices.Clone(prometheus.DefBuckets), 30, 60, 120, 300, 600)
+
 // NewPrometheus returns a backend that registers its collectors with
 // cfg.Registerer as metrics are first used.
 func NewPrometheus(cfg PrometheusConfig) (*Prometheus, error) {
@@ -97,7 +128,8 @@ func NewPrometheus(cfg PrometheusConfig) (*Prometheus, error) {
 		cfg.Logger = zap.NewNop()
 	}
 	if len(cfg.Buckets) == 0 {
-		cfg.Buckets = prometheus.DefBuckets
+		// nil stands for "the defaults", which depend on the metric.
+		cfg.Buckets = nil
 	}
 	labels := make(map[string][]string, len(cfg.Labels))
 	for name, names := range cfg.Labels {
@@ -112,6 +144,7 @@ func NewPrometheus(cfg PrometheusConfig) (*Prometheus, error) {
 		}
 		labels[name] = sorted
 	}
+	own := catalogByName["metrics.prometheus.dropped_total"]
 	p := &Prometheus{
 		reg:      cfg.Registerer,
 		prefix:   cfg.Prefix,
@@ -120,9 +153,9 @@ func NewPrometheus(cfg PrometheusConfig) (*Prometheus, error) {
 		logger:   cfg.Logger,
 		families: map[familyKey]*family{},
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: promName(cfg.Prefix + "metrics.prometheus.dropped_total"),
-			Help: "Tags or values the Prometheus backend could not record, by metric and reason.",
-		}, []string{"metric", "reason"}),
+			Name: promCatalogName(cfg.Prefix, own),
+			Help: promHelp(own),
+		}, catalogLabels(own)),
 	}
 	if err := registerOrReuse(p.reg, p.dropped, &p.dropped); err != nil {
 		return nil, fmt.Errorf("metrics: registering the dropped counter: %w", err)
@@ -154,6 +187,52 @@ func promName(name string) string {
 	}, name)
 }
 
+// promCatalogName is the name under which a catalog metric is exposed. Prometheus'
+// conventions (prometheus.io/docs/practices/naming) want a counter to end in
+// _total and every name to end in its base unit; a "count" word before _total says
+// the same thing twice, so it goes.
+func promCatalogName(prefix string, d Description) string {
+	name := promName(prefix + d.Name)
+	switch d.Type {
+	case TypeCounter:
+		name = strings.TrimSuffix(name, "_total")
+		name = strings.TrimSuffix(name, "_count")
+		return withUnit(name, d.Unit) + "_total"
+	case TypeTimingTotal:
+		return withUnit(name, "seconds") + "_total"
+	case TypeTimingObservation:
+		return withUnit(name, "seconds")
+	}
+	return withUnit(name, d.Unit)
+}
+
+// withUnit appends unit to name if it is a base unit name does not end in yet.
+// Other units, such as messages, are what a count counts and stay out of the name.
+func withUnit(name, unit string) string {
+	switch unit {
+	case "seconds", "bytes", "ratio":
+		if !strings.HasSuffix(name, "_"+unit) {
+			return name + "_" + unit
+		}
+	}
+	return name
+}
+
+// promHelp is a catalog metric's HELP: its meaning, as plain text.
+func promHelp(d Description) string {
+	return strings.ReplaceAll(d.Meaning, "`", "")
+}
+
+// catalogLabels are the label names of a catalog metric's tags, sorted.
+func catalogLabels(d Description) []string {
+	labels := make([]string, len(d.Tags))
+	for i, t := range d.Tags {
+		labels[i] = t.Key
+	}
+	slices.Sort(labels)
+	return labels
+}
+
 // Increment adds value to a counter. A negative value is dropped and counted.
 func (p *Prometheus) Increment(name string, value int64, tags ...Tag) {
 	f, values := p.resolve(kindCounter, name, tags)
@@ -180,10 +259,21 @@ func (p *Prometheus) Gauge(name string, value float64, tags ...Tag) {
 	}
 }
 
-// Timing observes d, in seconds, in a histogram.
+// Timing adds d, in seconds, to the counter of a buffered timing, or observes it in
+// the histogram of any other. A negative buffered timing is dropped and counted.
 func (p *Prometheus) Timing(name string, d time.Duration, tags ...Tag) {
 	f, values := p.resolve(kindTiming, name, tags)
 	if f == nil {
+		return
+	}
+	if f.counter != nil {
+		if d < 0 {
+			p.drop(f, name, dropNegativeCount, fmt.Sprintf("buffered timing of %v", d))
+			return
+		}
+		if c, err := f.counter.GetMetricWithLabelValues(values...); err == nil {
+			c.Add(d.Seconds())
+		}
 		return
 	}
 	if h, err := f.histogram.GetMetricWithLabelValues(values...); err == nil {
@@ -223,8 +313,13 @@ func (p *Prometheus) create(key familyKey, tags []Tag) *family {
 	if f := p.families[key]; f != nil {
 		return f
 	}
+	d, inCatalog := catalogByName[key.name]
+	inCatalog = inCatalog && d.Type.kind() == key.kind
 	labels, declared := p.labels[key.name]
 	if !declared {
+		if inCatalog {
+			labels = catalogLabels(d)
+		}
 		for _, t := range tags {
 			labels = append(labels, promName(t.Key))
 		}
@@ -232,21 +327,48 @@ func (p *Prometheus) create(key familyKey, tags []Tag) *family {
 		labels = slices.Compact(labels)
 	}
 	f := &family{labels: labels}
-	help := fmt.Sprintf("creek metric %s.", key.name)
-	fq := promName(p.prefix + key.name)
-	switch key.kind {
-	case kindCounter:
-		f.counter = prometheus.NewCounterVec(prometheus.CounterOpts{Name: fq + "_total", Help: help}, labels)
-		f.err = registerOrReuse(p.reg, f.counter, &f.counter)
-	case kindGauge:
-		f.gauge = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: fq, Help: help}, labels)
-		f.err = registerOrReuse(p.reg, f.gauge, &f.gauge)
-	case kindTiming:
-		f.histogram = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: fq + "_seconds", Help: help, Buckets: p.buckets}, labels)
-		f.err = registerOrReuse(p.reg, f.histogram, &f.histogram)
+	if inCatalog {
+		f.register(p.reg, d.Type, promCatalogName(p.prefix, d), promHelp(d), p.bucketsFor(d.Name))
+	} else {
+		fq := promName(p.prefix + key.name)
+		help := fmt.Sprintf("creek metric %s.", key.name)
+		switch key.kind {
+		case kindCounter:
+			f.register(p.reg, TypeCounter, fq+"_total", help, nil)
+		case kindGauge:
+			f.register(p.reg, TypeGauge, fq, help, nil)
+		case kindTiming:
+			f.register(p.reg, TypeTimingObservation, fq+"_seconds", help, p.bucketsFor(key.name))
+		}
 	}
 	p.families[key] = f
 	return f
+}
+
+// bucketsFor returns the histogram buckets of the timing name.
+func (p *Prometheus) bucketsFor(name string) []float64 {
+	switch {
+	case p.buckets != nil:
+		return p.buckets
+	case longTimings[name]:
+		return longBuckets
+	}
+	return prometheus.DefBuckets
+}
+
+// register makes f's collector for a metric of type t named fq and registers it.
+func (f *family) register(reg prometheus.Registerer, t Type, fq, help string, buckets []float64) {
+	switch t {
+	case TypeCounter, TypeTimingTotal:
+		f.counter = prometheus.NewCounterVec(prometheus.CounterOpts{Name: fq, Help: help}, f.labels)
+		f.err = registerOrReuse(reg, f.counter, &f.counter)
+	case TypeGauge:
+		f.gauge = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: fq, Help: help}, f.labels)
+		f.err = registerOrReuse(reg, f.gauge, &f.gauge)
+	case TypeTimingObservation:
+		f.histogram = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: fq, Help: help, Buckets: buckets}, f.labels)
+		f.err = registerOrReuse(reg, f.histogram, &f.histogram)
+	}
 }
 
 // drop counts a dropped tag or value and logs the first one of each metric.

@@ -48,22 +48,172 @@ func newTestPrometheus(t *testing.T, cfg PrometheusConfig) (*Prometheus, *promet
 
 func TestPrometheusRecordsEachKind(t *testing.T) {
 	p, reg := newTestPrometheus(t, PrometheusConfig{})
-	p.Increment("consumer.run.count", 2, Tag{"phase", "poll"})
-	p.Increment("consumer.run.count", 3, Tag{"phase", "poll"})
+	p.Increment("consumer.run.count", 2)
+	p.Increment("consumer.run.count", 3)
 	p.Gauge("consumer.dlq_buffer.len", 4, Tag{"partition", "1"})
 	p.Gauge("consumer.dlq_buffer.len", 5, Tag{"partition", "1"})
 	p.Timing("consumer.poll.time", 250*time.Millisecond)
 	p.Timing("consumer.poll.time", 750*time.Millisecond)
+	p.Timing("consumer.latency", 250*time.Millisecond)
+	p.Timing("consumer.latency", 750*time.Millisecond)
 
-	if m := gathered(t, reg, "creek_consumer_run_count_total", "phase=poll"); m.GetCounter().GetValue() != 5 {
+	if m := gathered(t, reg, "creek_consumer_run_total"); m.GetCounter().GetValue() != 5 {
 		t.Errorf("counter = %v, want 5", m)
 	}
 	if m := gathered(t, reg, "creek_consumer_dlq_buffer_len", "partition=1"); m.GetGauge().GetValue() != 5 {
 		t.Errorf("gauge = %v, want 5", m)
 	}
-	h := gathered(t, reg, "creek_consumer_poll_time_seconds").GetHistogram()
+	if m := gathered(t, reg, "creek_consumer_poll_time_seconds_total"); m.GetCounter().GetValue() != 1 {
+		t.Errorf("buffered timing = %v, want a counter of 1 s", m)
+	}
+	h := gathered(t, reg, "creek_consumer_latency_seconds").GetHistogram()
 	if h.GetSampleCount() != 2 || h.GetSampleSum() != 1 {
 		t.Errorf("histogram has %d samples summing to %vs, want 2 summing to 1s", h.GetSampleCount(), h.GetSampleSum())
+	}
+}
+
+// A metric outside the catalog keeps the names and HELP of before the catalog.
+func TestPrometheusOwnMetricsKeepTheirNames(t *testing.T) {
+	p, reg := newTestPrometheus(t, PrometheusConfig{})
+	p.Increment("jobs.done.count", 2, Tag{"queue", "a"})
+	p.Gauge("jobs.queued", 4)
+	p.Timing("jobs.run", 250*time.Millisecond)
+	p.Timing("jobs.run", 750*time.Millisecond)
+	// A catalog name recorded as another kind than its type is not the
+	// catalog's metric.
+	p.Gauge("consumer.run.count", 7)
+
+	if m := gathered(t, reg, "creek_jobs_done_count_total", "queue=a"); m.GetCounter().GetValue() != 2 {
+		t.Errorf("counter = %v, want 2", m)
+	}
+	if m := gathered(t, reg, "creek_jobs_queued"); m.GetGauge().GetValue() != 4 {
+		t.Errorf("gauge = %v, want 4", m)
+	}
+	h := gathered(t, reg, "creek_jobs_run_seconds").GetHistogram()
+	if h.GetSampleCount() != 2 || h.GetSampleSum() != 1 {
+		t.Errorf("histogram has %d samples summing to %vs, want 2 summing to 1s", h.GetSampleCount(), h.GetSampleSum())
+	}
+	if m := gathered(t, reg, "creek_consumer_run_count"); m.GetGauge().GetValue() != 7 {
+		t.Errorf("catalog counter recorded as a gauge = %v, want a gauge of 7", m)
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	help := map[string]string{}
+	for _, f := range families {
+		help[f.GetName()] = f.GetHelp()
+	}
+	for name, want := range map[string]string{
+		"creek_jobs_done_count_total": "creek metric jobs.done.count.",
+		"creek_jobs_queued":           "creek metric jobs.queued.",
+		"creek_jobs_run_seconds":      "creek metric jobs.run.",
+		"creek_consumer_run_count":    "creek metric consumer.run.count.",
+	} {
+		if help[name] != want {
+			t.Errorf("HELP of %s = %q, want %q", name, help[name], want)
+		}
+	}
+}
+
+func TestPromCatalogName(t *testing.T) {
+	// Before the catalog named them, the first three were
+	// creek_consumer_run_count_total, creek_consumer_invalid_message_count_total and
+	// creek_consumer_partitions_assigned_count_total, buffered timings were
+	// histograms named like creek_consumer_poll_time_seconds, and gauges had no
+	// unit.
+	for name, want := range map[string]string{
+		"consumer.run.count":                 "creek_consumer_run_total",
+		"consumer.invalid_message.count":     "creek_consumer_invalid_message_total",
+		"consumer.partitions_assigned.count": "creek_consumer_partitions_assigned_total",
+		"spans.buffer.process_spans.count":   "creek_spans_buffer_process_spans_total",
+		"consumer.pause":                     "creek_consumer_pause_total",
+		"spans.buffer.dropped_spans":         "creek_spans_buffer_dropped_spans_total",
+		"spans.buffer.flusher.segment_bytes": "creek_spans_buffer_flusher_segment_bytes_total",
+		"metrics.prometheus.dropped_total":   "creek_metrics_prometheus_dropped_total",
+		"consumer.poll.time":                 "creek_consumer_poll_time_seconds_total",
+		"consumer.latency":                   "creek_consumer_latency_seconds",
+		"spans.buffer.process_spans":         "creek_spans_buffer_process_spans_seconds",
+		"consumer.dlq_buffer.len":            "creek_consumer_dlq_buffer_len",
+		"spans.buffer.flusher.drift":         "creek_spans_buffer_flusher_drift_seconds",
+		"spans.buffer.flusher.memory_ratio":  "creek_spans_buffer_flusher_memory_ratio",
+	} {
+		d, ok := catalogByName[name]
+		if !ok {
+			t.Errorf("%s is not in the catalog", name)
+			continue
+		}
+		if got := promCatalogName(DefaultPrefix, d); got != want {
+			t.Errorf("%s is exposed as %s, want %s", name, got, want)
+		}
+	}
+	if got := promCatalogName("", catalogByName["consumer.run.count"]); got != "consumer_run_total" {
+		t.Errorf("without prefix consumer.run.count is %s, want consumer_run_total", got)
+	}
+}
+
+func TestPrometheusBuckets(t *testing.T) {
+	upper := func(reg *prometheus.Registry, name string) float64 {
+		b := gathered(t, reg, name).GetHistogram().GetBucket()
+		if len(b) == 0 {
+			t.Fatalf("%s has no buckets", name)
+		}
+		return b[len(b)-1].GetUpperBound()
+	}
+	p, reg := newTestPrometheus(t, PrometheusConfig{})
+	p.Timing("consumer.latency", time.Minute)
+	p.Timing("spans.buffer.process_spans", time.Millisecond)
+	if got := upper(reg, "creek_consumer_latency_seconds"); got != 600 {
+		t.Errorf("consumer.latency's last bucket is %v s, want 600", got)
+	}
+	if got := upper(reg, "creek_spans_buffer_process_spans_seconds"); got != 10 {
+		t.Errorf("spans.buffer.process_spans' last bucket is %v s, want 10", got)
+	}
+
+	p, reg = newTestPrometheus(t, PrometheusConfig{Buckets: []float64{1, 2}})
+	p.Timing("consumer.latency", time.Minute)
+	if got := upper(reg, "creek_consumer_latency_seconds"); got != 2 {
+		t.Errorf("with configured buckets consumer.latency's last bucket is %v s, want 2", got)
+	}
+
+	for name := range longTimings {
+		if catalogByName[name].Type != TypeTimingObservation {
+			t.Errorf("longTimings lists %s, which is not a timing of one operation in the catalog", name)
+		}
+	}
+}
+
+func TestPrometheusNegativeBufferedTimingIsDropped(t *testing.T) {
+	p, reg := newTestPrometheus(t, PrometheusConfig{})
+	p.Timing("consumer.poll.time", time.Second)
+	p.Timing("consumer.poll.time", -time.Second)
+	if got := gathered(t, reg, "creek_consumer_poll_time_seconds_total").GetCounter().GetValue(); got != 1 {
+		t.Errorf("buffered timing = %v s, want 1", got)
+	}
+	drops := gathered(t, reg, "creek_metrics_prometheus_dropped_total", "metric=consumer.poll.time", "reason="+dropNegativeCount)
+	if got := drops.GetCounter().GetValue(); got != 1 {
+		t.Errorf("dropped{reason=%s} = %v, want 1", dropNegativeCount, got)
+	}
+}
+
+// Through a Buffer, as the consumer loop records them, a second's time spent adds
+// to the counter once per flush.
+func TestPrometheusBehindABuffer(t *testing.T) {
+	p, reg := newTestPrometheus(t, PrometheusConfig{})
+	buf, err := NewBuffer(p, BufferConfig{FlushInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer buf.Close()
+	timer := buf.Timer("consumer.poll.time")
+	for range 4 {
+		timer.Add(250 * time.Millisecond)
+	}
+	buf.Flush()
+	timer.Add(500 * time.Millisecond)
+	buf.Flush()
+	if got := gathered(t, reg, "creek_consumer_poll_time_seconds_total").GetCounter().GetValue(); got != 1.5 {
+		t.Errorf("consumer.poll.time = %v s, want 1.5", got)
 	}
 }
 

@@ -14,8 +14,10 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/creekstream/creek/metrics"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 func main() {
@@ -92,7 +94,7 @@ func render(doc []byte, catalog []metrics.Description) ([]byte, error) {
 
 func renderTable(catalog []metrics.Description, sources []string, placed map[string]int) (string, error) {
 	var b strings.Builder
-	b.WriteString("| name | type | unit | tags | meaning |\n|---|---|---|---|---|\n")
+	b.WriteString("| name | Prometheus | type | unit | tags | meaning |\n|---|---|---|---|---|---|\n")
 	for _, d := range catalog {
 		if !slices.Contains(sources, d.Source) {
 			continue
@@ -101,8 +103,12 @@ func renderTable(catalog []metrics.Description, sources []string, placed map[str
 		if strings.ContainsAny(d.Meaning, "|\n") {
 			return "", fmt.Errorf("the meaning of %s has a | or a line break, which would break the table", d.Name)
 		}
+		prom, err := prometheusName(d)
+		if err != nil {
+			return "", err
+		}
 		b.WriteString("|")
-		for _, cell := range []string{"`" + d.Name + "`", d.Type.String(), d.Unit, tags(d.Tags), d.Meaning} {
+		for _, cell := range []string{"`" + d.Name + "`", "`" + prom + "`", d.Type.String(), d.Unit, tags(d.Tags), d.Meaning} {
 			if cell != "" {
 				b.WriteString(" " + cell)
 			}
@@ -122,4 +128,43 @@ func tags(ts []metrics.TagDescription) string {
 		}
 	}
 	return strings.Join(parts, ", ")
+}
+
+// prometheusName returns the name under which the Prometheus backend, with the
+// default prefix, exposes d. It records d and asks the registry rather than
+// repeating the backend's naming rule, so that the table shows what a scrape shows.
+func prometheusName(d metrics.Description) (string, error) {
+	reg := prometheus.NewRegistry()
+	p, err := metrics.NewPrometheus(metrics.PrometheusConfig{Registerer: reg})
+	if err != nil {
+		return "", err
+	}
+	if d.Name == "metrics.prometheus.dropped_total" {
+		// The backend's own counter is registered already; recording it under
+		// its name adds to the same family.
+		p.Increment(d.Name, 1, metrics.Tag{Key: "metric", Value: "m"}, metrics.Tag{Key: "reason", Value: "r"})
+	} else {
+		switch d.Type {
+		case metrics.TypeCounter:
+			p.Increment(d.Name, 1)
+		case metrics.TypeGauge:
+			p.Gauge(d.Name, 1)
+		default:
+			p.Timing(d.Name, time.Second)
+		}
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		return "", err
+	}
+	var names []string
+	for _, f := range families {
+		if len(f.GetMetric()) > 0 {
+			names = append(names, f.GetName())
+		}
+	}
+	if len(names) != 1 {
+		return "", fmt.Errorf("recording %s exposed the Prometheus families %v, want one", d.Name, names)
+	}
+	return names[0], nil
 }

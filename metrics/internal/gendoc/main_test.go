@@ -26,10 +26,12 @@ func TestDocIsUpToDate(t *testing.T) {
 }
 
 func TestRender(t *testing.T) {
+	// Real names, because the Prometheus column asks the backend, which knows
+	// only the real catalog.
 	catalog := []metrics.Description{
-		{Name: "a.count", Type: metrics.TypeCounter, Unit: "things", Source: "pa", Meaning: "things done",
+		{Name: "consumer.run.count", Type: metrics.TypeCounter, Unit: "things", Source: "pa", Meaning: "things done",
 			Tags: []metrics.TagDescription{{Key: "status", Values: []string{"ok", "error"}}, {Key: "topic"}}},
-		{Name: "b.time", Type: metrics.TypeTimingTotal, Unit: "seconds", Source: "pb", Meaning: "time spent"},
+		{Name: "consumer.poll.time", Type: metrics.TypeTimingTotal, Unit: "seconds", Source: "pb", Meaning: "time spent"},
 	}
 	doc := "intro\n<!-- catalog: pa pb -->\nstale\n<!-- /catalog -->\noutro\n"
 	got, err := render([]byte(doc), catalog)
@@ -37,9 +39,9 @@ func TestRender(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := "intro\n<!-- catalog: pa pb -->\n" +
-		"| name | type | unit | tags | meaning |\n|---|---|---|---|---|\n" +
-		"| `a.count` | counter | things | `status` = `ok` / `error`, `topic` | things done |\n" +
-		"| `b.time` | timing (buffered total) | seconds | | time spent |\n" +
+		"| name | Prometheus | type | unit | tags | meaning |\n|---|---|---|---|---|---|\n" +
+		"| `consumer.run.count` | `creek_consumer_run_total` | counter | things | `status` = `ok` / `error`, `topic` | things done |\n" +
+		"| `consumer.poll.time` | `creek_consumer_poll_time_seconds_total` | timing (buffered total) | seconds | | time spent |\n" +
 		"<!-- /catalog -->\noutro\n"
 	if string(got) != want {
 		t.Errorf("render =\n%s\nwant\n%s", got, want)
