@@ -88,7 +88,7 @@ func (p *StreamProcessor[T]) commit(force bool) error {
 		p.retryCommitAt = now.Add(commitRetryDelay)
 		p.commitDueAt = p.retryCommitAt
 		if force {
-			return fmt.Errorf("processor: commit %s: %w", CommittableFromMap(offsets), err)
+			return &commitError{offsets: CommittableFromMap(offsets), err: err}
 		}
 		p.log.Warn("processor: commit failed; offsets stay staged", zap.Error(err))
 		return nil
@@ -105,3 +105,17 @@ func (p *StreamProcessor[T]) commit(force bool) error {
 	clear(p.staged)
 	return nil
 }
+
+// commitError is a forced commit that failed. At a revocation it means the
+// partitions' work can no longer be committed (the group session died with the
+// broker, say): they are lost, not a reason to stop (see revoke).
+type commitError struct {
+	offsets Committable
+	err     error
+}
+
+func (e *commitError) Error() string {
+	return fmt.Sprintf("processor: commit %s: %v", e.offsets, e.err)
+}
+
+func (e *commitError) Unwrap() error { return e.err }

@@ -275,7 +275,7 @@ type loopMetrics struct {
 	runs, invalid, pauses, resumes, assigned, revoked         metrics.Counter
 	createStrategy, closeStrategy                             metrics.Counter
 	dlqDropped, dlqEvicted, dlqRefetched, commitOK, commitErr metrics.Counter
-	revokeTimeouts                                            metrics.Counter
+	revokeTimeouts, lost                                      metrics.Counter
 
 	pollTime, processingTime, backpressureTime, dlqTime metrics.Timer
 	joinTime, callbackTime, shutdownTime                metrics.Timer
@@ -297,6 +297,7 @@ func newLoopMetrics(b *metrics.Buffer) loopMetrics {
 		commitOK:       b.Counter("consumer.commit_status", metrics.Tag{Key: "status", Value: "ok"}),
 		commitErr:      b.Counter("consumer.commit_status", metrics.Tag{Key: "status", Value: "error"}),
 		revokeTimeouts: b.Counter("consumer.revoke.timeout"),
+		lost:           b.Counter("consumer.partitions_lost.count"),
 
 		pollTime:         b.Timer("consumer.poll.time"),
 		processingTime:   b.Timer("consumer.processing.time"),

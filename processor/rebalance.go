@@ -2,6 +2,7 @@ package processor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -84,7 +85,16 @@ func (p *StreamProcessor[T]) revoke(revoked []Partition) error {
 	p.log.Info("processor: partitions revoked", zap.Stringers("revoked", revoked), zap.Int("remaining", len(p.assigned)-len(gone)))
 	if len(gone) == len(p.assigned) {
 		if err := p.closeStrategy(); err != nil {
-			return err
+			var cerr *commitError
+			if !errors.As(err, &cerr) {
+				return err
+			}
+			// Nothing was committed past unfinished work, so nothing is lost but
+			// the commit: the next owner (maybe this member, once the group is
+			// back) reads the partitions again from the last commit.
+			p.m.lost.Add(int64(len(gone)))
+			p.log.Error("processor: revoked partitions' offsets could not be committed; treating them as lost, to be consumed again from the last commit",
+				zap.Stringers("partitions", revoked), zap.Error(err))
 		}
 	} else if p.strategy != nil {
 		p.bp.dropPartitions(gone)

@@ -1,6 +1,7 @@
 package processor_test
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"sync/atomic"
@@ -198,5 +199,35 @@ func TestCooperativeRevokeOfEverythingClosesTheChain(t *testing.T) {
 	got := fmt.Sprint(h.factory.Changes())
 	if got != want {
 		t.Errorf("PartitionsChanged calls = %s, want %s", got, want)
+	}
+}
+
+// A revocation whose offsets cannot be committed (the group session died with the
+// broker) treats the partitions as lost: the processor logs it, keeps running and
+// consumes them again from the last commit once they are assigned again.
+func TestEagerRevokeWithFailingCommitLosesThePartitionsAndKeepsRunning(t *testing.T) {
+	h := newHarness(t, processor.Config[string]{CommitPolicy: processor.CommitPolicy{MinInterval: time.Hour}}, nil)
+	h.produce(p0, 0, 3)
+	h.Start()
+	h.Consumer.Assign(p0)
+	h.WaitUntil("3 messages submitted", func() bool {
+		return h.factory.Count() == 1 && len(h.factory.Strategy(t, 0).Payloads()) == 3
+	})
+	h.Consumer.SetCommitError(errors.New("coordinator unreachable"))
+	h.Await(h.Consumer.Revoke(p0), "the revocation")
+	if got := h.Consumer.Committed(p0); got != 0 {
+		t.Fatalf("committed offset %d after a failed commit, want 0", got)
+	}
+	h.Consumer.SetCommitError(nil)
+	h.Await(h.Consumer.Assign(p0), "the new assignment")
+	h.produce(p0, 3, 1)
+	h.WaitUntil("the new strategy to take offset 3", func() bool {
+		return h.factory.Count() == 2 && slices.Contains(h.factory.Strategy(t, 1).Payloads(), "t/0@3")
+	})
+	if err := h.Stop(); err != nil {
+		t.Fatalf("Stop: %v, want nil: lost partitions must not end the processor", err)
+	}
+	if got := h.Consumer.Committed(p0); got != 4 {
+		t.Fatalf("committed offset %d after the restart of the partition, want 4", got)
 	}
 }
