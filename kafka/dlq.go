@@ -18,19 +18,25 @@ const (
 	HeaderReason            = "reason"
 )
 
+// Writer writes one payload to a topic asynchronously and returns its delivery.
+// Producer and franz.Producer are Writers.
+type Writer interface {
+	Produce(ctx context.Context, topic string, payload processor.KafkaPayload) *processor.Delivery
+}
+
 // DLQProducer sends invalid messages to a dead-letter topic: the original key,
 // value and headers, plus headers saying where the message was read and why it
-// was rejected.
+// was rejected. It works with either backend's producer.
 type DLQProducer struct {
-	p     *Producer
+	p     Writer
 	topic string
 }
 
 var _ processor.DLQProducer[processor.KafkaPayload] = (*DLQProducer)(nil)
 
-// NewDLQProducer returns a DLQProducer writing to topic through p. p stays owned
-// by the caller, who closes it.
-func NewDLQProducer(p *Producer, topic string) *DLQProducer {
+// NewDLQProducer returns a DLQProducer writing to topic through p, a Producer or
+// a franz.Producer. p stays owned by the caller, who closes it.
+func NewDLQProducer(p Writer, topic string) *DLQProducer {
 	return &DLQProducer{p: p, topic: topic}
 }
 

@@ -84,7 +84,7 @@ func TestInvalidMessagesReachTheDLQWithOriginalBytesAndHeaders(t *testing.T) {
 			m := startMember(t, env, topic, group, "", a, processor.Config[payload]{
 				Metrics: rec,
 				DLQ: &processor.DLQPolicy[payload]{
-					Producer:                franz.NewDLQProducer(newProducer(t, env), dlqTopic),
+					Producer:                kafka.NewDLQProducer(newProducer(t, env), dlqTopic),
 					BufferBytesPerPartition: tc.bufferBytes,
 				},
 			})

@@ -1,5 +1,5 @@
 // Package franz is creek's second Kafka backend, built on franz-go's kgo client
-// beside the sarama one in package kafka. It offers the same three pieces:
+// beside the sarama one in package kafka. It offers the same pieces:
 //
 //   - Consumer, a processor.Consumer (and processor.Fetcher) on a kgo consumer
 //     group: Poll hands out one message at a time from the records kgo fetched,
@@ -9,8 +9,8 @@
 //     by offset for the dead-letter queue.
 //   - Producer, an asynchronous producer whose Produce returns a
 //     processor.Delivery resolved with the position the record was written to.
-//   - DLQProducer, which writes invalid messages to a dead-letter topic with the
-//     headers package kafka uses (kafka.HeaderOriginalTopic and the others).
+//   - and for the dead-letter queue, kafka.NewDLQProducer takes a franz Producer
+//     as it takes a sarama one.
 //
 // How the consumer works: one reader goroutine calls kgo's PollRecords with
 // BlockRebalanceOnPoll, so no rebalance callback can run between the moment kgo
