@@ -24,21 +24,11 @@ func rejectBad(m processor.Message[payload]) (payload, error) {
 	return m.Payload, nil
 }
 
-// newDLQ returns a DLQ producer writing to topic, closed when the test ends.
-func newDLQ(t *testing.T, env *kafkatest.Env, topic string) *kafka.DLQProducer {
+// newDLQ returns a DLQ producer writing to topic through b's producer, closed when
+// the test ends.
+func newDLQ(t *testing.T, b backend, env *kafkatest.Env, topic string) *kafka.DLQProducer {
 	t.Helper()
-	p, err := kafka.NewProducer(kafka.ProducerConfig{Brokers: env.Brokers, Sarama: kafkatest.SaramaConfig()})
-	if err != nil {
-		t.Fatalf("NewProducer: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), waitFor)
-		defer cancel()
-		if err := p.Close(ctx); err != nil {
-			t.Errorf("closing the DLQ producer: %v", err)
-		}
-	})
-	return kafka.NewDLQProducer(p, topic)
+	return kafka.NewDLQProducer(b.producer(t, env), topic)
 }
 
 // sumEnds returns the number of records in topic.
@@ -58,148 +48,157 @@ func sumEnds(t *testing.T, env *kafkatest.Env, topic string) int64 {
 }
 
 func TestInvalidMessagesReachTheDLQWithOriginalBytesAndHeaders(t *testing.T) {
-	cases := []struct {
-		name string
-		// bufferBytes of 1 keeps no message, so every DLQ message is fetched again.
-		bufferBytes int
-		refetched   bool
-	}{
-		{"from the buffer", 0, false},
-		{"evicted and fetched again", 1, true},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			env := kafkatest.New(t)
-			topic, dlqTopic, group := env.Topic(2), env.Topic(1), env.Group()
-			produce(t, env, topic, 2, 50, func(p int32, i int) string {
-				if i%10 == 3 {
-					return fmt.Sprintf("bad-%d-%d", p, i)
+	eachBackend(t, func(t *testing.T, b backend) {
+		cases := []struct {
+			name string
+			// bufferBytes of 1 keeps no message, so every DLQ message is fetched again.
+			bufferBytes int
+			refetched   bool
+		}{
+			{"from the buffer", 0, false},
+			{"evicted and fetched again", 1, true},
+		}
+		for _, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) {
+				env := kafkatest.New(t)
+				topic, dlqTopic, group := env.Topic(2), env.Topic(1), env.Group()
+				produce(t, env, topic, 2, 50, func(p int32, i int) string {
+					if i%10 == 3 {
+						return fmt.Sprintf("bad-%d-%d", p, i)
+					}
+					return plain(p, i)
+				})
+				n := &notifier{}
+				s := newSeen(n)
+				a := newApp(n, s)
+				a.fn = rejectBad
+				rec := metricstest.NewRecorder()
+				m := startMember(t, b, env, topic, group, "", a, processor.Config[payload]{
+					Metrics: rec,
+					DLQ: &processor.DLQPolicy[payload]{
+						Producer:                newDLQ(t, b, env, dlqTopic),
+						BufferBytesPerPartition: tc.bufferBytes,
+					},
+				})
+				waitUntil(t, n, "100 messages processed", func() bool { return s.distinct() == 100 })
+				if err := m.stop(); err != nil {
+					t.Fatalf("Run: %v", err)
 				}
-				return plain(p, i)
+				committedEqualsEnds(t, env, topic, group)
+				if got := rec.Counter("consumer.invalid_message.count"); got != 10 {
+					t.Errorf("invalid_message.count = %d, want 10", got)
+				}
+				if got := rec.Counter("consumer.dlq.refetched"); (got > 0) != tc.refetched {
+					t.Errorf("dlq.refetched = %d, want refetches: %v", got, tc.refetched)
+				}
+				if got := rec.Counter("consumer.dlq.dropped_messages"); got != 0 {
+					t.Errorf("dlq.dropped_messages = %d, want 0", got)
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+				defer cancel()
+				recs, err := env.Client.Read(ctx, dlqTopic, 10)
+				if err != nil || len(recs) != 10 {
+					t.Fatalf("read %d DLQ records (err %v), want 10", len(recs), err)
+				}
+				for _, r := range recs {
+					h := map[string]string{}
+					for _, kv := range r.Headers {
+						h[kv.Key] = string(kv.Value)
+					}
+					want := fmt.Sprintf("bad-%s-%s", h[kafka.HeaderOriginalPartition], h[kafka.HeaderOriginalOffset])
+					if string(r.Value) != want || h[kafka.HeaderOriginalTopic] != topic || !strings.Contains(h[kafka.HeaderReason], "value starts with bad") {
+						t.Errorf("DLQ record value %q headers %v; want the original bytes %q and the origin headers", r.Value, h, want)
+					}
+					if off, _ := strconv.Atoi(h[kafka.HeaderOriginalOffset]); off%10 != 3 {
+						t.Errorf("DLQ record from offset %d, which was valid", off)
+					}
+				}
+				if got := sumEnds(t, env, dlqTopic); got != 10 {
+					t.Errorf("%d records in the DLQ topic, want 10", got)
+				}
 			})
-			n := &notifier{}
-			s := newSeen(n)
-			a := newApp(n, s)
-			a.fn = rejectBad
-			rec := metricstest.NewRecorder()
-			m := startMember(t, env, topic, group, "", a, processor.Config[payload]{
-				Metrics: rec,
-				DLQ: &processor.DLQPolicy[payload]{
-					Producer:                newDLQ(t, env, dlqTopic),
-					BufferBytesPerPartition: tc.bufferBytes,
-				},
-			})
-			waitUntil(t, n, "100 messages processed", func() bool { return s.distinct() == 100 })
-			if err := m.stop(); err != nil {
-				t.Fatalf("Run: %v", err)
-			}
-			committedEqualsEnds(t, env, topic, group)
-			if got := rec.Counter("consumer.invalid_message.count"); got != 10 {
-				t.Errorf("invalid_message.count = %d, want 10", got)
-			}
-			if got := rec.Counter("consumer.dlq.refetched"); (got > 0) != tc.refetched {
-				t.Errorf("dlq.refetched = %d, want refetches: %v", got, tc.refetched)
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), waitFor)
-			defer cancel()
-			recs, err := env.Client.Read(ctx, dlqTopic, 10)
-			if err != nil || len(recs) != 10 {
-				t.Fatalf("read %d DLQ records (err %v), want 10", len(recs), err)
-			}
-			for _, r := range recs {
-				h := map[string]string{}
-				for _, kv := range r.Headers {
-					h[kv.Key] = string(kv.Value)
-				}
-				want := fmt.Sprintf("bad-%s-%s", h[kafka.HeaderOriginalPartition], h[kafka.HeaderOriginalOffset])
-				if string(r.Value) != want || h[kafka.HeaderOriginalTopic] != topic || !strings.Contains(h[kafka.HeaderReason], "value starts with bad") {
-					t.Errorf("DLQ record value %q headers %v; want the original bytes %q and the origin headers", r.Value, h, want)
-				}
-				if off, _ := strconv.Atoi(h[kafka.HeaderOriginalOffset]); off%10 != 3 {
-					t.Errorf("DLQ record from offset %d, which was valid", off)
-				}
-			}
-			if got := sumEnds(t, env, dlqTopic); got != 10 {
-				t.Errorf("%d records in the DLQ topic, want 10", got)
-			}
-		})
-	}
+		}
+	})
 }
 
 func TestDLQLimitStopsProductionNotConsumption(t *testing.T) {
-	env := kafkatest.New(t)
-	topic, dlqTopic, group := env.Topic(1), env.Topic(1), env.Group()
-	produce(t, env, topic, 1, 40, func(p int32, i int) string {
-		if i >= 10 && i < 15 {
-			return fmt.Sprintf("bad-%d", i)
+	eachBackend(t, func(t *testing.T, b backend) {
+		env := kafkatest.New(t)
+		topic, dlqTopic, group := env.Topic(1), env.Topic(1), env.Group()
+		produce(t, env, topic, 1, 40, func(p int32, i int) string {
+			if i >= 10 && i < 15 {
+				return fmt.Sprintf("bad-%d", i)
+			}
+			return plain(p, i)
+		})
+		n := &notifier{}
+		s := newSeen(n)
+		a := newApp(n, s)
+		a.fn = rejectBad
+		rec := metricstest.NewRecorder()
+		m := startMember(t, b, env, topic, group, "", a, processor.Config[payload]{
+			Metrics: rec,
+			DLQ:     &processor.DLQPolicy[payload]{Producer: newDLQ(t, b, env, dlqTopic), MaxConsecutiveInvalid: 2},
+		})
+		waitUntil(t, n, "40 messages processed", func() bool { return s.distinct() == 40 })
+		if err := m.stop(); err != nil {
+			t.Fatalf("Run: %v", err)
 		}
-		return plain(p, i)
+		committedEqualsEnds(t, env, topic, group)
+		if got := rec.Counter("consumer.dlq.dropped_messages"); got != 3 {
+			t.Errorf("dlq.dropped_messages = %d, want 3", got)
+		}
+		if got := sumEnds(t, env, dlqTopic); got != 2 {
+			t.Errorf("%d records in the DLQ topic, want 2", got)
+		}
 	})
-	n := &notifier{}
-	s := newSeen(n)
-	a := newApp(n, s)
-	a.fn = rejectBad
-	rec := metricstest.NewRecorder()
-	m := startMember(t, env, topic, group, "", a, processor.Config[payload]{
-		Metrics: rec,
-		DLQ:     &processor.DLQPolicy[payload]{Producer: newDLQ(t, env, dlqTopic), MaxConsecutiveInvalid: 2},
-	})
-	waitUntil(t, n, "40 messages processed", func() bool { return s.distinct() == 40 })
-	if err := m.stop(); err != nil {
-		t.Fatalf("Run: %v", err)
-	}
-	committedEqualsEnds(t, env, topic, group)
-	if got := rec.Counter("consumer.dlq.dropped_messages"); got != 3 {
-		t.Errorf("dlq.dropped_messages = %d, want 3", got)
-	}
-	if got := sumEnds(t, env, dlqTopic); got != 2 {
-		t.Errorf("%d records in the DLQ topic, want 2", got)
-	}
 }
 
 func TestDLQBrokerErrorDoesNotStopTheConsumer(t *testing.T) {
-	env := kafkatest.New(t)
-	topic, group := env.Topic(1), env.Group()
-	produce(t, env, topic, 1, 20, func(p int32, i int) string {
-		if i == 5 {
-			return "bad"
+	eachBackend(t, func(t *testing.T, b backend) {
+		env := kafkatest.New(t)
+		topic, group := env.Topic(1), env.Group()
+		produce(t, env, topic, 1, 20, func(p int32, i int) string {
+			if i == 5 {
+				return "bad"
+			}
+			return plain(p, i)
+		})
+		n := &notifier{}
+		s := newSeen(n)
+		a := newApp(n, s)
+		a.fn = rejectBad
+		rec := metricstest.NewRecorder()
+		// The DLQ lives on a second broker, which is gone by the time the DLQ is used.
+		dead, err := kafkatest.Start()
+		if err != nil {
+			t.Fatal(err)
 		}
-		return plain(p, i)
-	})
-	n := &notifier{}
-	s := newSeen(n)
-	a := newApp(n, s)
-	a.fn = rejectBad
-	rec := metricstest.NewRecorder()
-	// The DLQ lives on a second broker, which is gone by the time the DLQ is used.
-	dead, err := kafkatest.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sc := kafkatest.SaramaConfig()
-	sc.Producer.Retry.Max = 1
-	sc.Metadata.Retry.Max = 1
-	prod, err := kafka.NewProducer(kafka.ProducerConfig{Brokers: dead.Addrs(), Sarama: sc})
-	if err != nil {
+		sc := kafkatest.SaramaConfig()
+		sc.Producer.Retry.Max = 1
+		sc.Metadata.Retry.Max = 1
+		prod, err := kafka.NewProducer(kafka.ProducerConfig{Brokers: dead.Addrs(), Sarama: sc})
+		if err != nil {
+			dead.Close()
+			t.Fatalf("NewProducer: %v", err)
+		}
 		dead.Close()
-		t.Fatalf("NewProducer: %v", err)
-	}
-	dead.Close()
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), waitFor)
-		defer cancel()
-		_ = prod.Close(ctx) // it cannot deliver; only its goroutines matter here
-	}()
-	m := startMember(t, env, topic, group, "", a, processor.Config[payload]{
-		Metrics: rec,
-		DLQ:     &processor.DLQPolicy[payload]{Producer: kafka.NewDLQProducer(prod, "dlq"), Timeout: 2 * time.Second},
+		defer func() {
+			ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+			defer cancel()
+			_ = prod.Close(ctx) // it cannot deliver; only its goroutines matter here
+		}()
+		m := startMember(t, b, env, topic, group, "", a, processor.Config[payload]{
+			Metrics: rec,
+			DLQ:     &processor.DLQPolicy[payload]{Producer: kafka.NewDLQProducer(prod, "dlq"), Timeout: 2 * time.Second},
+		})
+		waitUntil(t, n, "20 messages processed", func() bool { return s.distinct() == 20 })
+		if err := m.stop(); err != nil {
+			t.Fatalf("Run = %v; a DLQ failure must not stop the consumer", err)
+		}
+		committedEqualsEnds(t, env, topic, group)
+		if got := rec.Counter("consumer.dlq.dropped_messages"); got != 1 {
+			t.Errorf("dlq.dropped_messages = %d, want 1", got)
+		}
 	})
-	waitUntil(t, n, "20 messages processed", func() bool { return s.distinct() == 20 })
-	if err := m.stop(); err != nil {
-		t.Fatalf("Run = %v; a DLQ failure must not stop the consumer", err)
-	}
-	committedEqualsEnds(t, env, topic, group)
-	if got := rec.Counter("consumer.dlq.dropped_messages"); got != 1 {
-		t.Errorf("dlq.dropped_messages = %d, want 1", got)
-	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/creekstream/creek/internal/await"
 	"github.com/creekstream/creek/kafka"
+	"github.com/creekstream/creek/kafka/franz"
 	"github.com/creekstream/creek/kafka/kafkatest"
 	"github.com/creekstream/creek/processor"
 	"github.com/creekstream/creek/strategies"
@@ -204,17 +205,88 @@ type member struct {
 	done   chan error
 }
 
-// startMember runs a processor for topic in group with factory f; cfg's Topics and
-// Logger are filled in. The test's cleanup stops it if the test did not.
-func startMember(t *testing.T, env *kafkatest.Env, topic, group, assignor string, f processor.Factory[payload], cfg processor.Config[payload]) *member {
-	t.Helper()
-	c, err := kafka.NewConsumer(kafka.ConsumerConfig{
-		Brokers: env.Brokers, GroupID: group, Assignor: assignor,
-		Sarama: kafkatest.SaramaConfig(), Logger: zaptest.NewLogger(t),
-	})
-	if err != nil {
-		t.Fatalf("NewConsumer: %v", err)
+// backend is one of creek's Kafka clients. Every scenario of these tests runs on
+// each, so that one suite says what both backends guarantee.
+type backend struct {
+	name string
+	// consumer returns a consumer of group, with group timings short enough that
+	// rebalances show within tenths of a second.
+	consumer func(t *testing.T, env *kafkatest.Env, group, assignor string) processor.Consumer[payload]
+	// producer returns a producer the test's cleanup closes.
+	producer func(t *testing.T, env *kafkatest.Env) kafka.Writer
+}
+
+var backends = []backend{
+	{
+		name: "sarama",
+		consumer: func(t *testing.T, env *kafkatest.Env, group, assignor string) processor.Consumer[payload] {
+			t.Helper()
+			c, err := kafka.NewConsumer(kafka.ConsumerConfig{
+				Brokers: env.Brokers, GroupID: group, Assignor: assignor,
+				Sarama: kafkatest.SaramaConfig(), Logger: zaptest.NewLogger(t),
+			})
+			if err != nil {
+				t.Fatalf("kafka.NewConsumer: %v", err)
+			}
+			return c
+		},
+		producer: func(t *testing.T, env *kafkatest.Env) kafka.Writer {
+			t.Helper()
+			p, err := kafka.NewProducer(kafka.ProducerConfig{Brokers: env.Brokers, Sarama: kafkatest.SaramaConfig()})
+			if err != nil {
+				t.Fatalf("kafka.NewProducer: %v", err)
+			}
+			t.Cleanup(func() { closeProducer(t, p.Close) })
+			return p
+		},
+	},
+	{
+		name: "franz",
+		consumer: func(t *testing.T, env *kafkatest.Env, group, assignor string) processor.Consumer[payload] {
+			t.Helper()
+			c, err := franz.NewConsumer(franz.ConsumerConfig{
+				Brokers: env.Brokers, GroupID: group, Assignor: assignor,
+				HeartbeatInterval: 200 * time.Millisecond,
+				Logger:            zaptest.NewLogger(t),
+				ClientOptions:     []kgo.Opt{kgo.FetchMaxWait(200 * time.Millisecond)},
+			})
+			if err != nil {
+				t.Fatalf("franz.NewConsumer: %v", err)
+			}
+			return c
+		},
+		producer: func(t *testing.T, env *kafkatest.Env) kafka.Writer {
+			t.Helper()
+			p, err := franz.NewProducer(franz.ProducerConfig{Brokers: env.Brokers})
+			if err != nil {
+				t.Fatalf("franz.NewProducer: %v", err)
+			}
+			t.Cleanup(func() { closeProducer(t, p.Close) })
+			return p
+		},
+	},
+}
+
+// eachBackend runs fn as a subtest on every backend.
+func eachBackend(t *testing.T, fn func(t *testing.T, b backend)) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) { fn(t, b) })
 	}
+}
+
+func closeProducer(t *testing.T, closeFn func(context.Context) error) {
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	if err := closeFn(ctx); err != nil {
+		t.Errorf("closing the producer: %v", err)
+	}
+}
+
+// startMember runs a processor on b for topic in group with factory f; cfg's
+// Topics and Logger are filled in. The test's cleanup stops it if the test did not.
+func startMember(t *testing.T, b backend, env *kafkatest.Env, topic, group, assignor string, f processor.Factory[payload], cfg processor.Config[payload]) *member {
+	t.Helper()
+	c := b.consumer(t, env, group, assignor)
 	cfg.Topics = []string{topic}
 	if cfg.Logger == nil {
 		cfg.Logger = zaptest.NewLogger(t)
