@@ -286,8 +286,15 @@ func closeProducer(t *testing.T, closeFn func(context.Context) error) {
 // Topics and Logger are filled in. The test's cleanup stops it if the test did not.
 func startMember(t *testing.T, b backend, env *kafkatest.Env, topic, group, assignor string, f processor.Factory[payload], cfg processor.Config[payload]) *member {
 	t.Helper()
-	c := b.consumer(t, env, group, assignor)
 	cfg.Topics = []string{topic}
+	return runMember(t, b.consumer(t, env, group, assignor), f, cfg)
+}
+
+// runMember runs a processor over c with factory f and cfg, whose Topics are set;
+// Logger, PollTimeout and JoinTimeout get test defaults. The test's cleanup stops
+// it if the test did not.
+func runMember(t *testing.T, c processor.Consumer[payload], f processor.Factory[payload], cfg processor.Config[payload]) *member {
+	t.Helper()
 	if cfg.Logger == nil {
 		cfg.Logger = zaptest.NewLogger(t)
 	}

@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"context"
 	"strings"
 	"testing"
 	"time"
@@ -31,26 +30,10 @@ func runOn(t *testing.T, env *kafkatest.Env, cc kafka.ConsumerConfig, f processo
 	if err != nil {
 		t.Fatalf("NewConsumer: %v", err)
 	}
-	p, err := processor.New[payload](c, f, processor.Config[payload]{
-		Topics: topics, Logger: zaptest.NewLogger(t), PollTimeout: 100 * time.Millisecond,
+	return runMember(t, c, f, processor.Config[payload]{
+		Topics:       topics,
 		CommitPolicy: processor.CommitPolicy{MinInterval: 100 * time.Millisecond},
 	})
-	if err != nil {
-		c.Close()
-		t.Fatalf("processor.New: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	m := &member{t: t, proc: p, cancel: cancel, done: make(chan error, 1)}
-	go func() { m.done <- p.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-m.done:
-		case <-time.After(waitFor):
-			t.Errorf("Run did not return within %v of cancellation", waitFor)
-		}
-	})
-	return m
 }
 
 func TestRunFailsAtOnceNamingATopicKafkaCannotHold(t *testing.T) {
