@@ -62,7 +62,7 @@ func TestInvalidMessagesReachTheDLQWithOriginalBytesAndHeaders(t *testing.T) {
 			t.Run(tc.name, func(t *testing.T) {
 				env := kafkatest.New(t)
 				topic, dlqTopic, group := env.Topic(2), env.Topic(1), env.Group()
-				produce(t, env, topic, 2, 50, func(p int32, i int) string {
+				env.Fill(topic, 2, 50, func(p int32, i int) string {
 					if i%10 == 3 {
 						return fmt.Sprintf("bad-%d-%d", p, i)
 					}
@@ -125,7 +125,7 @@ func TestDLQLimitStopsProductionNotConsumption(t *testing.T) {
 	eachBackend(t, func(t *testing.T, b backend) {
 		env := kafkatest.New(t)
 		topic, dlqTopic, group := env.Topic(1), env.Topic(1), env.Group()
-		produce(t, env, topic, 1, 40, func(p int32, i int) string {
+		env.Fill(topic, 1, 40, func(p int32, i int) string {
 			if i >= 10 && i < 15 {
 				return fmt.Sprintf("bad-%d", i)
 			}
@@ -158,7 +158,7 @@ func TestDLQBrokerErrorDoesNotStopTheConsumer(t *testing.T) {
 	eachBackend(t, func(t *testing.T, b backend) {
 		env := kafkatest.New(t)
 		topic, group := env.Topic(1), env.Group()
-		produce(t, env, topic, 1, 20, func(p int32, i int) string {
+		env.Fill(topic, 1, 20, func(p int32, i int) string {
 			if i == 5 {
 				return "bad"
 			}

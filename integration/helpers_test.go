@@ -343,23 +343,6 @@ func (m *member) result() error {
 	}
 }
 
-// produce writes n records to each of partitions 0..parts-1 of topic, valued
-// "<partition>-<index>" after prefix.
-func produce(t *testing.T, env *kafkatest.Env, topic string, parts int32, n int, value func(p int32, i int) string) {
-	t.Helper()
-	var recs []*kgo.Record
-	for p := range parts {
-		for i := range n {
-			recs = append(recs, &kgo.Record{Topic: topic, Partition: p, Value: []byte(value(p, i))})
-		}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
-	defer cancel()
-	if err := env.Client.Produce(ctx, recs...); err != nil {
-		t.Fatalf("produce: %v", err)
-	}
-}
-
 func plain(p int32, i int) string { return fmt.Sprintf("%d-%d", p, i) }
 
 // committedEqualsEnds checks that group committed exactly the end offsets of topic.

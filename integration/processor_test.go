@@ -16,7 +16,7 @@ func TestEveryMessageOnceCommittedToTheEndAndNotReadAgain(t *testing.T) {
 		env := kafkatest.New(t)
 		topic, group := env.Topic(4), env.Group()
 		const perPartition = 2500 // 10 000 in all
-		produce(t, env, topic, 4, perPartition, plain)
+		env.Fill(topic, 4, perPartition, plain)
 
 		n := &notifier{}
 		s := newSeen(n)
@@ -42,7 +42,7 @@ func TestEveryMessageOnceCommittedToTheEndAndNotReadAgain(t *testing.T) {
 		n2 := &notifier{}
 		s2 := newSeen(n2)
 		m2 := startMember(t, b, env, topic, group, "", newApp(n2, s2), processor.Config[payload]{})
-		produce(t, env, topic, 4, 1, func(p int32, i int) string { return "after restart" })
+		env.Fill(topic, 4, 1, func(p int32, i int) string { return "after restart" })
 		waitUntil(t, n2, "the 4 new messages processed", func() bool { return s2.distinct() >= 4 })
 		if err := m2.stop(); err != nil {
 			t.Fatalf("Run after restart: %v", err)
@@ -63,7 +63,7 @@ func TestBackpressurePausesAndResumesWithNothingLostOrDoubled(t *testing.T) {
 		env := kafkatest.New(t)
 		topic, group := env.Topic(4), env.Group()
 		const perPartition = 250
-		produce(t, env, topic, 4, perPartition, plain)
+		env.Fill(topic, 4, perPartition, plain)
 
 		n := &notifier{}
 		s := newSeen(n)
@@ -99,7 +99,7 @@ func TestShutdownCommitsWhatWasProcessed(t *testing.T) {
 	eachBackend(t, func(t *testing.T, b backend) {
 		env := kafkatest.New(t)
 		topic, group := env.Topic(2), env.Group()
-		produce(t, env, topic, 2, 100, plain)
+		env.Fill(topic, 2, 100, plain)
 		n := &notifier{}
 		s := newSeen(n)
 		// With an hour between commits only the shutdown's forced commit commits.
@@ -116,7 +116,7 @@ func TestStrategyErrorCommitsNothingPastTheFailure(t *testing.T) {
 	eachBackend(t, func(t *testing.T, b backend) {
 		env := kafkatest.New(t)
 		topic, group := env.Topic(1), env.Group()
-		produce(t, env, topic, 1, 100, plain)
+		env.Fill(topic, 1, 100, plain)
 		n := &notifier{}
 		s := newSeen(n)
 		a := newApp(n, s)

@@ -33,19 +33,19 @@ func TestSecondMemberJoinsAndLeaves(t *testing.T) {
 				a.fn, b.fn = work, work
 				cfg := processor.Config[payload]{CommitPolicy: processor.CommitPolicy{MinInterval: 50 * time.Millisecond}}
 
-				produce(t, env, topic, 4, 250, plain)
+				env.Fill(topic, 4, 250, plain)
 				ma := startMember(t, be, env, topic, group, assignor, a, cfg)
 				waitUntil(t, n, "A to process the first 1000 messages", func() bool { return s.distinct() == 1000 })
 
 				mb := startMember(t, be, env, topic, group, assignor, b, cfg)
-				produce(t, env, topic, 4, 1000, plain)
+				env.Fill(topic, 4, 1000, plain)
 				waitUntil(t, n, "B to get partitions and A to keep the rest", func() bool {
 					_, _, asgA := a.state()
 					_, _, asgB := b.state()
 					return len(asgA) > 0 && len(asgB) > 0 && len(asgA)+len(asgB) == 4
 				})
 
-				produce(t, env, topic, 4, 1000, plain)
+				env.Fill(topic, 4, 1000, plain)
 				if err := mb.stop(); err != nil {
 					t.Fatalf("B's Run: %v", err)
 				}

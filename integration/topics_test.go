@@ -81,7 +81,7 @@ func TestMissingTopicIsWaitedForNotCreatedAndConsumedOnceCreated(t *testing.T) {
 	}
 
 	env.CreateTopic(topic, 2)
-	produce(t, env, topic, 2, 50, plain)
+	env.Fill(topic, 2, 50, plain)
 	waitUntil(t, n, "the 100 messages of the topic created while Run waited", func() bool { return s.distinct() == 100 })
 	if err := m.stop(); err != nil {
 		t.Fatalf("Run: %v", err)

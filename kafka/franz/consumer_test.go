@@ -129,7 +129,7 @@ func TestPauseStopsAPartitionAndResumeDeliversItInOrder(t *testing.T) {
 	if got := l.c.Paused(); len(got) != 1 || got[0] != p0 {
 		t.Fatalf("Paused() = %v, want [%v]", got, p0)
 	}
-	produce(t, env, topic, 2, 50, plain)
+	env.Fill(topic, 2, 50, plain)
 	l.until("partition 1's 50 messages", func() bool { return len(l.fromPartition(1)) == 50 })
 	if got := l.fromPartition(0); len(got) != 0 {
 		t.Fatalf("paused partition 0 delivered offsets %v", got)
@@ -192,7 +192,7 @@ func TestRebalanceEventsEagerAndCooperative(t *testing.T) {
 func TestCommitFetchAndNotOwned(t *testing.T) {
 	env := kafkatest.New(t)
 	topic, group := env.Topic(1), env.Group()
-	produce(t, env, topic, 1, 10, plain)
+	env.Fill(topic, 1, 10, plain)
 	c := newConsumer(t, env, group, "")
 	if err := c.Commit(context.Background(), map[processor.Partition]int64{{Topic: topic}: 1}); !errors.Is(err, kafka.ErrNotSubscribed) {
 		t.Fatalf("Commit before Subscribe = %v, want kafka.ErrNotSubscribed", err)

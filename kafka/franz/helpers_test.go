@@ -5,7 +5,6 @@ package franz_test
 // leaving, the DLQ) run on both backends in package integration.
 
 import (
-	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -46,22 +45,6 @@ func newConsumer(t *testing.T, env *kafkatest.Env, group, assignor string) *fran
 		t.Fatalf("NewConsumer: %v", err)
 	}
 	return c
-}
-
-// produce writes n records to each of partitions 0..parts-1 of topic.
-func produce(t *testing.T, env *kafkatest.Env, topic string, parts int32, n int, value func(p int32, i int) string) {
-	t.Helper()
-	var recs []*kgo.Record
-	for p := range parts {
-		for i := range n {
-			recs = append(recs, &kgo.Record{Topic: topic, Partition: p, Value: []byte(value(p, i))})
-		}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
-	defer cancel()
-	if err := env.Client.Produce(ctx, recs...); err != nil {
-		t.Fatalf("produce: %v", err)
-	}
 }
 
 func plain(p int32, i int) string { return fmt.Sprintf("%d-%d", p, i) }

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // Environment variables that point tests at a real broker.
@@ -103,6 +105,24 @@ func (e *Env) CreateTopic(name string, partitions int32) {
 				e.t.Logf("%v", err)
 			}
 		})
+	}
+}
+
+// Fill writes n records to each of partitions 0 to partitions-1 of topic, the i-th
+// of partition p valued value(p, i), and fails the test if they are not all
+// acknowledged within the setup timeout.
+func (e *Env) Fill(topic string, partitions int32, n int, value func(p int32, i int) string) {
+	e.t.Helper()
+	recs := make([]*kgo.Record, 0, int(partitions)*n)
+	for p := range partitions {
+		for i := range n {
+			recs = append(recs, &kgo.Record{Topic: topic, Partition: p, Value: []byte(value(p, i))})
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
+	defer cancel()
+	if err := e.Client.Produce(ctx, recs...); err != nil {
+		e.t.Fatalf("kafkatest: filling %s: %v", topic, err)
 	}
 }
 
