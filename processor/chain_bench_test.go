@@ -66,7 +66,7 @@ func BenchmarkLoopChain(b *testing.B) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	n := 0
-	identity := func(m kafkaMessage) (processor.KafkaPayload, error) {
+	identity := func(_ context.Context, m kafkaMessage) (processor.KafkaPayload, error) {
 		if n++; n == b.N {
 			cancel()
 		}

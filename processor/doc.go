@@ -15,6 +15,16 @@
 // processed at all is reported as an *InvalidMessageError and, when a dead-letter
 // queue is configured, sent there while the consumer carries on.
 //
+// Every message carries a context (Message.Context) that user functions receive.
+// It holds the values of the context given to Run and lasts as long as the message's
+// result can still be committed: the processor cancels a partition's context when it
+// releases the partition at a revocation, and a chain's when the chain has been
+// joined or its join has run out of JoinTimeout, at a rebalance or at shutdown, or
+// when it is terminated. Work in flight at a shutdown or a revocation therefore may
+// finish, within JoinTimeout, and be committed; what is still running after that is
+// cancelled and redelivered. A strategy drops a message its function failed on once
+// the message's context is cancelled, rather than failing the chain.
+//
 // Package processortest has test doubles (a fake Consumer, a scriptable Strategy and
 // Factory, a run harness) for testing strategies and factories on a real
 // StreamProcessor.

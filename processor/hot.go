@@ -1,5 +1,7 @@
 package processor
 
+import "context"
+
 // hotPartition caches what the loop knows of one partition. Messages come in runs of
 // one partition (the consumer hands out fetched batches), and hashing the topic name
 // for the four or five map operations each message needed cost more than the rest
@@ -11,7 +13,9 @@ package processor
 // anything reads the maps (commits, revocations) and forgets the cache whenever the
 // assignment or the committed offsets change.
 type hotPartition struct {
-	part     Partition
+	part Partition
+	// ctx is in's context for the partition's messages.
+	ctx      context.Context
 	valid    bool
 	assigned bool
 	// offset is the submitted (in) or staged (out) offset waiting for its map, if
@@ -30,7 +34,7 @@ func (p *StreamProcessor[T]) hotIn(part Partition) *hotPartition {
 		return h
 	}
 	p.flushIn()
-	*h = hotPartition{part: part, valid: true, assigned: p.assigned[part]}
+	*h = hotPartition{part: part, valid: true, assigned: p.assigned[part], ctx: p.ctxs.of(part)}
 	return h
 }
 

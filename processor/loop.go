@@ -200,9 +200,15 @@ func (p *StreamProcessor[T]) pollConsumer(ctx context.Context, mayWait bool) (ms
 	if p.strategy == nil {
 		return msg, false, fmt.Errorf("processor: state error: a message (committable %s) arrived while no strategy runs (nothing assigned)", msg.Committable)
 	}
-	if hasPos && !p.hotIn(pos.Partition).assigned {
-		// Fetched before a cooperative revocation; the partition's new owner reads it.
-		return msg, false, nil
+	if hasPos {
+		h := p.hotIn(pos.Partition)
+		if !h.assigned {
+			// Fetched before a cooperative revocation; the partition's new owner reads it.
+			return msg, false, nil
+		}
+		msg.ctx = h.ctx
+	} else {
+		msg.ctx = p.ctxs.chain
 	}
 	if p.bp.paused && p.bp.len() >= maxHeldWhilePaused {
 		return msg, false, fmt.Errorf("processor: state error: the consumer handed out %d messages after Pause; it must stop fetching paused partitions", p.bp.len())

@@ -1,6 +1,9 @@
 package processor
 
-import "time"
+import (
+	"context"
+	"time"
+)
 
 // Message is what flows through a strategy chain: a payload of type T and the
 // offsets that may be committed once it has been processed.
@@ -17,6 +20,8 @@ type Message[T any] struct {
 	// batch was built from.
 	Timestamp time.Time
 
+	// ctx is the message's context (Context); nil reads as context.Background.
+	ctx      context.Context
 	filtered bool
 	// origin is set while the message stands for exactly one broker message; its
 	// position is then the single entry of Committable, less one.
@@ -54,10 +59,42 @@ func (m Message[T]) Origin() (Position, bool) {
 // WithPayload returns m with its payload replaced by p; offsets, timestamp and origin
 // are kept.
 func WithPayload[T, U any](m Message[T], p U) Message[U] {
-	return Message[U]{Payload: p, Committable: m.Committable, Timestamp: m.Timestamp, origin: m.origin}
+	return Message[U]{Payload: p, Committable: m.Committable, Timestamp: m.Timestamp, ctx: m.ctx, origin: m.origin}
 }
 
 // AsFiltered returns a filtered message of type U with m's offsets and timestamp.
 func AsFiltered[U, T any](m Message[T]) Message[U] {
-	return Message[U]{Committable: m.Committable, Timestamp: m.Timestamp, filtered: true, origin: m.origin}
+	return Message[U]{Committable: m.Committable, Timestamp: m.Timestamp, ctx: m.ctx, filtered: true, origin: m.origin}
+}
+
+// Context returns the message's context, which user functions receive. The
+// processor gives each message the context of its partition: it carries the values
+// of the context Run was given, and it is cancelled once the message's result can no
+// longer be committed (see the package documentation). A message made without one
+// has context.Background.
+func (m Message[T]) Context() context.Context {
+	if m.ctx == nil {
+		return context.Background()
+	}
+	return m.ctx
+}
+
+// WithContext returns m with its context replaced by ctx, which must not be nil.
+func (m Message[T]) WithContext(ctx context.Context) Message[T] {
+	if ctx == nil {
+		panic("processor: Message.WithContext: nil context")
+	}
+	m.ctx = ctx
+	return m
+}
+
+// BatchContext returns the context for a message built from several, given the
+// context of the first of them: the context of the chain they ran through, which is
+// cancelled when the chain ends rather than when one partition is revoked. Messages
+// of other partitions ride in the batch, and their offsets must still be committed.
+func BatchContext(first context.Context) context.Context {
+	if chain, ok := first.Value(chainKey{}).(context.Context); ok {
+		return chain
+	}
+	return first
 }

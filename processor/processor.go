@@ -173,6 +173,7 @@ type StreamProcessor[T any] struct {
 	// MinInterval, or retryCommitAt.
 	retryCommitAt, commitDueAt time.Time
 	bp                         backpressure[T]
+	ctxs                       contexts
 	dlq                        *dlq[T]
 	// cbErr is an error from a rebalance callback, which has no way to return one;
 	// the loop fails with it once Poll returns.
@@ -209,6 +210,7 @@ func New[T any](consumer Consumer[T], factory Factory[T], cfg Config[T]) (*Strea
 		committed:   make(map[Partition]int64),
 		submitted:   make(map[Partition]int64),
 		beat:        new(stuckdetector.Heartbeat),
+		ctxs:        newContexts(),
 	}
 	p.hb = p.beat
 	p.buffered, _ = consumer.(bufferedConsumer)
@@ -230,6 +232,7 @@ func (p *StreamProcessor[T]) Run(ctx context.Context) error {
 	}
 	stop := p.startObservers()
 	defer stop()
+	p.ctxs.base = context.WithoutCancel(ctx)
 
 	cb := RebalanceCallbacks{OnAssign: p.onAssign, OnRevoke: p.onRevoke}
 	if err := p.consumer.Subscribe(p.cfg.Topics, cb); err != nil {
@@ -264,6 +267,7 @@ func (p *StreamProcessor[T]) fail(err error) error {
 		fields = append(fields, zap.ByteString("stack", pe.Stack))
 	}
 	p.log.Error("processor: failed", fields...)
+	p.ctxs.endChain()
 	if p.strategy != nil {
 		if perr := protect(p.strategy.Terminate); perr != nil {
 			p.log.Error("processor: terminate strategy", zap.Error(perr))

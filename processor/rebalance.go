@@ -53,16 +53,31 @@ func (p *StreamProcessor[T]) assign(added []Partition) error {
 	}
 	all := p.assignment()
 	p.log.Info("processor: partitions assigned", zap.Stringers("added", added), zap.Int("assigned", len(all)))
+	if p.strategy != nil && p.ctxs.hasLeftover(added) {
+		// The chain still holds cancelled work of a partition it gets back, and a
+		// later message of it finishing there could commit past a dropped one.
+		p.log.Info("processor: rebuilding the strategy: a partition it gets back had work left in it when it was revoked", zap.Stringers("added", added))
+		if err := p.closeStrategy(); err != nil {
+			return err
+		}
+	}
 	if p.strategy == nil {
+		p.ctxs.startChain()
+		p.ctxs.add(all)
 		s, err := p.factory.Create(p.stage, all)
 		if err != nil {
 			return fmt.Errorf("processor: create strategy for %v: %w", all, err)
 		}
 		p.strategy = s
 		p.m.createStrategy.Add(1)
-	} else if w, ok := p.factory.(AssignmentWatcher); ok {
-		w.PartitionsChanged(all)
+	} else {
+		p.ctxs.add(added)
+		if w, ok := p.factory.(AssignmentWatcher); ok {
+			w.PartitionsChanged(all)
+		}
 	}
+	// The cache may hold a partition's context from before.
+	p.flushHot()
 	if p.bp.paused {
 		p.consumer.Pause(added)
 	}
@@ -102,9 +117,11 @@ func (p *StreamProcessor[T]) revoke(revoked []Partition) error {
 			// What was rejected is gone with its partitions; nothing holds the rest back.
 			p.accepted()
 		}
-		if err := p.drainRevoked(gone); err != nil {
+		unfinished, err := p.drainRevoked(gone)
+		if err != nil {
 			return err
 		}
+		p.ctxs.release(slices.Collect(maps.Keys(gone)), unfinished)
 	}
 	parts := slices.Collect(maps.Keys(gone))
 	if p.dlq != nil {
@@ -128,8 +145,9 @@ func (p *StreamProcessor[T]) revoke(revoked []Partition) error {
 
 // drainRevoked polls the strategy and commits until the committed offsets of the
 // revoked partitions reach what was submitted for them, or JoinTimeout passes. Work
-// left over is redelivered to the partitions' next owner.
-func (p *StreamProcessor[T]) drainRevoked(gone map[Partition]bool) error {
+// left over is redelivered to the partitions' next owner; it returns the partitions
+// that had some.
+func (p *StreamProcessor[T]) drainRevoked(gone map[Partition]bool) ([]Partition, error) {
 	deadline := time.Now().Add(p.cfg.JoinTimeout)
 	for {
 		if err := p.commitRevoked(gone); err != nil {
@@ -137,19 +155,19 @@ func (p *StreamProcessor[T]) drainRevoked(gone map[Partition]bool) error {
 		}
 		pending := p.uncommitted(gone)
 		if len(pending) == 0 {
-			return nil
+			return nil, nil
 		}
 		if !time.Now().Before(deadline) {
 			p.m.revokeTimeouts.Add(1)
 			p.log.Warn("processor: revoked partitions released with uncommitted work; it will be redelivered",
 				zap.Stringers("partitions", pending), zap.Duration("waited", p.cfg.JoinTimeout))
-			return nil
+			return pending, nil
 		}
 		p.hb.Tick()
 		if err := p.strategy.Poll(); err != nil {
 			inv, ok := AsInvalid(err)
 			if !ok {
-				return fmt.Errorf("processor: strategy poll during revocation: %w", err)
+				return nil, fmt.Errorf("processor: strategy poll during revocation: %w", err)
 			}
 			p.handleInvalid(inv)
 		}
@@ -199,6 +217,7 @@ func (p *StreamProcessor[T]) closeStrategy() error {
 		err = perr
 	}
 	cancel()
+	p.ctxs.endChain()
 	p.m.joinTime.Add(time.Since(start))
 	p.m.closeStrategy.Add(1)
 	p.strategy = nil

@@ -1,6 +1,7 @@
 package processor_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -178,6 +179,34 @@ func TestCooperativeRevokeGivesUpAfterJoinTimeout(t *testing.T) {
 	}
 }
 
+// TestReassignAfterGivingUpRebuildsTheChain: work of a partition left in the chain
+// by a revocation that gave up is cancelled and may be dropped, so when the
+// partition comes back the chain is rebuilt rather than allowed to commit past it.
+func TestReassignAfterGivingUpRebuildsTheChain(t *testing.T) {
+	h := newHarness(t, processor.Config[string]{JoinTimeout: 30 * time.Millisecond}, func(s *processortest.Strategy[string]) {
+		s.OnSubmit = func(s *processortest.Strategy[string], m processor.Message[string]) error {
+			if pos, _ := m.Origin(); pos.Partition == p1 {
+				s.Hold(m) // never released
+			}
+			return nil
+		}
+	})
+	h.produce(p1, 0, 1)
+	h.Start()
+	h.Consumer.Assign(p0, p1)
+	h.WaitUntil("p1's message submitted", func() bool {
+		return h.factory.Count() == 1 && len(h.factory.Strategy(t, 0).Payloads()) == 1
+	})
+	h.Await(h.Consumer.Revoke(p1), "the revocation to give up")
+	if got := h.factory.Count(); got != 1 {
+		t.Fatalf("%d chains after a cooperative revocation, want the one kept", got)
+	}
+	h.Await(h.Consumer.Assign(p1), "the new assignment")
+	if got := h.factory.Count(); got != 2 {
+		t.Fatalf("%d chains after p1 came back with work left in the first, want it rebuilt (2)", got)
+	}
+}
+
 func TestCooperativeRevokeOfEverythingClosesTheChain(t *testing.T) {
 	h := newHarness(t, processor.Config[string]{}, nil)
 	h.Start()
@@ -229,5 +258,52 @@ func TestEagerRevokeWithFailingCommitLosesThePartitionsAndKeepsRunning(t *testin
 	}
 	if got := h.Consumer.Committed(p0); got != 4 {
 		t.Fatalf("committed offset %d after the restart of the partition, want 4", got)
+	}
+}
+
+type ctxKey struct{}
+
+// TestMessageContextCarriesRunValues: a message's context has the values of the
+// context Run was given, and is cancelled when the partition is revoked and the
+// chain joined, not when Run's context is.
+func TestMessageContextCarriesRunValues(t *testing.T) {
+	got := make(chan context.Context, 1)
+	h := newHarness(t, processor.Config[string]{}, func(s *processortest.Strategy[string]) {
+		s.OnSubmit = func(_ *processortest.Strategy[string], m processor.Message[string]) error {
+			select {
+			case got <- m.Context():
+			default:
+			}
+			return nil
+		}
+	})
+	h.produce(p0, 0, 1)
+	h.Consumer.Assign(p0)
+	ctx, cancel := context.WithCancel(context.WithValue(context.Background(), ctxKey{}, "run"))
+	done := make(chan error, 1)
+	go func() { done <- h.Processor.Run(ctx) }()
+	var mctx context.Context
+	select {
+	case mctx = <-got:
+	case <-time.After(processortest.WaitTimeout):
+		t.Fatal("no message submitted")
+	}
+	if v := mctx.Value(ctxKey{}); v != "run" {
+		t.Errorf("message context value = %v, want the Run context's %q", v, "run")
+	}
+	if err := mctx.Err(); err != nil {
+		t.Fatalf("message context is %v while its partition is assigned", err)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run = %v", err)
+		}
+	case <-time.After(processortest.WaitTimeout):
+		t.Fatal("Run did not return after cancellation")
+	}
+	if mctx.Err() == nil {
+		t.Error("message context still live after Run returned")
 	}
 }
