@@ -17,7 +17,7 @@ import (
 )
 
 // rejectBad makes the app report every message whose value starts with "bad" invalid.
-func rejectBad(m processor.Message[payload]) (payload, error) {
+func rejectBad(_ context.Context, m processor.Message[payload]) (payload, error) {
 	if bytes.HasPrefix(m.Payload.Value, []byte("bad")) {
 		return payload{}, processor.Invalid(m, errors.New("value starts with bad"))
 	}

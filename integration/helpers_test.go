@@ -85,7 +85,7 @@ type app struct {
 	n    *notifier
 	seen *seen
 	// fn runs on every message after it is recorded; nil passes the payload on.
-	fn   func(processor.Message[payload]) (payload, error)
+	fn   func(context.Context, processor.Message[payload]) (payload, error)
 	gate *gate
 
 	mu          sync.Mutex
@@ -103,12 +103,12 @@ func (a *app) Create(commit processor.CommitFunc, ps []processor.Partition) (pro
 	if a.gate != nil {
 		next = &gated{next: next, g: a.gate}
 	}
-	task := strategies.NewRunTask(func(m processor.Message[payload]) (payload, error) {
+	task := strategies.NewRunTask(func(ctx context.Context, m processor.Message[payload]) (payload, error) {
 		if pos, ok := m.Origin(); ok {
 			a.seen.add(pos)
 		}
 		if a.fn != nil {
-			return a.fn(m)
+			return a.fn(ctx, m)
 		}
 		return m.Payload, nil
 	}, next)

@@ -121,7 +121,7 @@ func TestStrategyErrorCommitsNothingPastTheFailure(t *testing.T) {
 		s := newSeen(n)
 		a := newApp(n, s)
 		boom := errors.New("cannot process")
-		a.fn = func(m processor.Message[payload]) (payload, error) {
+		a.fn = func(_ context.Context, m processor.Message[payload]) (payload, error) {
 			if pos, _ := m.Origin(); pos.Offset == 40 {
 				return payload{}, boom
 			}

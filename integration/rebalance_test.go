@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -23,7 +24,7 @@ func TestSecondMemberJoinsAndLeaves(t *testing.T) {
 				s := newSeen(n)
 				// A little work per message keeps both members busy while the group
 				// changes.
-				work := func(m processor.Message[payload]) (payload, error) {
+				work := func(_ context.Context, m processor.Message[payload]) (payload, error) {
 					if pos, _ := m.Origin(); pos.Offset%20 == 0 {
 						time.Sleep(time.Millisecond)
 					}

@@ -195,8 +195,8 @@ func (f *Factory) Shutdown() {
 // not decode is invalid and goes to the dead-letter queue. Each span is held in its
 // partition's clock until it is ingested, so that its segment is not flushed without
 // it meanwhile. RunTask runs the step exactly once per message.
-func decodeFunc(clock *kafkaClock) func(processor.Message[processor.KafkaPayload]) (store.Span, error) {
-	return func(msg processor.Message[processor.KafkaPayload]) (store.Span, error) {
+func decodeFunc(clock *kafkaClock) func(context.Context, processor.Message[processor.KafkaPayload]) (store.Span, error) {
+	return func(_ context.Context, msg processor.Message[processor.KafkaPayload]) (store.Span, error) {
 		pos, ok := msg.Origin()
 		if !ok {
 			return store.Span{}, fmt.Errorf("segments: decode needs messages read from Kafka, got one without an origin (committable %s)", msg.Committable)

@@ -72,7 +72,7 @@ func newIngestRig(t *testing.T, client redis.UniversalClient, concurrency int) *
 		t.Fatalf("NewFactory: %v", err)
 	}
 	var out []processor.Message[int]
-	rec := strategies.NewRunTask(func(m processor.Message[int]) (int, error) {
+	rec := strategies.NewRunTask(func(_ context.Context, m processor.Message[int]) (int, error) {
 		out = append(out, m)
 		return m.Payload, nil
 	}, processor.Strategy[int](strategies.NewNoop[int]()))

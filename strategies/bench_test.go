@@ -57,7 +57,7 @@ func BenchmarkRunTaskCommitOffsets(b *testing.B) {
 	msgs := benchMessages(1 << 12)
 	parts := []processor.Partition{{Topic: "bench", Index: 0}, {Topic: "bench", Index: 1}, {Topic: "bench", Index: 2}, {Topic: "bench", Index: 3}}
 	commit, staged := stagingCommit(parts)
-	identity := func(m processor.Message[processor.KafkaPayload]) (processor.KafkaPayload, error) {
+	identity := func(_ context.Context, m processor.Message[processor.KafkaPayload]) (processor.KafkaPayload, error) {
 		return m.Payload, nil
 	}
 	s := NewRunTask(identity, processor.Strategy[processor.KafkaPayload](NewCommitOffsets[processor.KafkaPayload](commit)))
@@ -117,7 +117,7 @@ func (p *ackingProducer) Produce(_ context.Context, topic string, _ processor.Ka
 // RunTaskConcurrently(identity) -> CommitOffsets on 4 goroutines, submitting until
 // rejected and then polling like the processor's loop.
 func BenchmarkRunTaskConcurrentlyCommitOffsets(b *testing.B) {
-	benchConcurrently(b, func(fn func(processor.Message[processor.KafkaPayload]) (processor.KafkaPayload, error), next processor.Strategy[processor.KafkaPayload]) (*RunTaskConcurrently[processor.KafkaPayload, processor.KafkaPayload], error) {
+	benchConcurrently(b, func(fn func(context.Context, processor.Message[processor.KafkaPayload]) (processor.KafkaPayload, error), next processor.Strategy[processor.KafkaPayload]) (*RunTaskConcurrently[processor.KafkaPayload, processor.KafkaPayload], error) {
 		return NewRunTaskConcurrently(fn, 4, 1024, next)
 	})
 }
@@ -125,16 +125,16 @@ func BenchmarkRunTaskConcurrentlyCommitOffsets(b *testing.B) {
 // BenchmarkRunTaskInBatchesCommitOffsets is the same in batched mode, 64 messages a
 // batch.
 func BenchmarkRunTaskInBatchesCommitOffsets(b *testing.B) {
-	benchConcurrently(b, func(fn func(processor.Message[processor.KafkaPayload]) (processor.KafkaPayload, error), next processor.Strategy[processor.KafkaPayload]) (*RunTaskConcurrently[processor.KafkaPayload, processor.KafkaPayload], error) {
+	benchConcurrently(b, func(fn func(context.Context, processor.Message[processor.KafkaPayload]) (processor.KafkaPayload, error), next processor.Strategy[processor.KafkaPayload]) (*RunTaskConcurrently[processor.KafkaPayload, processor.KafkaPayload], error) {
 		return NewRunTaskInBatches(fn, ParallelBatchConfig{Concurrency: 4, MaxPendingBatches: 16, MaxBatchSize: 64, MaxBatchWait: time.Second}, next)
 	})
 }
 
-func benchConcurrently(b *testing.B, build func(func(processor.Message[processor.KafkaPayload]) (processor.KafkaPayload, error), processor.Strategy[processor.KafkaPayload]) (*RunTaskConcurrently[processor.KafkaPayload, processor.KafkaPayload], error)) {
+func benchConcurrently(b *testing.B, build func(func(context.Context, processor.Message[processor.KafkaPayload]) (processor.KafkaPayload, error), processor.Strategy[processor.KafkaPayload]) (*RunTaskConcurrently[processor.KafkaPayload, processor.KafkaPayload], error)) {
 	msgs := benchMessages(1 << 12)
 	parts := []processor.Partition{{Topic: "bench", Index: 0}, {Topic: "bench", Index: 1}, {Topic: "bench", Index: 2}, {Topic: "bench", Index: 3}}
 	commit, _ := stagingCommit(parts)
-	identity := func(m processor.Message[processor.KafkaPayload]) (processor.KafkaPayload, error) {
+	identity := func(_ context.Context, m processor.Message[processor.KafkaPayload]) (processor.KafkaPayload, error) {
 		return m.Payload, nil
 	}
 	s, err := build(identity, NewCommitOffsets[processor.KafkaPayload](commit))

@@ -16,7 +16,7 @@ import (
 // as a filtered message whenever the policy says so, so that a partition whose
 // messages are all dropped still gets committed.
 type Filter[T any] struct {
-	pred func(processor.Message[T]) bool
+	pred func(context.Context, processor.Message[T]) bool
 	next processor.Strategy[T]
 	o    options
 
@@ -29,14 +29,15 @@ type Filter[T any] struct {
 	held inflight.Slot[T]
 }
 
-// NewFilter returns a Filter that forwards the messages for which pred returns true.
-func NewFilter[T any](pred func(processor.Message[T]) bool, next processor.Strategy[T], opts ...Option) *Filter[T] {
+// NewFilter returns a Filter that forwards the messages for which pred returns true;
+// pred gets the message's context.
+func NewFilter[T any](pred func(context.Context, processor.Message[T]) bool, next processor.Strategy[T], opts ...Option) *Filter[T] {
 	return &Filter[T]{pred: pred, next: next, o: buildOptions(opts)}
 }
 
 // NewFilterWithCommitPolicy returns a Filter that also forwards the offsets of dropped
 // messages, as a filtered message, whenever policy says they should be committed.
-func NewFilterWithCommitPolicy[T any](pred func(processor.Message[T]) bool, policy processor.CommitPolicy, next processor.Strategy[T], opts ...Option) (*Filter[T], error) {
+func NewFilterWithCommitPolicy[T any](pred func(context.Context, processor.Message[T]) bool, policy processor.CommitPolicy, next processor.Strategy[T], opts ...Option) (*Filter[T], error) {
 	s := NewFilter(pred, next, opts...)
 	if err := policy.Validate(); err != nil {
 		return nil, err
@@ -52,7 +53,7 @@ func (s *Filter[T]) Submit(msg processor.Message[T]) error {
 	if s.held.Full() {
 		return processor.ErrMessageRejected
 	}
-	if msg.Filtered() || s.pred(msg) {
+	if msg.Filtered() || s.pred(msg.Context(), msg) {
 		if len(s.dropped) > 0 {
 			// msg carries these partitions past the dropped offsets already.
 			for p, o := range msg.Committable.All() {

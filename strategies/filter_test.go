@@ -1,6 +1,7 @@
 package strategies
 
 import (
+	"context"
 	"errors"
 	"testing"
 	"time"
@@ -8,7 +9,7 @@ import (
 	"github.com/creekstream/creek/processor"
 )
 
-func even(m processor.Message[int]) bool { return m.Payload%2 == 0 }
+func even(_ context.Context, m processor.Message[int]) bool { return m.Payload%2 == 0 }
 
 func TestFilterDrops(t *testing.T) {
 	next := &recorder[int]{}
@@ -38,7 +39,7 @@ func TestFilterDrops(t *testing.T) {
 
 func TestFilterPassesFiltered(t *testing.T) {
 	next := &recorder[int]{}
-	s := NewFilter(func(processor.Message[int]) bool { return false }, next)
+	s := NewFilter(func(context.Context, processor.Message[int]) bool { return false }, next)
 	c := processor.CommittableOf(tp0, 3)
 	if err := s.Submit(processor.NewFiltered[int](c, time.Unix(2, 0))); err != nil {
 		t.Fatalf("Submit(filtered) = %v", err)

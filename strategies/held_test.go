@@ -32,7 +32,7 @@ func (*scriptedNext) Terminate()                 {}
 // result, that a result the next step fails on a retry is released, as on a first
 // offer, rather than offered and failed again.
 func TestHeldResultReleasedOnFailure(t *testing.T) {
-	identity := func(m processor.Message[int]) (int, error) { return m.Payload, nil }
+	identity := func(_ context.Context, m processor.Message[int]) (int, error) { return m.Payload, nil }
 	for _, tc := range []struct {
 		name  string
 		build func(t *testing.T, next processor.Strategy[int]) processor.Strategy[int]
@@ -41,7 +41,7 @@ func TestHeldResultReleasedOnFailure(t *testing.T) {
 			return NewRunTask(identity, next)
 		}},
 		{"Filter", func(_ *testing.T, next processor.Strategy[int]) processor.Strategy[int] {
-			return NewFilter(func(processor.Message[int]) bool { return true }, next)
+			return NewFilter(func(context.Context, processor.Message[int]) bool { return true }, next)
 		}},
 		{"Reduce", func(t *testing.T, next processor.Strategy[int]) processor.Strategy[int] {
 			s, err := NewReduce(BatchLimits[int]{MaxSize: 1}, func(_ int, m processor.Message[int]) (int, error) { return m.Payload, nil }, func() int { return 0 }, next)
@@ -84,7 +84,7 @@ func TestQueuedResultReleasedOnFailure(t *testing.T) {
 		run func(t *testing.T, next processor.Strategy[int]) processor.Strategy[int]
 	}{
 		{"RunTaskConcurrently", func(t *testing.T, next processor.Strategy[int]) processor.Strategy[int] {
-			s := mustConcurrently(t, func(m processor.Message[int]) (int, error) { return m.Payload, nil }, 1, 4, next)
+			s := mustConcurrently(t, func(_ context.Context, m processor.Message[int]) (int, error) { return m.Payload, nil }, 1, 4, next)
 			for i := range 2 {
 				if err := s.Submit(brokerMsg(i, tp0, int64(i))); err != nil {
 					t.Fatal(err)

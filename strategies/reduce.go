@@ -54,6 +54,8 @@ type Reduce[T, A any] struct {
 	started time.Time
 	latest  time.Time
 	offsets map[processor.Partition]int64
+	// ctx is the batch's context, from its first message (processor.BatchContext).
+	ctx context.Context
 
 	held inflight.Slot[A]
 }
@@ -105,6 +107,7 @@ func (s *Reduce[T, A]) Submit(msg processor.Message[T]) error {
 	if !s.open {
 		s.open, s.started, s.size = true, s.o.Now(), 0
 		s.latest = time.Time{}
+		s.ctx = processor.BatchContext(msg.Context())
 		if s.offsets == nil {
 			s.offsets = make(map[processor.Partition]int64)
 		}
@@ -135,10 +138,10 @@ func (s *Reduce[T, A]) timeUp() bool {
 // emit closes the open batch and offers it to the next step, holding it if the next
 // step rejects.
 func (s *Reduce[T, A]) emit() error {
-	out := processor.NewMessage(s.acc, processor.CommittableFromMap(s.offsets), s.latest)
+	out := processor.NewMessage(s.acc, processor.CommittableFromMap(s.offsets), s.latest).WithContext(s.ctx)
 	s.o.Metrics.Timing("strategies.reduce.batch_time", s.o.Now().Sub(s.started))
 	var zero A
-	s.open, s.acc, s.offsets = false, zero, nil
+	s.open, s.acc, s.offsets, s.ctx = false, zero, nil, nil
 	return s.held.Submit(s.next, out)
 }
 
@@ -176,7 +179,7 @@ func (s *Reduce[T, A]) emitOpen() error {
 // Terminate drops the batch and terminates the next step.
 func (s *Reduce[T, A]) Terminate() {
 	var zero A
-	s.open, s.acc, s.offsets = false, zero, nil
+	s.open, s.acc, s.offsets, s.ctx = false, zero, nil, nil
 	s.held.Clear()
 	s.next.Terminate()
 }

@@ -12,16 +12,18 @@ import (
 // When the next step rejects a result, RunTask keeps it and offers it again from Poll,
 // so the function runs exactly once per message; Submit rejects while a result is held.
 type RunTask[T, U any] struct {
-	fn   func(processor.Message[T]) (U, error)
+	fn   func(context.Context, processor.Message[T]) (U, error)
 	next processor.Strategy[U]
 	o    options
 	held inflight.Slot[U]
 }
 
-// NewRunTask returns a RunTask that maps messages through fn. An error from fn is
-// returned from Submit and the message is not forwarded; fn reports a message that can
-// never be processed with processor.Invalid.
-func NewRunTask[T, U any](fn func(processor.Message[T]) (U, error), next processor.Strategy[U], opts ...Option) *RunTask[T, U] {
+// NewRunTask returns a RunTask that maps messages through fn, which gets the
+// message's context. An error from fn is returned from Submit and the message is not
+// forwarded; fn reports a message that can never be processed with processor.Invalid.
+// A message whose context was cancelled when fn failed is dropped instead (see
+// abandoned).
+func NewRunTask[T, U any](fn func(context.Context, processor.Message[T]) (U, error), next processor.Strategy[U], opts ...Option) *RunTask[T, U] {
 	return &RunTask[T, U]{fn: fn, next: next, o: buildOptions(opts)}
 }
 
@@ -34,8 +36,11 @@ func (s *RunTask[T, U]) Submit(msg processor.Message[T]) error {
 		// Nothing was computed, so a rejection can go straight back to the caller.
 		return s.next.Submit(processor.AsFiltered[U](msg))
 	}
-	v, err := s.fn(msg)
+	v, err := s.fn(msg.Context(), msg)
 	if err != nil {
+		if abandoned(msg) {
+			return nil
+		}
 		return err
 	}
 	out := processor.WithPayload(msg, v)
@@ -68,4 +73,13 @@ func (s *RunTask[T, U]) Join(ctx context.Context) error {
 func (s *RunTask[T, U]) Terminate() {
 	s.held.Clear()
 	s.next.Terminate()
+}
+
+// abandoned reports whether a message that a user function failed on is to be
+// dropped rather than fail the chain: its context is cancelled, which the processor
+// does only once the message's result can no longer be committed (its partition was
+// released, or its chain was joined or terminated). The message is redelivered from
+// the last commit.
+func abandoned[T any](msg processor.Message[T]) bool {
+	return msg.Context().Err() != nil
 }

@@ -24,7 +24,7 @@ import (
 // the queue and every task's bookkeeping; a worker owns a task's results from the
 // moment it takes the task until it closes the task's done channel.
 type RunTaskConcurrently[T, U any] struct {
-	fn         func(processor.Message[T]) (U, error)
+	fn         func(context.Context, processor.Message[T]) (U, error)
 	next       processor.Strategy[U]
 	o          options
 	maxPending int
@@ -64,16 +64,19 @@ type task[T, U any] struct {
 type outcome[U any] struct {
 	msg processor.Message[U]
 	err error
+	// dropped is set for a message abandoned by fn (see abandoned).
+	dropped bool
 }
 
 // NewRunTaskConcurrently returns a RunTaskConcurrently that runs fn on concurrency
 // goroutines and holds at most maxPending messages that are running or waiting to be
 // forwarded; Submit rejects beyond that. An error from fn surfaces from Poll in the
 // message's place in the order: fn reports a message that can never be processed with
-// processor.Invalid.
+// processor.Invalid. fn gets the message's context; a message whose context was
+// cancelled when fn failed is dropped (see abandoned).
 //
 // The workers start at once; Join or Terminate stops them.
-func NewRunTaskConcurrently[T, U any](fn func(processor.Message[T]) (U, error), concurrency, maxPending int, next processor.Strategy[U], opts ...Option) (*RunTaskConcurrently[T, U], error) {
+func NewRunTaskConcurrently[T, U any](fn func(context.Context, processor.Message[T]) (U, error), concurrency, maxPending int, next processor.Strategy[U], opts ...Option) (*RunTaskConcurrently[T, U], error) {
 	if concurrency < 1 {
 		return nil, fmt.Errorf("strategies: run task concurrently: concurrency is %d, need at least 1 goroutine", concurrency)
 	}
@@ -102,7 +105,7 @@ type ParallelBatchConfig struct {
 // runs fn message by message on one of the pool's goroutines, and the results are
 // forwarded in submit order. On downstream backpressure only the rest of a batch is
 // offered again.
-func NewRunTaskInBatches[T, U any](fn func(processor.Message[T]) (U, error), cfg ParallelBatchConfig, next processor.Strategy[U], opts ...Option) (*RunTaskConcurrently[T, U], error) {
+func NewRunTaskInBatches[T, U any](fn func(context.Context, processor.Message[T]) (U, error), cfg ParallelBatchConfig, next processor.Strategy[U], opts ...Option) (*RunTaskConcurrently[T, U], error) {
 	switch {
 	case cfg.Concurrency < 1:
 		return nil, fmt.Errorf("strategies: run task in batches: Concurrency is %d, need at least 1 goroutine", cfg.Concurrency)
@@ -116,7 +119,7 @@ func NewRunTaskInBatches[T, U any](fn func(processor.Message[T]) (U, error), cfg
 	return newRunTaskConcurrently(fn, cfg.Concurrency, cfg.MaxPendingBatches, cfg.MaxBatchSize, cfg.MaxBatchWait, next, opts), nil
 }
 
-func newRunTaskConcurrently[T, U any](fn func(processor.Message[T]) (U, error), concurrency, maxPending, batchSize int, batchWait time.Duration, next processor.Strategy[U], opts []Option) *RunTaskConcurrently[T, U] {
+func newRunTaskConcurrently[T, U any](fn func(context.Context, processor.Message[T]) (U, error), concurrency, maxPending, batchSize int, batchWait time.Duration, next processor.Strategy[U], opts []Option) *RunTaskConcurrently[T, U] {
 	s := &RunTaskConcurrently[T, U]{
 		fn: fn, next: next, o: buildOptions(opts),
 		maxPending: maxPending, batchSize: batchSize, batchWait: batchWait,
@@ -151,7 +154,7 @@ func (s *RunTaskConcurrently[T, U]) apply(m processor.Message[T]) outcome[U] {
 	if m.Filtered() {
 		return outcome[U]{msg: processor.AsFiltered[U](m)}
 	}
-	v, err := s.fn(m)
+	v, err := s.fn(m.Context(), m)
 	if errors.Is(err, processor.ErrMessageRejected) {
 		// A task runs once; it cannot ask to be offered again. Passed on as it is,
 		// the rejection would read as the next step's backpressure and the message
@@ -159,6 +162,9 @@ func (s *RunTaskConcurrently[T, U]) apply(m processor.Message[T]) outcome[U] {
 		err = fmt.Errorf("strategies: run task concurrently: the task returned ErrMessageRejected (%v); a task can fail or report processor.Invalid, not reject", err)
 	}
 	if err != nil {
+		if abandoned(m) {
+			return outcome[U]{dropped: true}
+		}
 		return outcome[U]{err: err}
 	}
 	return outcome[U]{msg: processor.WithPayload(m, v)}
@@ -248,6 +254,10 @@ func (s *RunTaskConcurrently[T, U]) Poll() error {
 func (s *RunTaskConcurrently[T, U]) forwardTask(t *task[T, U]) error {
 	for t.sent < len(t.out) {
 		r := t.out[t.sent]
+		if r.dropped {
+			t.sent++
+			continue
+		}
 		err := r.err
 		if err == nil {
 			err = s.next.Submit(r.msg)

@@ -49,7 +49,7 @@ func (g *gates) open(ks ...int) {
 }
 
 // fn blocks until the payload's gate opens, then returns payload * 10.
-func (g *gates) fn(m processor.Message[int]) (int, error) {
+func (g *gates) fn(_ context.Context, m processor.Message[int]) (int, error) {
 	<-g.gate(m.Payload)
 	return m.Payload * 10, nil
 }
@@ -77,7 +77,7 @@ func payloadsOf[T any](msgs []processor.Message[T]) []T {
 	return out
 }
 
-func mustConcurrently[T, U any](t *testing.T, fn func(processor.Message[T]) (U, error), concurrency, maxPending int, next processor.Strategy[U], opts ...Option) *RunTaskConcurrently[T, U] {
+func mustConcurrently[T, U any](t *testing.T, fn func(context.Context, processor.Message[T]) (U, error), concurrency, maxPending int, next processor.Strategy[U], opts ...Option) *RunTaskConcurrently[T, U] {
 	t.Helper()
 	s, err := NewRunTaskConcurrently(fn, concurrency, maxPending, next, opts...)
 	if err != nil {
@@ -180,7 +180,7 @@ func TestRunTaskConcurrentlyInvalidInOrder(t *testing.T) {
 	defer goleak.VerifyNone(t)
 	next := &recorder[int]{}
 	boom := errors.New("boom")
-	fn := func(m processor.Message[int]) (int, error) {
+	fn := func(_ context.Context, m processor.Message[int]) (int, error) {
 		if m.Payload == 1 {
 			return 0, processor.Invalid(m, boom)
 		}
@@ -217,7 +217,7 @@ func TestRunTaskConcurrentlyInvalidInOrder(t *testing.T) {
 func TestRunTaskConcurrentlyTaskRejectionIsFatal(t *testing.T) {
 	defer goleak.VerifyNone(t)
 	next := &recorder[int]{}
-	fn := func(m processor.Message[int]) (int, error) {
+	fn := func(_ context.Context, m processor.Message[int]) (int, error) {
 		if m.Payload == 1 {
 			return 0, processor.ErrMessageRejected
 		}
@@ -245,7 +245,10 @@ func TestRunTaskConcurrentlyBackpressure(t *testing.T) {
 	next := &recorder[int]{}
 	m := newCountMetrics()
 	var calls atomic.Int32
-	fn := func(msg processor.Message[int]) (int, error) { calls.Add(1); return msg.Payload, nil }
+	fn := func(_ context.Context, msg processor.Message[int]) (int, error) {
+		calls.Add(1)
+		return msg.Payload, nil
+	}
 	s := mustConcurrently(t, fn, 2, 10, next, WithMetrics(m))
 	next.rejectAll(true)
 	for i := range 2 {
@@ -318,7 +321,7 @@ func TestRunTaskConcurrentlyTerminate(t *testing.T) {
 }
 
 func TestRunTaskConcurrentlyConfig(t *testing.T) {
-	fn := func(m processor.Message[int]) (int, error) { return m.Payload, nil }
+	fn := func(_ context.Context, m processor.Message[int]) (int, error) { return m.Payload, nil }
 	next := processor.Strategy[int](&recorder[int]{})
 	if _, err := NewRunTaskConcurrently(fn, 0, 1, next); err == nil {
 		t.Error("NewRunTaskConcurrently(concurrency 0) = nil error")
@@ -338,7 +341,7 @@ func TestRunTaskConcurrentlyConfig(t *testing.T) {
 	}
 }
 
-func mustBatches[T, U any](t *testing.T, fn func(processor.Message[T]) (U, error), cfg ParallelBatchConfig, next processor.Strategy[U], opts ...Option) *RunTaskConcurrently[T, U] {
+func mustBatches[T, U any](t *testing.T, fn func(context.Context, processor.Message[T]) (U, error), cfg ParallelBatchConfig, next processor.Strategy[U], opts ...Option) *RunTaskConcurrently[T, U] {
 	t.Helper()
 	s, err := NewRunTaskInBatches(fn, cfg, next, opts...)
 	if err != nil {
@@ -353,7 +356,10 @@ func TestRunTaskInBatches(t *testing.T) {
 	m := newCountMetrics()
 	clock := newManualClock()
 	var calls atomic.Int32
-	fn := func(msg processor.Message[int]) (int, error) { calls.Add(1); return msg.Payload * 10, nil }
+	fn := func(_ context.Context, msg processor.Message[int]) (int, error) {
+		calls.Add(1)
+		return msg.Payload * 10, nil
+	}
 	s := mustBatches(t, fn, ParallelBatchConfig{Concurrency: 2, MaxPendingBatches: 4, MaxBatchSize: 3, MaxBatchWait: time.Second},
 		next, WithMetrics(m), WithClock(clock.now))
 	for i := range 7 {
@@ -390,7 +396,10 @@ func TestRunTaskInBatchesBackpressureResumesRemainder(t *testing.T) {
 	defer goleak.VerifyNone(t)
 	next := &recorder[int]{}
 	var calls atomic.Int32
-	fn := func(msg processor.Message[int]) (int, error) { calls.Add(1); return msg.Payload, nil }
+	fn := func(_ context.Context, msg processor.Message[int]) (int, error) {
+		calls.Add(1)
+		return msg.Payload, nil
+	}
 	s := mustBatches(t, fn, ParallelBatchConfig{Concurrency: 1, MaxPendingBatches: 1, MaxBatchSize: 4, MaxBatchWait: time.Hour}, next)
 	// Take two, then reject the third twice.
 	n := 0

@@ -134,7 +134,7 @@ func checkCommittables[T any](t *testing.T, msgs []processor.Message[T], want ..
 
 func TestRunTaskMapsAndKeepsOrigin(t *testing.T) {
 	next := &recorder[int]{}
-	s := NewRunTask(func(m processor.Message[string]) (int, error) { return len(m.Payload), nil }, next)
+	s := NewRunTask(func(_ context.Context, m processor.Message[string]) (int, error) { return len(m.Payload), nil }, next)
 
 	in := brokerMsg("abc", tp0, 7)
 	if err := s.Submit(in); err != nil {
@@ -156,7 +156,7 @@ func TestRunTaskMapsAndKeepsOrigin(t *testing.T) {
 func TestRunTaskPassesFiltered(t *testing.T) {
 	next := &recorder[int]{}
 	calls := 0
-	s := NewRunTask(func(processor.Message[string]) (int, error) { calls++; return 0, nil }, next)
+	s := NewRunTask(func(context.Context, processor.Message[string]) (int, error) { calls++; return 0, nil }, next)
 
 	c := processor.CommittableOf(tp0, 5)
 	if err := s.Submit(processor.NewFiltered[string](c, time.Unix(5, 0))); err != nil {
@@ -184,7 +184,7 @@ func TestRunTaskFunctionErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			next := &recorder[string]{}
-			s := NewRunTask(func(m processor.Message[string]) (string, error) { return "", tt.fnErr(m) }, next)
+			s := NewRunTask(func(_ context.Context, m processor.Message[string]) (string, error) { return "", tt.fnErr(m) }, next)
 			err := s.Submit(brokerMsg("x", tp0, 3))
 			if !errors.Is(err, boom) {
 				t.Fatalf("Submit = %v, want an error wrapping %v", err, boom)
@@ -206,7 +206,7 @@ func TestRunTaskFunctionErrors(t *testing.T) {
 func TestRunTaskBackpressureRunsFunctionOnce(t *testing.T) {
 	next := &recorder[int]{}
 	calls := 0
-	s := NewRunTask(func(m processor.Message[int]) (int, error) { calls++; return m.Payload * 10, nil }, next)
+	s := NewRunTask(func(_ context.Context, m processor.Message[int]) (int, error) { calls++; return m.Payload * 10, nil }, next)
 
 	next.rejectAll(true)
 	if err := s.Submit(brokerMsg(1, tp0, 0)); err != nil {
@@ -251,7 +251,7 @@ func TestRunTaskJoin(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			next := &recorder[int]{}
 			m := newCountMetrics()
-			s := NewRunTask(func(m processor.Message[int]) (int, error) { return m.Payload, nil }, next, WithMetrics(m))
+			s := NewRunTask(func(_ context.Context, m processor.Message[int]) (int, error) { return m.Payload, nil }, next, WithMetrics(m))
 			rejectTimes(next, 1+tt.rejections)
 			if err := s.Submit(brokerMsg(1, tp0, 0)); err != nil {
 				t.Fatalf("Submit = %v, want nil", err)
@@ -273,7 +273,7 @@ func TestRunTaskJoin(t *testing.T) {
 
 func TestRunTaskTerminate(t *testing.T) {
 	next := &recorder[int]{}
-	s := NewRunTask(func(m processor.Message[int]) (int, error) { return m.Payload, nil }, next)
+	s := NewRunTask(func(_ context.Context, m processor.Message[int]) (int, error) { return m.Payload, nil }, next)
 	next.rejectAll(true)
 	if err := s.Submit(brokerMsg(1, tp0, 0)); err != nil {
 		t.Fatalf("Submit = %v, want nil", err)
@@ -303,7 +303,7 @@ func (discard[T]) Terminate()                        {}
 // BenchmarkRunTaskIdentity measures RunTask's own cost per message with a step behind
 // it that does nothing.
 func BenchmarkRunTaskIdentity(b *testing.B) {
-	s := NewRunTask(func(m processor.Message[processor.KafkaPayload]) (processor.KafkaPayload, error) {
+	s := NewRunTask(func(_ context.Context, m processor.Message[processor.KafkaPayload]) (processor.KafkaPayload, error) {
 		return m.Payload, nil
 	}, processor.Strategy[processor.KafkaPayload](discard[processor.KafkaPayload]{}))
 	msg := processor.NewBrokerMessage(processor.KafkaPayload{Value: []byte("v")}, tp0, 0, time.Unix(0, 0))
@@ -330,13 +330,13 @@ func TestTerminateDropsHeldWork(t *testing.T) {
 		{"RunTask", func(t *testing.T) (step, *recorder[string]) {
 			next := &recorder[string]{}
 			next.rejectAll(true)
-			s := NewRunTask(func(m processor.Message[string]) (string, error) { return m.Payload, nil }, next)
+			s := NewRunTask(func(_ context.Context, m processor.Message[string]) (string, error) { return m.Payload, nil }, next)
 			return s, next
 		}},
 		{"Filter", func(t *testing.T) (step, *recorder[string]) {
 			next := &recorder[string]{}
 			next.rejectAll(true)
-			return NewFilter(func(processor.Message[string]) bool { return true }, next), next
+			return NewFilter(func(context.Context, processor.Message[string]) bool { return true }, next), next
 		}},
 		{"Reduce", func(t *testing.T) (step, *recorder[string]) {
 			next := &recorder[string]{}

@@ -40,7 +40,7 @@ func (s *Unbatch[T]) Submit(batch processor.Message[[]processor.Message[T]]) err
 		if last.Filtered() {
 			last = processor.NewFiltered[T](batch.Committable, last.Timestamp)
 		} else {
-			last = processor.NewMessage(last.Payload, batch.Committable, last.Timestamp)
+			last = processor.NewMessage(last.Payload, batch.Committable, last.Timestamp).WithContext(last.Context())
 		}
 	}
 	s.out.set(msgs[:len(msgs)-1], last)

@@ -14,17 +14,19 @@ import (
 // When the next step rejects an output, Unfold holds the rest, offers them again from
 // Poll and rejects new messages until they are gone.
 type Unfold[T, U any] struct {
-	fn   func(processor.Message[T]) ([]U, error)
+	fn   func(context.Context, processor.Message[T]) ([]U, error)
 	next processor.Strategy[U]
 	out  outbox[U]
 }
 
-// NewUnfold returns an Unfold that expands messages with fn. An error from fn is
-// returned from Submit and nothing is forwarded. A message that fn expands to nothing
+// NewUnfold returns an Unfold that expands messages with fn, which gets the
+// message's context; every output keeps it. An error from fn is returned from Submit
+// and nothing is forwarded (a message whose context was cancelled is dropped, see
+// abandoned). A message that fn expands to nothing
 // is forwarded as a filtered message, so that its offset is still committed.
 // It logs and records nothing; opts are accepted, and ignored, so that one list of
 // options can be given to every step of a chain.
-func NewUnfold[T, U any](fn func(processor.Message[T]) ([]U, error), next processor.Strategy[U], opts ...Option) *Unfold[T, U] {
+func NewUnfold[T, U any](fn func(context.Context, processor.Message[T]) ([]U, error), next processor.Strategy[U], opts ...Option) *Unfold[T, U] {
 	return &Unfold[T, U]{fn: fn, next: next}
 }
 
@@ -36,8 +38,11 @@ func (s *Unfold[T, U]) Submit(msg processor.Message[T]) error {
 	if msg.Filtered() {
 		return s.next.Submit(processor.AsFiltered[U](msg))
 	}
-	vs, err := s.fn(msg)
+	vs, err := s.fn(msg.Context(), msg)
 	if err != nil {
+		if abandoned(msg) {
+			return nil
+		}
 		return err
 	}
 	if len(vs) == 0 {
@@ -45,7 +50,7 @@ func (s *Unfold[T, U]) Submit(msg processor.Message[T]) error {
 	} else {
 		head := make([]processor.Message[U], len(vs)-1)
 		for i, v := range vs[:len(vs)-1] {
-			head[i] = processor.NewMessage(v, processor.Committable{}, msg.Timestamp)
+			head[i] = processor.NewMessage(v, processor.Committable{}, msg.Timestamp).WithContext(msg.Context())
 		}
 		s.out.set(head, processor.WithPayload(msg, vs[len(vs)-1]))
 	}

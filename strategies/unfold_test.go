@@ -1,6 +1,7 @@
 package strategies
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -9,7 +10,9 @@ import (
 	"github.com/creekstream/creek/processor"
 )
 
-func splitWords(m processor.Message[string]) ([]string, error) { return strings.Fields(m.Payload), nil }
+func splitWords(_ context.Context, m processor.Message[string]) ([]string, error) {
+	return strings.Fields(m.Payload), nil
+}
 
 func TestUnfold(t *testing.T) {
 	tests := []struct {
@@ -57,7 +60,10 @@ func TestUnfold(t *testing.T) {
 func TestUnfoldBackpressureHoldsRemainder(t *testing.T) {
 	next := &recorder[string]{}
 	calls := 0
-	s := NewUnfold(func(m processor.Message[string]) ([]string, error) { calls++; return splitWords(m) }, next)
+	s := NewUnfold(func(ctx context.Context, m processor.Message[string]) ([]string, error) {
+		calls++
+		return splitWords(ctx, m)
+	}, next)
 	// Take "a", reject "b" twice.
 	n := 0
 	next.reject = func(m processor.Message[string]) bool { n++; return n == 2 || n == 3 }
@@ -93,7 +99,9 @@ func TestUnfoldBackpressureHoldsRemainder(t *testing.T) {
 func TestUnfoldError(t *testing.T) {
 	next := &recorder[string]{}
 	boom := errors.New("boom")
-	s := NewUnfold(func(m processor.Message[string]) ([]string, error) { return nil, processor.Invalid(m, boom) }, next)
+	s := NewUnfold(func(_ context.Context, m processor.Message[string]) ([]string, error) {
+		return nil, processor.Invalid(m, boom)
+	}, next)
 	err := s.Submit(brokerMsg("x", tp0, 9))
 	if inv, ok := processor.AsInvalid(err); !ok || inv.Offset != 9 {
 		t.Fatalf("Submit = %v, want an invalid message error at offset 9", err)

@@ -140,7 +140,7 @@ func runCreekFranz(ctx context.Context, e runEnv) error {
 }
 
 func runCreekOn(ctx context.Context, e runEnv, consumer processor.Consumer[processor.KafkaPayload]) error {
-	identity := func(m processor.Message[processor.KafkaPayload]) (processor.KafkaPayload, error) {
+	identity := func(_ context.Context, m processor.Message[processor.KafkaPayload]) (processor.KafkaPayload, error) {
 		e.count.add()
 		return m.Payload, nil
 	}

@@ -214,7 +214,7 @@ func run(brokerAddr string, events int, timeout time.Duration, out io.Writer, lo
 func factory(view *goka.View, seen *counts, out io.Writer, log *zap.Logger) processor.Factory[processor.KafkaPayload] {
 	return processor.FactoryFunc[processor.KafkaPayload](func(commit processor.CommitFunc, _ []processor.Partition) (processor.Strategy[processor.KafkaPayload], error) {
 		commitStep := strategies.NewCommitOffsets[string](commit)
-		printStep := strategies.NewRunTask(func(m processor.Message[string]) (string, error) {
+		printStep := strategies.NewRunTask(func(_ context.Context, m processor.Message[string]) (string, error) {
 			pos, _ := m.Origin()
 			fmt.Fprintf(out, "%s@%d: %s\n", pos.Partition, pos.Offset, m.Payload)
 			seen.enriched++

@@ -23,10 +23,10 @@ func main() {
 	factory := processor.FactoryFunc[processor.KafkaPayload](
 		func(commit processor.CommitFunc, _ []processor.Partition) (processor.Strategy[processor.KafkaPayload], error) {
 			commitStep := strategies.NewCommitOffsets[string](commit)
-			shout := strategies.NewRunTask(func(m processor.Message[processor.KafkaPayload]) (string, error) {
+			shout := strategies.NewRunTask(func(_ context.Context, m processor.Message[processor.KafkaPayload]) (string, error) {
 				return strings.ToUpper(string(m.Payload.Value)), nil
 			}, commitStep)
-			return strategies.NewFilter(func(m processor.Message[processor.KafkaPayload]) bool {
+			return strategies.NewFilter(func(_ context.Context, m processor.Message[processor.KafkaPayload]) bool {
 				return len(m.Payload.Value) > 0
 			}, shout), nil
 		})
