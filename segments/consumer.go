@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -31,7 +32,9 @@ type ConsumerConfig struct {
 	Redis    redis.UniversalClient
 	// Buffer, Flusher, BatchSize, BatchTime and IngestConcurrency are as in
 	// FactoryConfig. Flusher.Topic and Flusher.Producer are filled in (OutputTopic, a
-	// producer on Brokers) when empty.
+	// producer on Brokers) when empty, and so is Buffer.Namespace: Group and
+	// InputTopic, "<group>:<topic>", so that span buffers of other groups or topics
+	// can share the Redis.
 	Buffer            store.Config
 	Flusher           FlusherConfig
 	BatchSize         int
@@ -74,6 +77,12 @@ func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
 	case cfg.Processor.DLQ != nil && cfg.Processor.DLQ.Producer != nil:
 		return nil, errors.New("segments: ConsumerConfig.Processor.DLQ.Producer is set; set ConsumerConfig.DLQTopic instead")
 	}
+	if cfg.Buffer.Namespace == "" {
+		if strings.ContainsAny(cfg.Group, "{} \t\r\n") {
+			return nil, fmt.Errorf("segments: ConsumerConfig.Group %q holds braces or whitespace, which the Redis namespace derived from it must not; set Buffer.Namespace", cfg.Group)
+		}
+		cfg.Buffer.Namespace = cfg.Group + ":" + cfg.InputTopic
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
@@ -94,6 +103,7 @@ func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
 	if cfg.Flusher.Topic == "" {
 		cfg.Flusher.Topic = cfg.OutputTopic
 	}
+
 	if cfg.Flusher.Producer == nil {
 		cfg.Flusher.Producer = producer
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -95,6 +96,76 @@ func TestConsumerEndToEnd(t *testing.T) {
 	}
 }
 
+// TestTwoConsumersShareARedis runs two span buffers (their own group, input and
+// output topics) on one Redis with the same trace in both: each writes exactly its
+// own spans, in one segment, to its own output topic.
+func TestTwoConsumersShareARedis(t *testing.T) {
+	env := kafkatest.New(t)
+	client, _ := flusherRedis(t)
+	ctx := env.Context(60 * time.Second)
+	const trace = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+	spanJSON := func(id, parent string) string {
+		p := ""
+		if parent != "" {
+			p = `,"parent_span_id":"` + parent + `"`
+		}
+		return `{"project_id":12,"span_id":"` + id + `","trace_id":"` + trace + `"` + p + `,"start_timestamp":1699999999.0,"end_timestamp":1700000000.0}`
+	}
+	root := strings.Repeat("a", 16)
+	deployments := []struct {
+		child string
+		out   string
+	}{{child: strings.Repeat("c", 16)}, {child: strings.Repeat("d", 16)}}
+	for i := range deployments {
+		d := &deployments[i]
+		in := env.Topic(2)
+		d.out = env.Topic(1)
+		records := []*kgo.Record{
+			{Topic: in, Partition: 0, Value: []byte(spanJSON(root, ""))},
+			{Topic: in, Partition: 0, Value: []byte(spanJSON(d.child, root))},
+		}
+		if err := env.Client.Produce(ctx, records...); err != nil {
+			t.Fatal(err)
+		}
+		flusher := fastConfig(nil)
+		flusher.Producer, flusher.Topic = nil, ""
+		c, err := NewConsumer(ConsumerConfig{
+			Brokers: env.Brokers, Group: env.Group(),
+			InputTopic: in, OutputTopic: d.out,
+			Redis:     client,
+			Buffer:    store.Config{RootTimeout: 500 * time.Millisecond, Timeout: time.Second},
+			Flusher:   flusher,
+			BatchTime: 20 * time.Millisecond,
+		})
+		if err != nil {
+			t.Fatalf("NewConsumer %d: %v", i, err)
+		}
+		runConsumer(t, ctx, c)
+	}
+	for i, d := range deployments {
+		got, err := env.Client.Read(ctx, d.out, 1)
+		if err != nil {
+			t.Fatalf("reading deployment %d's segment: %v", i, err)
+		}
+		var msg struct {
+			Spans []struct {
+				SpanID string `json:"span_id"`
+			} `json:"spans"`
+		}
+		if err := json.Unmarshal(got[0].Value, &msg); err != nil {
+			t.Fatalf("segment message %s: %v", got[0].Value, err)
+		}
+		var ids []string
+		for _, s := range msg.Spans {
+			ids = append(ids, s.SpanID)
+		}
+		slices.Sort(ids)
+		if want := []string{root, d.child}; !slices.Equal(ids, want) {
+			t.Errorf("deployment %d wrote spans %v in its segment, want its own %v", i, ids, want)
+		}
+	}
+}
+
 func TestNewConsumerValidates(t *testing.T) {
 	client, _ := flusherRedis(t)
 	cases := []struct {
@@ -105,6 +176,7 @@ func TestNewConsumerValidates(t *testing.T) {
 		{"no output topic", ConsumerConfig{InputTopic: "i", Redis: client}},
 		{"no redis", ConsumerConfig{InputTopic: "i", OutputTopic: "o"}},
 		{"brokers set twice", ConsumerConfig{InputTopic: "i", OutputTopic: "o", Redis: client, Kafka: kafka.ConsumerConfig{Brokers: []string{"b"}}}},
+		{"group unfit for a namespace", ConsumerConfig{InputTopic: "i", OutputTopic: "o", Redis: client, Group: "a{b}"}},
 		{"topics set twice", ConsumerConfig{InputTopic: "i", OutputTopic: "o", Redis: client, Processor: processor.Config[processor.KafkaPayload]{Topics: []string{"x"}}}},
 	}
 	for _, tc := range cases {

@@ -2,7 +2,7 @@
 -- Every key but the queues is under the trace's hash tag {P:T}, the slot of KEYS[1];
 -- keys built here share that tag, so in a Redis Cluster the script stays in one slot.
 --
--- KEYS[1]     span-buf:ssr:{P:T}, the trace's redirect map (span id -> segment root)
+-- KEYS[1]     <prefix>ssr:{P:T}, the trace's redirect map (span id -> segment root)
 -- KEYS[2..]   queues to update here; given only when they live on the same node
 --             (single Redis), else the caller updates them from the result
 -- ARGV[1..10] P:T, top parent span id, has root (1|0), salt, span count n, byte count,
@@ -19,8 +19,10 @@ local ttl, max_bytes = tonumber(ARGV[7]), tonumber(ARGV[8])
 local root_timeout, timeout = tonumber(ARGV[9]), tonumber(ARGV[10])
 local first_span, last_span = 11, 10 + nspans
 
-local function seg(id) return "span-buf:s:{" .. pt .. "}:" .. id end
-local function mk(id) return "span-buf:mk:{" .. pt .. "}:" .. id end
+-- The buffer's key prefix (span-buf: and a namespace): KEYS[1] is <prefix>ssr:{P:T}.
+local prefix = string.sub(ssr, 1, #ssr - #("ssr:{" .. pt .. "}"))
+local function seg(id) return prefix .. "s:{" .. pt .. "}:" .. id end
+local function mk(id) return prefix .. "mk:{" .. pt .. "}:" .. id end
 local function num(key) return tonumber(redis.call("GET", key) or "0") end
 
 -- A root is its own segment; anything else follows the redirects from its top parent.
@@ -48,26 +50,26 @@ if not seen then
 	-- Children: spans of this subsegment that were roots of segments of their own
 	-- until now. A child being flushed right now is left alone.
 	local children, child_bytes = {}, 0
-	local locked = redis.call("EXISTS", "span-buf:fl:" .. key) == 1
+	local locked = redis.call("EXISTS", prefix .. "fl:" .. key) == 1
 	if not locked then
 		for i = first_span, last_span do
 			local id = ARGV[i]
 			if id ~= root and redis.call("EXISTS", mk(id)) == 1
-				and redis.call("EXISTS", "span-buf:fl:" .. seg(id)) == 0 then
+				and redis.call("EXISTS", prefix .. "fl:" .. seg(id)) == 0 then
 				children[#children + 1] = id
-				child_bytes = child_bytes + num("span-buf:ibc:" .. seg(id))
+				child_bytes = child_bytes + num(prefix .. "ibc:" .. seg(id))
 			end
 		end
 	end
 
-	local current = num("span-buf:ibc:" .. key)
+	local current = num(prefix .. "ibc:" .. key)
 	if locked or (current > 0 and current + child_bytes + nbytes > max_bytes) then
 		root, key, detached, children = salt, seg(salt), 1, {}
 	end
 
-	local mkey, ic, ibc = mk(root), "span-buf:ic:" .. key, "span-buf:ibc:" .. key
+	local mkey, ic, ibc = mk(root), prefix .. "ic:" .. key, prefix .. "ibc:" .. key
 	if has_root then
-		redis.call("SET", "span-buf:hrs:" .. key, "1", "EX", ttl)
+		redis.call("SET", prefix .. "hrs:" .. key, "1", "EX", ttl)
 	end
 
 	local pairs_ = {}
@@ -88,9 +90,9 @@ if not seen then
 	for _, id in ipairs(children) do
 		local ck = seg(id)
 		redis.call("SUNIONSTORE", mkey, mkey, mk(id))
-		redis.call("INCRBY", ic, num("span-buf:ic:" .. ck))
-		redis.call("INCRBY", ibc, num("span-buf:ibc:" .. ck))
-		redis.call("DEL", mk(id), "span-buf:ic:" .. ck, "span-buf:ibc:" .. ck)
+		redis.call("INCRBY", ic, num(prefix .. "ic:" .. ck))
+		redis.call("INCRBY", ibc, num(prefix .. "ibc:" .. ck))
+		redis.call("DEL", mk(id), prefix .. "ic:" .. ck, prefix .. "ibc:" .. ck)
 		merged[#merged + 1] = ck
 	end
 
@@ -102,7 +104,7 @@ if not seen then
 	redis.call("EXPIRE", ibc, ttl)
 end
 
-local root_flag = redis.call("EXISTS", "span-buf:hrs:" .. key)
+local root_flag = redis.call("EXISTS", prefix .. "hrs:" .. key)
 local quiet = timeout
 if root_flag == 1 then
 	quiet = root_timeout

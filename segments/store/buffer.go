@@ -30,6 +30,7 @@ type Buffer struct {
 	client  redis.UniversalClient
 	cluster bool
 	cfg     Config
+	keys    keys
 
 	add, done, dequeue *redis.Script
 
@@ -64,6 +65,7 @@ func New(client redis.UniversalClient, cfg Config) (*Buffer, error) {
 		client:  client,
 		cluster: cluster,
 		cfg:     cfg,
+		keys:    keys{prefix: keyPrefix(cfg.Namespace)},
 		add:     redis.NewScript(addSource),
 		done:    redis.NewScript(doneSource),
 		dequeue: redis.NewScript(dequeueSource),

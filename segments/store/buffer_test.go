@@ -133,7 +133,10 @@ func done(t testing.TB, b *testBuffer, segs map[string]FlushedSegment) {
 	}
 }
 
-func segKeyA(root string) string { return segmentKey(traceTag(1, traceA), root) }
+func segKeyA(root string) string { return testKeys.segment(traceTag(1, traceA), root) }
+
+// testKeys builds the keys of a buffer without a namespace.
+var testKeys = keys{prefix: basePrefix}
 
 func permutations(n int) [][]int {
 	if n == 0 {

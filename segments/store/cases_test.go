@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/creekstream/creek/internal/redistest"
+	"github.com/redis/go-redis/v9"
 )
 
 // rawSpan is a span whose payload is exactly {"span_id":"<id>"}: 30 bytes, for the
@@ -155,6 +156,46 @@ func TestSliceQueueKey(t *testing.T) {
 	})
 }
 
+// TestNamespacesShareARedis: two buffers in different namespaces on one Redis, fed
+// the same trace, each flush exactly their own spans, and every key of each carries
+// its namespace.
+func TestNamespacesShareARedis(t *testing.T) {
+	eachStore(t, func(t *testing.T, s store) {
+		blue := newTestBuffer(t, s.client, Config{Namespace: "blue"})
+		green := newTestBuffer(t, s.client, Config{Namespace: "green"})
+		ingest(t, blue, at(0), span(t, "a", "", 0), span(t, "b", "a", 0))
+		ingest(t, green, at(0), span(t, "a", "", 0), span(t, "c", "a", 0))
+		for _, k := range allKeys(t, s.client) {
+			if !strings.HasPrefix(k, "span-buf:blue:") && !strings.HasPrefix(k, "span-buf:green:") {
+				t.Errorf("key %s carries no namespace", k)
+			}
+		}
+		for _, tc := range []struct {
+			b    *testBuffer
+			ns   string
+			want string
+		}{{blue, "blue", "ab"}, {green, "green", "ac"}} {
+			segs, got := flushed(t, tc.b, at(11))
+			key := keys{prefix: keyPrefix(tc.ns)}.segment(traceTag(1, traceA), id("a"))
+			if fmt.Sprint(got) != fmt.Sprint(map[string]string{key: tc.want}) {
+				t.Fatalf("namespace %s flushed %v, want {%s: %s}", tc.ns, got, key, tc.want)
+			}
+			if q := segs[key].QueueKey; q != "span-buf:"+tc.ns+":q:0" {
+				t.Errorf("namespace %s flushed from queue %s, want span-buf:%s:q:0", tc.ns, q, tc.ns)
+			}
+			done(t, tc.b, segs)
+		}
+		assertOnlyRootFlags(t, s.client)
+	})
+}
+
+func TestNamespaceRejectsBraces(t *testing.T) {
+	_, err := New(redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"}), Config{Namespace: "a{b}"})
+	if err == nil || !strings.Contains(err.Error(), "Namespace") {
+		t.Fatalf("New with a namespace holding braces = %v, want an error naming Config.Namespace", err)
+	}
+}
+
 func TestRouting(t *testing.T) {
 	eachStore(t, func(t *testing.T, s store) {
 		b := newTestBuffer(t, s.client, Config{})
@@ -232,7 +273,7 @@ func TestFlushLock(t *testing.T) {
 				}
 				done(t, one, segs1)
 				done(t, two, segs2)
-				if n, err := s.client.Exists(bg, lockKey(segKeyA(id("b")))).Result(); err != nil || n != 0 {
+				if n, err := s.client.Exists(bg, testKeys.lock(segKeyA(id("b")))).Result(); err != nil || n != 0 {
 					t.Fatalf("flush lock still there after cleanup (exists %d, %v)", n, err)
 				}
 				// What the locked flusher skipped is found empty and dropped from its queue.

@@ -36,8 +36,16 @@ type Config struct {
 	// expires after this long, so that two flushers never emit the same segment at
 	// once. Default 0 (off).
 	FlushLockTTL time.Duration
-	// Slice, when not empty, prefixes queue keys: span-buf:q:<slice>-<shard>. It lets
-	// several independent buffers share one Redis.
+	// Namespace, when not empty, is part of every key the buffer writes
+	// (span-buf:<namespace>:...), so that several span buffers can share a Redis or a
+	// Cluster without mixing their segments. Buffers that must see each other's
+	// data, such as the members of one consumer group, share one. Default empty (the
+	// keys of ../shared/spec/segments.md); segments.NewConsumer derives one from the
+	// group and the input topic.
+	Namespace string
+	// Slice, when not empty, prefixes queue keys: span-buf:q:<slice>-<shard>. It
+	// keeps the flush queues of buffers apart but not their segments; Namespace
+	// keeps everything apart.
 	Slice string
 
 	// Logger receives what the buffer has to report. Default zap.NewNop().
@@ -95,6 +103,8 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("store: Config.SegmentPageSize (%d) must be positive", c.SegmentPageSize)
 	case c.CompressionLevel < -1 || c.CompressionLevel > 22:
 		return c, fmt.Errorf("store: Config.CompressionLevel (%d) must be -1 or 0 (off) or a zstd level from 1 to 22", c.CompressionLevel)
+	case strings.ContainsAny(c.Namespace, "{} \t\r\n"):
+		return c, fmt.Errorf("store: Config.Namespace %q must not contain braces or whitespace: braces would change the keys' Cluster hash slots", c.Namespace)
 	case strings.ContainsAny(c.Slice, "{}: \t\r\n"):
 		return c, fmt.Errorf("store: Config.Slice %q must not contain braces, colons or whitespace", c.Slice)
 	}

@@ -25,6 +25,10 @@
 //	span-buf:fl:<segment key>    string  flush lock (only with Config.FlushLockTTL)
 //	span-buf:q:[<slice>-]<shard> zset    segment key -> flush deadline (Unix ms)
 //
+// With Config.Namespace every key starts span-buf:<namespace>: instead of span-buf:,
+// so several deployments can share a Redis; the Lua scripts take the prefix from
+// the keys they are given.
+//
 // The segment key is span-buf:s:{P:T}:<root>. A trace's metadata shares one slot, so
 // one Lua script updates it atomically; payload sets carry their salt in the tag so
 // that a segment's bytes spread over a Cluster. The salt hashes the subsegment's span

@@ -123,7 +123,7 @@ func (b *Buffer) Flush(ctx context.Context, shards []int32, assigned int, clock 
 			key, _ := z.Member.(string)
 			seg, ok := segs[key]
 			if !ok {
-				pt, project, trace, root, valid := parseSegmentKey(key)
+				pt, project, trace, root, valid := b.keys.parseSegment(key)
 				if !valid {
 					b.cfg.Logger.Warn("flush queue holds a malformed segment key; leaving it to expire", zap.String("queue", q), zap.String("key", key))
 					continue
@@ -151,11 +151,11 @@ func (b *Buffer) Flush(ctx context.Context, shards []int32, assigned int, clock 
 		for i, seg := range order {
 			if b.cfg.FlushLockTTL > 0 {
 				seg.lockToken = newToken()
-				metas[i].lock = p.SetNX(ctx, lockKey(seg.Key), seg.lockToken, b.cfg.FlushLockTTL)
+				metas[i].lock = p.SetNX(ctx, b.keys.lock(seg.Key), seg.lockToken, b.cfg.FlushLockTTL)
 			}
-			metas[i].members = p.SMembers(ctx, memberKeysKey(seg.pt, seg.RootID))
-			metas[i].count = p.Get(ctx, countKey(seg.Key))
-			metas[i].bytes = p.Get(ctx, bytesKey(seg.Key))
+			metas[i].members = p.SMembers(ctx, b.keys.memberKeys(seg.pt, seg.RootID))
+			metas[i].count = p.Get(ctx, b.keys.count(seg.Key))
+			metas[i].bytes = p.Get(ctx, b.keys.bytes(seg.Key))
 		}
 	}); err != nil {
 		return nil, stats, fmt.Errorf("store: reading segments: %w", err)
@@ -224,7 +224,7 @@ func (b *Buffer) loadPayloads(ctx context.Context, segs []*FlushedSegment, stats
 	var pending []*scan
 	for _, seg := range segs {
 		for _, salt := range seg.salts {
-			pending = append(pending, &scan{seg: seg, key: payloadKey(seg.pt, salt)})
+			pending = append(pending, &scan{seg: seg, key: b.keys.payload(seg.pt, salt)})
 		}
 	}
 	payloads := make(map[*FlushedSegment][]string, len(segs))
@@ -298,7 +298,7 @@ func (b *Buffer) Done(ctx context.Context, segs map[string]FlushedSegment) error
 	err := b.pipeline(ctx, func(p redis.Pipeliner) {
 		for _, seg := range segs {
 			pt := seg.pt
-			keys := []string{memberKeysKey(pt, seg.RootID), countKey(seg.Key), bytesKey(seg.Key), lockKey(seg.Key), redirectKey(pt)}
+			keys := []string{b.keys.memberKeys(pt, seg.RootID), b.keys.count(seg.Key), b.keys.bytes(seg.Key), b.keys.lock(seg.Key), b.keys.redirect(pt)}
 			args := make([]any, 0, 5+len(seg.salts)+len(seg.spanIDs))
 			args = append(args, seg.lockToken, seg.ingested, seg.bytes, seg.RootID, len(seg.salts))
 			for _, s := range seg.salts {
@@ -311,7 +311,7 @@ func (b *Buffer) Done(ctx context.Context, segs map[string]FlushedSegment) error
 			if len(seg.salts) > 0 {
 				payloads := make([]string, len(seg.salts))
 				for i, s := range seg.salts {
-					payloads[i] = payloadKey(pt, s)
+					payloads[i] = b.keys.payload(pt, s)
 				}
 				if b.cluster {
 					// Payload sets live in different slots; one DEL each.

@@ -211,7 +211,7 @@ func (b *Buffer) Ingest(ctx context.Context, spans []Span, clock Clock) error {
 	ttl := b.cfg.TTL
 	writePayloads := func(p redis.Pipeliner) {
 		for _, sub := range subs {
-			key := payloadKey(sub.pt, sub.salt)
+			key := b.keys.payload(sub.pt, sub.salt)
 			p.SAdd(ctx, key, sub.payloads...)
 			p.Expire(ctx, key, ttl)
 		}
@@ -286,7 +286,7 @@ func (b *Buffer) preparePayloads(subs []*subsegment) {
 }
 
 func (b *Buffer) addScriptCmd(ctx context.Context, p redis.Pipeliner, sub *subsegment, clock Clock) *redis.Cmd {
-	keys := []string{redirectKey(sub.pt)}
+	keys := []string{b.keys.redirect(sub.pt)}
 	if !b.cluster {
 		for _, shard := range sub.shards {
 			keys = append(keys, b.queueKey(shard))

@@ -6,33 +6,45 @@ import (
 )
 
 // Key layout; doc.go explains it. pt is "<project>:<trace>", the trace's hash tag.
-const (
-	segmentPrefix = "span-buf:s:"
-	queuePrefix   = "span-buf:q:"
-)
+// Every key starts with the buffer's prefix: span-buf: and, with a namespace,
+// <namespace>: after it.
+const basePrefix = "span-buf:"
+
+// keyPrefix returns the prefix of every key of a buffer in namespace ns.
+func keyPrefix(ns string) string {
+	if ns == "" {
+		return basePrefix
+	}
+	return basePrefix + ns + ":"
+}
 
 func traceTag(project uint64, trace string) string {
 	return strconv.FormatUint(project, 10) + ":" + trace
 }
 
-func segmentKey(pt, root string) string    { return segmentPrefix + "{" + pt + "}:" + root }
-func redirectKey(pt string) string         { return "span-buf:ssr:{" + pt + "}" }
-func payloadKey(pt, salt string) string    { return segmentPrefix + "{" + pt + ":" + salt + "}:" + salt }
-func memberKeysKey(pt, root string) string { return "span-buf:mk:{" + pt + "}:" + root }
-func countKey(seg string) string           { return "span-buf:ic:" + seg }
-func bytesKey(seg string) string           { return "span-buf:ibc:" + seg }
-func lockKey(seg string) string            { return "span-buf:fl:" + seg }
+// keys builds a buffer's keys.
+type keys struct{ prefix string }
 
-func (b *Buffer) queueKey(shard int32) string {
-	if b.cfg.Slice == "" {
-		return queuePrefix + strconv.FormatInt(int64(shard), 10)
+func (k keys) segment(pt, root string) string    { return k.prefix + "s:{" + pt + "}:" + root }
+func (k keys) redirect(pt string) string         { return k.prefix + "ssr:{" + pt + "}" }
+func (k keys) payload(pt, salt string) string    { return k.prefix + "s:{" + pt + ":" + salt + "}:" + salt }
+func (k keys) memberKeys(pt, root string) string { return k.prefix + "mk:{" + pt + "}:" + root }
+func (k keys) count(seg string) string           { return k.prefix + "ic:" + seg }
+func (k keys) bytes(seg string) string           { return k.prefix + "ibc:" + seg }
+func (k keys) lock(seg string) string            { return k.prefix + "fl:" + seg }
+
+func (k keys) queue(slice string, shard int32) string {
+	if slice == "" {
+		return k.prefix + "q:" + strconv.FormatInt(int64(shard), 10)
 	}
-	return queuePrefix + b.cfg.Slice + "-" + strconv.FormatInt(int64(shard), 10)
+	return k.prefix + "q:" + slice + "-" + strconv.FormatInt(int64(shard), 10)
 }
 
-// parseSegmentKey splits span-buf:s:{P:T}:<root> into its parts.
-func parseSegmentKey(key string) (pt string, project uint64, trace, root string, ok bool) {
-	rest, found := strings.CutPrefix(key, segmentPrefix+"{")
+func (b *Buffer) queueKey(shard int32) string { return b.keys.queue(b.cfg.Slice, shard) }
+
+// parseSegment splits <prefix>s:{P:T}:<root> into its parts.
+func (k keys) parseSegment(key string) (pt string, project uint64, trace, root string, ok bool) {
+	rest, found := strings.CutPrefix(key, k.prefix+"s:{")
 	if !found {
 		return "", 0, "", "", false
 	}

@@ -83,7 +83,7 @@ func TestLostPayloads(t *testing.T) {
 		ingest(t, b, at(0), span(t, "a", "", 0))
 		ingest(t, b, at(0), span(t, "b", "a", 0))
 		lost := span(t, "b", "a", 0)
-		if err := s.client.Del(bg, payloadKey(traceTag(1, traceA), saltOf([]*Span{&lost}))).Err(); err != nil {
+		if err := s.client.Del(bg, testKeys.payload(traceTag(1, traceA), saltOf([]*Span{&lost}))).Err(); err != nil {
 			t.Fatal(err)
 		}
 		segs, stats, err := b.flushShards(at(10))
@@ -115,13 +115,13 @@ func TestLateSpanAfterPartialCleanup(t *testing.T) {
 				}
 				if lockTTL > 0 {
 					// What the lock's expiry does, without waiting for it.
-					if err := s.client.Del(bg, lockKey(segKeyA(id("a")))).Err(); err != nil {
+					if err := s.client.Del(bg, testKeys.lock(segKeyA(id("a")))).Err(); err != nil {
 						t.Fatal(err)
 					}
 				}
 				ingest(t, b, at(5), span(t, "b", "a", 0))
 				done(t, b, segs)
-				redirects, err := s.client.HGetAll(bg, redirectKey(traceTag(1, traceA))).Result()
+				redirects, err := s.client.HGetAll(bg, testKeys.redirect(traceTag(1, traceA))).Result()
 				if err != nil {
 					t.Fatal(err)
 				}
