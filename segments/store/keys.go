@@ -25,9 +25,11 @@ func traceTag(project uint64, trace string) string {
 // keys builds a buffer's keys.
 type keys struct{ prefix string }
 
-func (k keys) segment(pt, root string) string    { return k.prefix + "s:{" + pt + "}:" + root }
-func (k keys) redirect(pt string) string         { return k.prefix + "ssr:{" + pt + "}" }
-func (k keys) payload(pt, salt string) string    { return k.prefix + "s:{" + pt + ":" + salt + "}:" + salt }
+func (k keys) segment(pt, root string) string { return k.prefix + "s:{" + pt + "}:" + root }
+func (k keys) redirect(pt string) string      { return k.prefix + "ssr:{" + pt + "}" }
+func (k keys) payload(pt, salt string) string {
+	return k.prefix + "s:{" + pt + ":" + salt + "}:" + salt
+}
 func (k keys) memberKeys(pt, root string) string { return k.prefix + "mk:{" + pt + "}:" + root }
 func (k keys) count(seg string) string           { return k.prefix + "ic:" + seg }
 func (k keys) bytes(seg string) string           { return k.prefix + "ibc:" + seg }
