@@ -364,3 +364,15 @@ func committedEqualsEnds(t *testing.T, env *kafkatest.Env, topic, group string) 
 		}
 	}
 }
+
+// committedOf returns the group's committed offsets of topic by partition.
+func committedOf(t *testing.T, env *kafkatest.Env, topic, group string) map[int32]int64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	committed, err := env.Client.CommittedOffsets(ctx, group, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return committed
+}

@@ -2,6 +2,7 @@ package processor
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"go.uber.org/zap"
@@ -104,7 +105,11 @@ func (p *StreamProcessor[T]) pause() {
 
 func (p *StreamProcessor[T]) resume() {
 	p.log.Info("processor: resuming partitions")
-	p.consumer.Resume(p.consumer.Paused())
+	parts := p.consumer.Paused()
+	if p.dlq != nil {
+		parts = slices.DeleteFunc(parts, p.dlq.held)
+	}
+	p.consumer.Resume(parts)
 	p.bp.paused = false
 	p.m.resumes.Add(1)
 }
@@ -121,4 +126,18 @@ func (p *StreamProcessor[T]) resetBackpressure() {
 	clear(p.bp.carried)
 	p.bp.carried, p.bp.head = p.bp.carried[:0], 0
 	p.bp.since = time.Time{}
+}
+
+// holdForDLQ pauses a partition whose dead-letter deliveries fail, until they are
+// through (releaseForDLQ): work past the invalid message could not be committed.
+func (p *StreamProcessor[T]) holdForDLQ(part Partition) {
+	p.consumer.Pause([]Partition{part})
+}
+
+// releaseForDLQ resumes a partition held for the DLQ, unless backpressure pauses
+// everything.
+func (p *StreamProcessor[T]) releaseForDLQ(part Partition) {
+	if !p.bp.paused {
+		p.consumer.Resume([]Partition{part})
+	}
 }

@@ -75,10 +75,20 @@ func (p *StreamProcessor[T]) commit(force bool) error {
 	prev := p.phase
 	p.setPhase(phaseCommit)
 	defer p.setPhase(prev)
-	if p.dlq != nil {
-		p.dlq.beforeCommit(p.staged)
-	}
 	offsets := maps.Clone(p.staged)
+	if p.dlq != nil {
+		p.dlq.beforeCommit(offsets)
+		for part, next := range offsets {
+			if c, ok := p.committed[part]; ok && next <= c {
+				delete(offsets, part)
+			}
+		}
+		if len(offsets) == 0 {
+			// Held back by the DLQ: nothing to commit yet, and the staged offsets stay.
+			p.commitDueAt = time.Now().Add(p.cfg.CommitPolicy.MinInterval)
+			return nil
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.CommitTimeout)
 	err := p.consumer.Commit(ctx, offsets)
 	cancel()
@@ -102,7 +112,8 @@ func (p *StreamProcessor[T]) commit(force bool) error {
 	if p.dlq != nil {
 		p.dlq.committed(offsets)
 	}
-	clear(p.staged)
+	// A partition held back by the DLQ keeps its staged offset for a later commit.
+	maps.DeleteFunc(p.staged, func(part Partition, next int64) bool { return offsets[part] == next })
 	return nil
 }
 

@@ -18,11 +18,13 @@ type DLQPolicy[T any] struct {
 	// use kafka.NewDLQProducer.
 	Producer DLQProducer[T]
 	// MaxInvalidRatio is the largest ratio of invalid to valid messages of one
-	// partition that is still dead-lettered; past it invalid messages are dropped and
-	// counted. 0 means no limit.
+	// partition that is still dead-lettered; past it the processor fails with an
+	// error wrapping ErrDLQLimit, since so many invalid messages point at a broken
+	// pipeline rather than bad input. 0 means no limit.
 	MaxInvalidRatio float64
 	// MaxConsecutiveInvalid is the largest run of invalid messages at consecutive
-	// offsets of one partition that is still dead-lettered. 0 means no limit.
+	// offsets of one partition that is still dead-lettered; past it the processor
+	// fails as for MaxInvalidRatio. 0 means no limit.
 	MaxConsecutiveInvalid int
 	// BufferBytesPerPartition bounds the raw messages kept per partition until they
 	// are committed (default 4 MiB). An invalid message no longer in the buffer is
@@ -35,14 +37,49 @@ type DLQPolicy[T any] struct {
 	// T is KafkaPayload or has a Size() int method.
 	Size func(T) int
 	// Timeout bounds each wait on the DLQ: one delivery, or one fetch of an evicted
-	// message (default 10 s). A delivery not done in time is counted as dropped.
+	// message (default 10 s). A delivery not done in time has failed.
 	Timeout time.Duration
+	// RetryBackoff is the wait before a failed delivery is tried again; it doubles
+	// with every failure of the same message up to MaxRetryBackoff (defaults 100 ms
+	// and 10 s). While a message is retried its partition is paused and nothing at
+	// or past its offset is committed, so it is never lost.
+	RetryBackoff, MaxRetryBackoff time.Duration
+	// GiveUpAfter bounds how long the deliveries of one message are retried; then
+	// OnGiveUp applies. 0, the default, retries for ever.
+	GiveUpAfter time.Duration
+	// OnGiveUp is what happens to a message given up after GiveUpAfter.
+	OnGiveUp DLQGiveUp
 }
 
+// DLQGiveUp is what the DLQ does with a message whose deliveries failed for
+// DLQPolicy.GiveUpAfter.
+type DLQGiveUp uint8
+
 const (
-	defaultDLQBufferBytes = 4 << 20
-	defaultDLQMaxPending  = 2000
-	defaultDLQTimeout     = 10 * time.Second
+	// DLQFail fails the processor with an error that names the message (the
+	// default): nothing is committed past it, and it is read again on restart.
+	DLQFail DLQGiveUp = iota
+	// DLQSkip drops the message, counting it in consumer.dlq.dropped_messages with
+	// an error log, and lets its offset be committed: the message is lost.
+	DLQSkip
+)
+
+// ErrDLQLimit is wrapped by the error that fails the processor when a partition's
+// invalid messages exceed DLQPolicy.MaxInvalidRatio or MaxConsecutiveInvalid.
+var ErrDLQLimit = errors.New("dead-letter limit exceeded")
+
+// ErrDLQGaveUp is wrapped by the error that fails the processor when a message's
+// DLQ deliveries failed for DLQPolicy.GiveUpAfter with OnGiveUp DLQFail.
+var ErrDLQGaveUp = errors.New("dead-letter delivery given up")
+
+const (
+	defaultDLQBufferBytes     = 4 << 20
+	defaultDLQMaxPending      = 2000
+	defaultDLQTimeout         = 10 * time.Second
+	defaultDLQRetryBackoff    = 100 * time.Millisecond
+	defaultDLQMaxRetryBackoff = 10 * time.Second
+	// dlqTickInterval spaces the loop's checks of deliveries in flight and retries.
+	dlqTickInterval = 20 * time.Millisecond
 )
 
 // withDefaults validates p and fills in its defaults.
@@ -61,8 +98,20 @@ func (p DLQPolicy[T]) withDefaults() (DLQPolicy[T], error) {
 	); err != nil {
 		return p, err
 	}
-	if err := defaults.Durations(defaults.Duration{Name: "processor: DLQPolicy.Timeout", Value: &p.Timeout, Default: defaultDLQTimeout}); err != nil {
+	if err := defaults.Durations(
+		defaults.Duration{Name: "processor: DLQPolicy.Timeout", Value: &p.Timeout, Default: defaultDLQTimeout},
+		defaults.Duration{Name: "processor: DLQPolicy.RetryBackoff", Value: &p.RetryBackoff, Default: defaultDLQRetryBackoff},
+		defaults.Duration{Name: "processor: DLQPolicy.MaxRetryBackoff", Value: &p.MaxRetryBackoff, Default: defaultDLQMaxRetryBackoff},
+	); err != nil {
 		return p, err
+	}
+	switch {
+	case p.MaxRetryBackoff < p.RetryBackoff:
+		return p, fmt.Errorf("processor: DLQPolicy.MaxRetryBackoff (%v) is below RetryBackoff (%v); raise it", p.MaxRetryBackoff, p.RetryBackoff)
+	case p.GiveUpAfter < 0:
+		return p, fmt.Errorf("processor: DLQPolicy.GiveUpAfter is %v; set it > 0, or 0 to retry for ever", p.GiveUpAfter)
+	case p.OnGiveUp > DLQSkip:
+		return p, fmt.Errorf("processor: DLQPolicy.OnGiveUp is %d; use DLQFail or DLQSkip", p.OnGiveUp)
 	}
 	if p.Size == nil {
 		var zero T
@@ -82,10 +131,23 @@ type dlqEntry[T any] struct {
 }
 
 // pendingDelivery is a DLQ produce not yet known to have succeeded.
-type pendingDelivery struct {
-	offset   int64
+type pendingDelivery[T any] struct {
 	delivery *Delivery
-	inv      *InvalidMessageError
+	attempt  dlqAttempt[T]
+}
+
+// dlqAttempt is one message on its way to the DLQ, with its failures so far.
+type dlqAttempt[T any] struct {
+	offset int64
+	inv    *InvalidMessageError
+	// msg is the raw message, if it could be read.
+	msg    Message[T]
+	hasMsg bool
+	// failures counts the failed tries; firstFailed is when the first failed, and
+	// next when to try again.
+	failures    int
+	firstFailed time.Time
+	next        time.Time
 }
 
 // dlqPartition is what the DLQ keeps for one partition.
@@ -95,7 +157,13 @@ type dlqPartition[T any] struct {
 	entries []dlqEntry[T]
 	head    int
 	bytes   int
-	pending []pendingDelivery
+	pending []pendingDelivery[T]
+	// failed are the messages whose latest delivery failed, waiting to be tried
+	// again; while there are any the partition is paused and commits stop below the
+	// lowest of their offsets.
+	failed []dlqAttempt[T]
+	// held is set while the partition is paused for failed deliveries.
+	held bool
 
 	polled, invalid int64
 	lastInvalid     int64
@@ -110,13 +178,17 @@ type dlq[T any] struct {
 	parts   map[Partition]*dlqPartition[T]
 	log     *zap.Logger
 	m       *loopMetrics
+	// pause and resume hold back, and let go, a partition with failed deliveries.
+	pause, resume func(Partition)
 	// evicted counts evictions until the loop adds them to m.dlqEvicted at its
 	// next clock reading (loop.go).
 	evicted int64
+	// nextTick is when the loop next looks at deliveries and retries (tick).
+	nextTick time.Time
 }
 
-func newDLQ[T any](policy DLQPolicy[T], fetcher Fetcher[T], log *zap.Logger, m *loopMetrics) *dlq[T] {
-	return &dlq[T]{policy: policy, fetcher: fetcher, parts: make(map[Partition]*dlqPartition[T]), log: log, m: m}
+func newDLQ[T any](policy DLQPolicy[T], fetcher Fetcher[T], log *zap.Logger, m *loopMetrics, pause, resume func(Partition)) *dlq[T] {
+	return &dlq[T]{policy: policy, fetcher: fetcher, parts: make(map[Partition]*dlqPartition[T]), log: log, m: m, pause: pause, resume: resume}
 }
 
 func (d *dlq[T]) partition(p Partition) *dlqPartition[T] {
@@ -180,9 +252,9 @@ func (dp *dlqPartition[T]) lookup(offset int64) (Message[T], bool) {
 	return Message[T]{}, false
 }
 
-// handle sends the message inv names to the dead-letter queue, unless a limit is
-// exceeded or it cannot be found; either way the consumer carries on.
-func (d *dlq[T]) handle(inv *InvalidMessageError) {
+// handle sends the message inv names to the dead-letter queue. It fails when a limit
+// is exceeded. A message that cannot be read or sent now is retried (see tick).
+func (d *dlq[T]) handle(inv *InvalidMessageError) error {
 	dp := d.partition(inv.Partition)
 	dp.invalid++
 	if inv.Offset == dp.lastInvalid+1 {
@@ -192,23 +264,139 @@ func (d *dlq[T]) handle(inv *InvalidMessageError) {
 	}
 	dp.lastInvalid = inv.Offset
 	if reason := d.overLimit(dp); reason != "" {
-		d.drop(inv, reason, nil)
-		return
+		return fmt.Errorf("processor: %w at partition %s offset %d: %s", ErrDLQLimit, inv.Partition, inv.Offset, reason)
 	}
-	msg, ok := dp.lookup(inv.Offset)
-	if !ok {
-		var err error
-		if msg, err = d.refetch(inv); err != nil {
-			d.drop(inv, "raw message not available", err)
+	a := dlqAttempt[T]{offset: inv.Offset, inv: inv}
+	a.msg, a.hasMsg = dp.lookup(inv.Offset)
+	for len(dp.pending) >= d.policy.MaxPendingPerPartition {
+		d.await(dp, dp.pending[0].attempt.offset+1)
+	}
+	d.send(dp, a, time.Now())
+	return nil
+}
+
+// send produces a's message, reading it again first if it was evicted; a failure to
+// read it counts as a failed delivery.
+func (d *dlq[T]) send(dp *dlqPartition[T], a dlqAttempt[T], now time.Time) {
+	if !a.hasMsg {
+		msg, err := d.refetch(a.inv)
+		if err != nil {
+			d.failed(dp, a, now, fmt.Errorf("raw message not available: %w", err))
 			return
 		}
-	}
-	for len(dp.pending) >= d.policy.MaxPendingPerPartition {
-		d.await(dp, dp.pending[0].offset+1)
+		a.msg, a.hasMsg = msg, true
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), d.policy.Timeout)
 	defer cancel()
-	dp.pending = append(dp.pending, pendingDelivery{offset: inv.Offset, delivery: d.policy.Producer.Produce(ctx, msg, inv), inv: inv})
+	dp.pending = append(dp.pending, pendingDelivery[T]{delivery: d.policy.Producer.Produce(ctx, a.msg, a.inv), attempt: a})
+}
+
+// failed records a failed try of a and holds back its partition until a is sent.
+func (d *dlq[T]) failed(dp *dlqPartition[T], a dlqAttempt[T], now time.Time, err error) {
+	if a.failures == 0 {
+		a.firstFailed = now
+	}
+	a.failures++
+	backoff := d.policy.RetryBackoff << min(a.failures-1, 20)
+	if backoff > d.policy.MaxRetryBackoff || backoff <= 0 {
+		backoff = d.policy.MaxRetryBackoff
+	}
+	a.next = now.Add(backoff)
+	d.m.dlqFailed.Add(1)
+	d.log.Error("processor: dead-letter delivery failed; the partition is paused and the message will be tried again",
+		zap.Stringer("partition", a.inv.Partition), zap.Int64("offset", a.offset), zap.String("reason", a.inv.Reason),
+		zap.Int("failures", a.failures), zap.Duration("retry_in", backoff), zap.Error(err))
+	if !dp.held {
+		dp.held = true
+		d.pause(a.inv.Partition)
+	}
+	i := len(dp.failed)
+	for i > 0 && dp.failed[i-1].offset > a.offset {
+		i--
+	}
+	dp.failed = append(dp.failed, dlqAttempt[T]{})
+	copy(dp.failed[i+1:], dp.failed[i:])
+	dp.failed[i] = a
+}
+
+// tick moves the deliveries along without waiting: it notes the finished ones, tries
+// failed ones again once their backoff has passed, and applies OnGiveUp. The loop
+// calls it at most every dlqTickInterval.
+func (d *dlq[T]) tick(now time.Time) error {
+	if now.Before(d.nextTick) {
+		return nil
+	}
+	d.nextTick = now.Add(dlqTickInterval)
+	for part, dp := range d.parts {
+		for len(dp.pending) > 0 {
+			pd := dp.pending[0]
+			if !isDone(pd.delivery) {
+				break
+			}
+			if _, err := pd.delivery.Result(); err != nil {
+				d.failed(dp, pd.attempt, now, err)
+			}
+			dp.pending[0] = pendingDelivery[T]{}
+			dp.pending = dp.pending[1:]
+		}
+		if !dp.held {
+			continue
+		}
+		kept := dp.failed[:0]
+		var retry []dlqAttempt[T]
+		for _, a := range dp.failed {
+			switch {
+			case d.policy.GiveUpAfter > 0 && now.Sub(a.firstFailed) >= d.policy.GiveUpAfter:
+				if d.policy.OnGiveUp == DLQFail {
+					return fmt.Errorf("processor: %w: partition %s offset %d (%s) failed %d times over %v",
+						ErrDLQGaveUp, part, a.offset, a.inv.Reason, a.failures, now.Sub(a.firstFailed))
+				}
+				d.m.dlqDropped.Add(1)
+				d.log.Error("processor: dead-letter delivery given up; the message is dropped and its offset will be committed",
+					zap.Stringer("partition", part), zap.Int64("offset", a.offset), zap.String("reason", a.inv.Reason), zap.Int("failures", a.failures))
+			case !now.Before(a.next):
+				retry = append(retry, a)
+			default:
+				kept = append(kept, a)
+			}
+		}
+		clear(dp.failed[len(kept):])
+		dp.failed = kept
+		for _, a := range retry {
+			d.send(dp, a, now)
+		}
+		if len(dp.failed) == 0 && !d.inFlightRetry(dp) {
+			dp.held = false
+			d.resume(part)
+		}
+	}
+	return nil
+}
+
+// inFlightRetry reports whether a delivery of a message that failed before is still
+// outstanding: its partition stays held until it is known to have arrived.
+func (d *dlq[T]) inFlightRetry(dp *dlqPartition[T]) bool {
+	for _, pd := range dp.pending {
+		if pd.attempt.failures > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func isDone(d *Delivery) bool {
+	select {
+	case <-d.Done():
+		return true
+	default:
+		return false
+	}
+}
+
+// held reports whether part is held back by failed deliveries.
+func (d *dlq[T]) held(part Partition) bool {
+	dp, ok := d.parts[part]
+	return ok && dp.held
 }
 
 // overLimit says which limit, if any, stops dp's latest invalid message going to the
@@ -241,19 +429,12 @@ func (d *dlq[T]) refetch(inv *InvalidMessageError) (Message[T], error) {
 	return msg, nil
 }
 
-func (d *dlq[T]) drop(inv *InvalidMessageError, why string, err error) {
-	d.m.dlqDropped.Add(1)
-	d.log.Warn("invalid message not sent to the dead-letter queue",
-		zap.Stringer("partition", inv.Partition), zap.Int64("offset", inv.Offset),
-		zap.String("reason", inv.Reason), zap.String("why", why), zap.Error(err))
-}
-
 // await waits for dp's deliveries of offsets below next, all within one policy
-// timeout so that a dead DLQ broker costs one timeout, not one per message, and
-// counts those that failed or did not finish as dropped.
+// timeout so that a dead DLQ broker costs one timeout, not one per message. A
+// delivery that failed, or did not finish in time, is tried again later.
 func (d *dlq[T]) await(dp *dlqPartition[T], next int64) {
 	n := 0
-	for n < len(dp.pending) && dp.pending[n].offset < next {
+	for n < len(dp.pending) && dp.pending[n].attempt.offset < next {
 		n++
 	}
 	if n == 0 {
@@ -272,7 +453,7 @@ func (d *dlq[T]) await(dp *dlqPartition[T], next int64) {
 			_, err = pd.delivery.Wait(ctx)
 		}
 		if err != nil {
-			d.drop(pd.inv, "produce failed", err)
+			d.failed(dp, pd.attempt, time.Now(), err)
 		}
 	}
 	clear(dp.pending[:n])
@@ -281,11 +462,29 @@ func (d *dlq[T]) await(dp *dlqPartition[T], next int64) {
 }
 
 // beforeCommit waits for the deliveries of messages below the offsets about to be
-// committed, so that a committed offset never stands for an undelivered DLQ message.
+// committed and holds each partition's offset at its lowest message not yet in the
+// DLQ, so that a committed offset never stands for an undelivered DLQ message. A
+// partition left with nothing to commit is removed from offsets.
 func (d *dlq[T]) beforeCommit(offsets map[Partition]int64) {
 	for p, next := range offsets {
-		if dp, ok := d.parts[p]; ok && len(dp.pending) > 0 {
+		dp, ok := d.parts[p]
+		if !ok {
+			continue
+		}
+		if len(dp.pending) > 0 {
 			d.await(dp, next)
+		}
+		low := next
+		if len(dp.failed) > 0 {
+			low = min(low, dp.failed[0].offset)
+		}
+		for _, pd := range dp.pending {
+			if pd.attempt.failures > 0 {
+				low = min(low, pd.attempt.offset)
+			}
+		}
+		if low < next {
+			offsets[p] = low
 		}
 	}
 }
@@ -310,12 +509,16 @@ func (d *dlq[T]) committed(offsets map[Partition]int64) {
 	}
 }
 
-// forget drops everything kept for revoked partitions, after waiting for their
-// deliveries so that none is left behind unaccounted.
+// forget drops everything kept for revoked partitions. Their deliveries in flight
+// and failed ones are left: no offset was committed past them, so the partition's
+// next owner reads and dead-letters them again.
 func (d *dlq[T]) forget(ps []Partition) {
 	for _, p := range ps {
 		if dp, ok := d.parts[p]; ok {
-			d.await(dp, int64(^uint64(0)>>1))
+			if n := len(dp.failed); n > 0 {
+				d.log.Warn("processor: revoked partition had dead-letter deliveries still failing; its next owner reads them again",
+					zap.Stringer("partition", p), zap.Int("messages", n))
+			}
 			delete(d.parts, p)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -41,6 +42,12 @@ func (f *fakeDLQ) Produce(ctx context.Context, m processor.Message[string], inv 
 		f.n.Notify()
 	}
 	return d
+}
+
+func (f *fakeDLQ) setErr(err error) {
+	f.mu.Lock()
+	f.err = err
+	f.mu.Unlock()
 }
 
 func (f *fakeDLQ) payloads() []string {
@@ -115,38 +122,40 @@ func TestInvalidMessagesGoToTheDLQ(t *testing.T) {
 	}
 }
 
-func TestDLQLimitsDropWithoutStopping(t *testing.T) {
+func TestDLQLimitsFailTheProcessor(t *testing.T) {
 	cases := []struct {
 		name    string
 		policy  processor.DLQPolicy[string]
 		invalid []int64
 		want    []string
-		dropped int64
+		// over is the offset of the first message past the limit: nothing at or
+		// past it may be committed.
+		over  int64
+		limit string
 	}{
-		{"consecutive", processor.DLQPolicy[string]{MaxConsecutiveInvalid: 2}, []int64{3, 4, 5, 6, 8}, []string{"t/0@3", "t/0@4", "t/0@8"}, 2},
+		{"consecutive", processor.DLQPolicy[string]{MaxConsecutiveInvalid: 2}, []int64{3, 4, 5, 6, 8}, []string{"t/0@3", "t/0@4"}, 5, "more than 2 consecutive"},
 		// At offset 6, 3 invalid against 4 valid is above 0.5.
-		{"ratio", processor.DLQPolicy[string]{MaxInvalidRatio: 0.5}, []int64{4, 5, 6}, []string{"t/0@4", "t/0@5"}, 1},
-		{"ratio with nothing valid yet", processor.DLQPolicy[string]{MaxInvalidRatio: 0.5}, []int64{0}, nil, 1},
+		{"ratio", processor.DLQPolicy[string]{MaxInvalidRatio: 0.5}, []int64{4, 5, 6}, []string{"t/0@4", "t/0@5"}, 6, "ratio above 0.5"},
+		{"ratio with nothing valid yet", processor.DLQPolicy[string]{MaxInvalidRatio: 0.5}, []int64{0}, nil, 0, "ratio above 0.5"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			rec := metricstest.NewRecorder()
 			dlq := &fakeDLQ{}
 			policy := tc.policy
 			policy.Producer, policy.Size = dlq, sizeOf
-			h := newHarness(t, processor.Config[string]{CommitPolicy: processor.ImmediateCommit(), Metrics: rec, DLQ: &policy}, invalidAt(tc.invalid...))
+			h := newHarness(t, processor.Config[string]{CommitPolicy: processor.ImmediateCommit(), DLQ: &policy}, invalidAt(tc.invalid...))
 			h.produce(p0, 0, 10)
 			h.Start()
 			h.Consumer.Assign(p0)
-			h.WaitUntil("offset 10 committed", func() bool { return h.Consumer.Committed(p0) == 10 })
-			if err := h.Stop(); err != nil {
-				t.Fatal(err)
+			err := h.Wait()
+			if !errors.Is(err, processor.ErrDLQLimit) || !strings.Contains(err.Error(), tc.limit) {
+				t.Fatalf("Run = %v, want an error wrapping ErrDLQLimit that says %q", err, tc.limit)
 			}
 			if got := dlq.payloads(); !slices.Equal(got, tc.want) {
 				t.Errorf("dead-lettered %v, want %v", got, tc.want)
 			}
-			if got := rec.Counter("consumer.dlq.dropped_messages"); got != tc.dropped {
-				t.Errorf("dlq.dropped_messages = %d, want %d", got, tc.dropped)
+			if got := h.Consumer.Committed(p0); got > tc.over {
+				t.Errorf("committed %d, past the message at %d that exceeded the limit", got, tc.over)
 			}
 		})
 	}
@@ -176,6 +185,7 @@ func TestDLQRefetchesEvictedMessages(t *testing.T) {
 		wantFetch int
 	}{
 		{"consumer can fetch", false, []string{"t/0@0"}, 0, 1},
+		// Given up after GiveUpAfter with DLQSkip: dropped and committed past.
 		{"consumer cannot fetch", true, nil, 1, 0},
 	}
 	for _, tc := range cases {
@@ -185,7 +195,8 @@ func TestDLQRefetchesEvictedMessages(t *testing.T) {
 			var reported atomic.Bool
 			// Payloads are 5 bytes: a 10-byte buffer keeps the last two messages.
 			cfg := processor.Config[string]{CommitPolicy: processor.ImmediateCommit(), Metrics: rec,
-				DLQ: &processor.DLQPolicy[string]{Producer: dlq, Size: sizeOf, BufferBytesPerPartition: 10}}
+				DLQ: &processor.DLQPolicy[string]{Producer: dlq, Size: sizeOf, BufferBytesPerPartition: 10,
+					RetryBackoff: 5 * time.Millisecond, GiveUpAfter: 20 * time.Millisecond, OnGiveUp: processor.DLQSkip}}
 			h := newHarness(t, cfg, func(s *processortest.Strategy[string]) {
 				s.OnSubmit = func(s *processortest.Strategy[string], m processor.Message[string]) error {
 					s.Hold(m)
@@ -231,20 +242,78 @@ func TestDLQRefetchesEvictedMessages(t *testing.T) {
 	}
 }
 
-func TestDLQProduceFailureIsCountedAndConsumptionGoesOn(t *testing.T) {
+// TestDLQOutageLosesNothing: while DLQ deliveries fail, the invalid message's
+// partition is paused and nothing at or past it is committed; once the DLQ is back
+// the message reaches it and the offsets move on.
+func TestDLQOutageLosesNothing(t *testing.T) {
 	rec := metricstest.NewRecorder()
 	dlq := &fakeDLQ{err: errors.New("dlq broker down")}
 	h := newHarness(t, processor.Config[string]{CommitPolicy: processor.ImmediateCommit(), Metrics: rec,
-		DLQ: &processor.DLQPolicy[string]{Producer: dlq, Size: sizeOf}}, invalidAt(1))
+		DLQ: &processor.DLQPolicy[string]{Producer: dlq, Size: sizeOf, RetryBackoff: 5 * time.Millisecond, MaxRetryBackoff: 20 * time.Millisecond}}, invalidAt(1))
+	dlq.n = h.Events
 	h.produce(p0, 0, 4)
 	h.Start()
 	h.Consumer.Assign(p0)
-	h.WaitUntil("offset 4 committed", func() bool { return h.Consumer.Committed(p0) == 4 })
-	if err := h.Stop(); err != nil {
-		t.Fatalf("Run = %v; a DLQ failure must not stop the consumer", err)
+	h.WaitUntil("three failed deliveries", func() bool { return len(dlq.payloads()) >= 3 })
+	if got := h.Consumer.Committed(p0); got > 1 {
+		t.Fatalf("committed %d while the invalid message at offset 1 was not in the DLQ", got)
 	}
-	if got := rec.Counter("consumer.dlq.dropped_messages"); got != 1 {
-		t.Errorf("dlq.dropped_messages = %d, want 1", got)
+	if got := h.Consumer.Paused(); !slices.Equal(got, []processor.Partition{p0}) {
+		t.Errorf("paused %v while the DLQ fails, want [%v]", got, p0)
+	}
+	dlq.setErr(nil)
+	h.WaitUntil("offset 4 committed", func() bool { return h.Consumer.Committed(p0) == 4 })
+	h.WaitUntil("the partition resumed", func() bool { return len(h.Consumer.Paused()) == 0 })
+	if err := h.Stop(); err != nil {
+		t.Fatalf("Run = %v; a DLQ outage must not stop the consumer", err)
+	}
+	if got := rec.Counter("consumer.dlq.dropped_messages"); got != 0 {
+		t.Errorf("dlq.dropped_messages = %d, want 0", got)
+	}
+	if got := rec.Counter("consumer.dlq.failed_deliveries"); got < 3 {
+		t.Errorf("dlq.failed_deliveries = %d, want at least the 3 seen", got)
+	}
+}
+
+func TestDLQGiveUp(t *testing.T) {
+	cases := []struct {
+		name     string
+		onGiveUp processor.DLQGiveUp
+		wantErr  error
+		// committed is what is committed in the end.
+		committed int64
+		dropped   int64
+	}{
+		{"skip", processor.DLQSkip, nil, 4, 1},
+		{"fail", processor.DLQFail, processor.ErrDLQGaveUp, 1, 0},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := metricstest.NewRecorder()
+			dlq := &fakeDLQ{err: errors.New("dlq broker down")}
+			h := newHarness(t, processor.Config[string]{CommitPolicy: processor.ImmediateCommit(), Metrics: rec,
+				DLQ: &processor.DLQPolicy[string]{Producer: dlq, Size: sizeOf, RetryBackoff: 5 * time.Millisecond,
+					GiveUpAfter: 30 * time.Millisecond, OnGiveUp: tc.onGiveUp}}, invalidAt(1))
+			h.produce(p0, 0, 4)
+			h.Start()
+			h.Consumer.Assign(p0)
+			var err error
+			if tc.wantErr != nil {
+				err = h.Wait()
+			} else {
+				h.WaitUntil("offset 4 committed", func() bool { return h.Consumer.Committed(p0) == 4 })
+				err = h.Stop()
+			}
+			if !errors.Is(err, tc.wantErr) || (tc.wantErr != nil && !strings.Contains(err.Error(), "offset 1")) {
+				t.Fatalf("Run = %v, want %v naming offset 1", err, tc.wantErr)
+			}
+			if got := h.Consumer.Committed(p0); got != tc.committed {
+				t.Errorf("committed %d, want %d", got, tc.committed)
+			}
+			if got := rec.Counter("consumer.dlq.dropped_messages"); got != tc.dropped {
+				t.Errorf("dlq.dropped_messages = %d, want %d", got, tc.dropped)
+			}
+		})
 	}
 }
 

@@ -145,13 +145,17 @@ func (p *StreamProcessor[T]) process(ctx context.Context, msg Message[T], fresh 
 	p.hb.TickPhase(phaseStrategyPoll)
 	if err := p.strategy.Poll(); err != nil {
 		if inv, ok := AsInvalid(err); ok {
-			p.handleInvalid(inv)
 			if fresh {
 				p.bp.push(msg)
 			}
-			return nil
+			return p.handleInvalid(inv)
 		}
 		return fmt.Errorf("processor: strategy poll: %w", err)
+	}
+	if p.dlq != nil {
+		if err := p.dlq.tick(p.now); err != nil {
+			return err
+		}
 	}
 	if err := p.commitIfDue(); err != nil {
 		return err
@@ -247,9 +251,8 @@ func (p *StreamProcessor[T]) submit(ctx context.Context, msg Message[T], fresh b
 		if !fresh {
 			p.bp.pop()
 		}
-		p.handleInvalid(inv)
 		p.accepted()
-		return nil
+		return p.handleInvalid(inv)
 	}
 	return fmt.Errorf("processor: submit to strategy: %w", err)
 }
@@ -257,14 +260,14 @@ func (p *StreamProcessor[T]) submit(ctx context.Context, msg Message[T], fresh b
 // handleInvalid counts an invalid message and sends it to the dead-letter queue. The
 // consumer never stops for a bad message; without a DLQ it is logged and skipped,
 // since stopping would only make it a poison pill that stops the partition for good.
-func (p *StreamProcessor[T]) handleInvalid(inv *InvalidMessageError) {
+func (p *StreamProcessor[T]) handleInvalid(inv *InvalidMessageError) error {
 	p.m.invalid.Add(1)
 	if p.dlq == nil {
 		p.log.Error("processor: invalid message skipped (no DLQ configured)",
 			zap.Stringer("partition", inv.Partition), zap.Int64("offset", inv.Offset), zap.String("reason", inv.Reason))
-		return
+		return nil
 	}
-	p.dlq.handle(inv)
+	return p.dlq.handle(inv)
 }
 
 func (p *StreamProcessor[T]) setPhase(phase string) {
@@ -278,10 +281,10 @@ func (p *StreamProcessor[T]) setPhase(phase string) {
 // DLQ buffer evictions, are carried in plain fields until the next clock reading
 // (addPerMessageCounts): an atomic add per message was 2% of the loop with the DLQ.
 type loopMetrics struct {
-	runs, invalid, pauses, resumes, assigned, revoked         metrics.Counter
-	createStrategy, closeStrategy                             metrics.Counter
-	dlqDropped, dlqEvicted, dlqRefetched, commitOK, commitErr metrics.Counter
-	revokeTimeouts, lost                                      metrics.Counter
+	runs, invalid, pauses, resumes, assigned, revoked                    metrics.Counter
+	createStrategy, closeStrategy                                        metrics.Counter
+	dlqDropped, dlqEvicted, dlqRefetched, dlqFailed, commitOK, commitErr metrics.Counter
+	revokeTimeouts, lost                                                 metrics.Counter
 
 	pollTime, processingTime, backpressureTime, dlqTime metrics.Timer
 	joinTime, callbackTime, shutdownTime                metrics.Timer
@@ -300,6 +303,7 @@ func newLoopMetrics(b *metrics.Buffer) loopMetrics {
 		dlqDropped:     b.Counter("consumer.dlq.dropped_messages"),
 		dlqEvicted:     b.Counter("consumer.dlq_buffer.exceeded"),
 		dlqRefetched:   b.Counter("consumer.dlq.refetched"),
+		dlqFailed:      b.Counter("consumer.dlq.failed_deliveries"),
 		commitOK:       b.Counter("consumer.commit_status", metrics.Tag{Key: "status", Value: "ok"}),
 		commitErr:      b.Counter("consumer.commit_status", metrics.Tag{Key: "status", Value: "error"}),
 		revokeTimeouts: b.Counter("consumer.revoke.timeout"),

@@ -216,7 +216,7 @@ func New[T any](consumer Consumer[T], factory Factory[T], cfg Config[T]) (*Strea
 	p.buffered, _ = consumer.(bufferedConsumer)
 	if cfg.DLQ != nil {
 		fetcher, _ := consumer.(Fetcher[T])
-		p.dlq = newDLQ(*cfg.DLQ, fetcher, cfg.Logger, &p.m)
+		p.dlq = newDLQ(*cfg.DLQ, fetcher, cfg.Logger, &p.m, p.holdForDLQ, p.releaseForDLQ)
 	}
 	return p, nil
 }

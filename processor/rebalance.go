@@ -169,7 +169,9 @@ func (p *StreamProcessor[T]) drainRevoked(gone map[Partition]bool) ([]Partition,
 			if !ok {
 				return nil, fmt.Errorf("processor: strategy poll during revocation: %w", err)
 			}
-			p.handleInvalid(inv)
+			if err := p.handleInvalid(inv); err != nil {
+				return nil, err
+			}
 		}
 		p.bp.wait(context.Background(), revokePollInterval)
 	}
@@ -228,7 +230,9 @@ func (p *StreamProcessor[T]) closeStrategy() error {
 		if !ok {
 			return fmt.Errorf("processor: join strategy: %w", err)
 		}
-		p.handleInvalid(inv)
+		if err := p.handleInvalid(inv); err != nil {
+			return err
+		}
 	}
 	return p.commit(true)
 }
