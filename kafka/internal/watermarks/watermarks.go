@@ -24,8 +24,8 @@ const RefreshInterval = 5 * time.Second
 const RefreshTimeout = 5 * time.Second
 
 // Table is the high watermark and committed offset of each claimed partition. Its
-// methods are safe for concurrent use; mu guards parts, and no method calls out
-// with mu held except Each, whose yield the caller provides.
+// methods are safe for concurrent use; mu guards parts, and only Each calls out
+// with mu held: to the claims' live functions and to its caller's yield.
 type Table struct {
 	mu    sync.Mutex
 	parts map[processor.Partition]*entry
@@ -143,6 +143,12 @@ func (t *Table) Refresh(stop <-chan struct{}, interval, timeout time.Duration, r
 		case <-stop:
 			return
 		case <-tick.C:
+		}
+		select {
+		case <-stop:
+			// Both were ready and the tick won.
+			return
+		default:
 		}
 		parts := t.Partitions()
 		if len(parts) == 0 {
