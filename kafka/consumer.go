@@ -19,8 +19,8 @@ package kafka
 // consumeEnd, errorsEnd and refreshEnd, which Subscribe sets and Close waits on
 // (consume, drainErrors and the refresher close them as they return); closeOnce
 // and closeErr are Close's. marks, the claimed partitions' high watermarks, has
-// a lock of its own. fetchMu guards fetcher; calls counts the Commit and Fetch calls Close
-// waits for. retryBackoff, which tests shorten before Subscribe, and the atomic
+// a lock of its own. fetchMu guards fetcher; calls counts the Commit and Fetch
+// calls Close waits for. retryBackoff, which tests shorten before Subscribe, and the atomic
 // waitingForTopics, which consume sets and the handler's Setup clears, are the
 // group side's alone.
 
