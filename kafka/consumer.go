@@ -8,16 +8,19 @@ package kafka
 //   - this file holds the type and its lifecycle: NewConsumer, and Subscribe and
 //     Close, which the loop calls too.
 //   - commit.go and fetch.go run on whichever goroutine calls Commit or Fetch.
+//   - lag.go runs on the refresher goroutine Subscribe starts, and answers
+//     Watermarks on the loop.
 //
 // The struct's first group of fields, cfg to closing, is set by NewConsumer, never
 // reassigned and read from every goroutine; its channels (queue, free, wake,
 // closing) and the atomic eventsPending are how the two sides reach each other. mu guards session, announced, revoking,
 // pending, nextEpoch, failure and closed, the state both sides change. The loop
 // alone owns cb, subscribed, active, paused, held, ready and cur, and stop,
-// consumeEnd and errorsEnd, which Subscribe sets and Close waits on (consume and
-// drainErrors close the two channels as they return); closeOnce and closeErr are
-// Close's. fetchMu guards fetcher; calls counts the Commit and Fetch calls Close
-// waits for. retryBackoff, which tests shorten before Subscribe, and the atomic
+// consumeEnd, errorsEnd and refreshEnd, which Subscribe sets and Close waits on
+// (consume, drainErrors and the refresher close them as they return); closeOnce
+// and closeErr are Close's. marks, the claimed partitions' high watermarks, has
+// a lock of its own. fetchMu guards fetcher; calls counts the Commit and Fetch
+// calls Close waits for. retryBackoff, which tests shorten before Subscribe, and the atomic
 // waitingForTopics, which consume sets and the handler's Setup clears, are the
 // group side's alone.
 
@@ -33,6 +36,7 @@ import (
 	"github.com/IBM/sarama"
 	"go.uber.org/zap"
 
+	"github.com/creekstream/creek/kafka/internal/watermarks"
 	"github.com/creekstream/creek/processor"
 )
 
@@ -83,6 +87,12 @@ type Consumer struct {
 	// waitingForTopics is set while Consume fails for missing topics, so that the
 	// session that follows says the wait is over.
 	waitingForTopics atomic.Bool
+	// refreshInterval spaces the ListOffsets that refresh marks: 0 means
+	// watermarks.RefreshInterval; tests shorten it.
+	refreshInterval time.Duration
+	// marks holds the high watermark and starting offset of every claim, for
+	// Watermarks (lag.go).
+	marks watermarks.Table
 
 	// queue carries batches from the partition readers to Poll; free returns their
 	// slices for reuse. batchSize bounds a batch.
@@ -124,6 +134,7 @@ type Consumer struct {
 	stop       context.CancelFunc // ends the Consume loop
 	consumeEnd chan struct{}      // closed when the Consume loop has returned
 	errorsEnd  chan struct{}      // closed when the group's error channel is drained
+	refreshEnd chan struct{}      // closed when the watermark refresher has returned
 
 	// calls counts Commit and Fetch requests still talking to a broker, so that
 	// Close can wait for them before it closes the client.
@@ -253,9 +264,11 @@ func (c *Consumer) subscribe(topics []string, cb processor.RebalanceCallbacks) {
 	c.stop = stop
 	c.consumeEnd = make(chan struct{})
 	c.errorsEnd = make(chan struct{})
+	c.refreshEnd = make(chan struct{})
 	topics = slices.Clone(topics)
 	go c.consume(ctx, topics)
 	go c.drainErrors()
+	go c.refreshWatermarks()
 }
 
 // Close leaves the group, stops every goroutine the consumer started and closes
@@ -277,6 +290,7 @@ func (c *Consumer) Close() error {
 		}
 		if c.subscribed {
 			<-c.errorsEnd
+			<-c.refreshEnd
 		}
 		c.calls.Wait()
 		if c.fetcher != nil {

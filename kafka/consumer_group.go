@@ -10,6 +10,7 @@ package kafka
 // revoking, pending, nextEpoch, failure) under mu, then setting eventsPending and
 // signalling wake; and through the channels: readers send batches on queue, take
 // slices back from free and stop waiting for the loop when closing is closed.
+// Readers also put their claims in marks, which has a lock of its own (lag.go).
 
 import (
 	"context"
@@ -175,6 +176,8 @@ func (h handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Con
 	c := h.c
 	p := processor.Partition{Topic: claim.Topic(), Index: claim.Partition()}
 	epoch := c.announce(sess, p)
+	c.marks.Claim(p, epoch, claim.InitialOffset(), claim.HighWaterMarkOffset)
+	defer c.marks.Release(p, epoch)
 	msgs := claim.Messages()
 	done := sess.Context().Done()
 	for {

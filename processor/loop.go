@@ -335,5 +335,6 @@ func (p *StreamProcessor[T]) recordGauges(now time.Time) {
 	if p.dlq != nil {
 		p.metrics.Gauge("consumer.dlq_buffer.len", float64(p.dlq.buffered()))
 	}
+	p.recordLag()
 	p.lastGauges = now
 }

@@ -145,6 +145,8 @@ type StreamProcessor[T any] struct {
 	metrics *metrics.Buffer
 	// lastGauges is when the gauges were last set (loop.go).
 	lastGauges time.Time
+	// lag is what the lag gauges need (lag.go).
+	lag lagGauges
 	// beat is what the watchdog watches; hb is how the loop reaches it (tests put a
 	// recorder in between).
 	beat  *stuckdetector.Heartbeat
@@ -214,6 +216,7 @@ func New[T any](consumer Consumer[T], factory Factory[T], cfg Config[T]) (*Strea
 	}
 	p.hb = p.beat
 	p.buffered, _ = consumer.(bufferedConsumer)
+	p.lag = newLagGauges(consumer)
 	if cfg.DLQ != nil {
 		fetcher, _ := consumer.(Fetcher[T])
 		p.dlq = newDLQ(*cfg.DLQ, fetcher, cfg.Logger, &p.m, p.holdForDLQ, p.releaseForDLQ)

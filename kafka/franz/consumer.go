@@ -7,15 +7,19 @@ package franz
 //     starts, and kgo's rebalance callbacks, which run on kgo's group goroutine.
 //   - poll.go runs on the processor's loop, the goroutine that calls Poll.
 //   - commit.go and fetch.go run on whichever goroutine calls Commit or Fetch.
+//   - lag.go runs on the refresher goroutine Subscribe starts, and answers
+//     Watermarks on the loop.
 //
 // The fields cfg to closing are set by NewConsumer, never reassigned and read
 // from every goroutine; the channels (queue, wake, closing) and the atomic
 // eventsPending are how the sides reach each other. mu guards cl, owned,
 // nextEpoch, pending, failure and closed, which the callbacks, the reader, the
 // loop and Commit share. The loop alone owns cb, subscribed, active, paused, held,
-// ready and cur, and stop and readEnd, which Subscribe sets and Close waits on
-// (the reader closes readEnd as it returns). closeOnce and closeErr are Close's;
-// calls counts the Commit and Fetch calls Close waits for.
+// ready and cur, and stop, readEnd and refreshEnd, which Subscribe sets and Close
+// waits on (the reader and the refresher close theirs as they return). closeOnce
+// and closeErr are Close's; calls counts the Commit and Fetch calls Close waits
+// for. marks, the owned partitions' high watermarks, has a lock of its own; it is
+// changed where owned is, and taken after mu.
 
 import (
 	"context"
@@ -31,6 +35,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/creekstream/creek/kafka"
+	"github.com/creekstream/creek/kafka/internal/watermarks"
 	"github.com/creekstream/creek/processor"
 )
 
@@ -65,6 +70,12 @@ type Consumer struct {
 	wake chan struct{}
 	// closing is closed by Close so that the reader and callbacks stop waiting.
 	closing chan struct{}
+	// refreshInterval spaces the ListOffsets that refresh marks: 0 means
+	// watermarks.RefreshInterval; tests shorten it.
+	refreshInterval time.Duration
+	// marks holds the high watermark and committed offset of every owned
+	// partition, for Watermarks (lag.go).
+	marks watermarks.Table
 
 	// Close's own.
 	closeOnce sync.Once
@@ -90,8 +101,9 @@ type Consumer struct {
 	cur        batch                           // the batch Poll is handing out
 
 	// Set by Subscribe and waited on by Close, both on the loop.
-	stop    context.CancelFunc // ends the reader
-	readEnd chan struct{}      // closed when the reader has returned
+	stop       context.CancelFunc // ends the reader
+	readEnd    chan struct{}      // closed when the reader has returned
+	refreshEnd chan struct{}      // closed when the watermark refresher has returned
 
 	// calls counts Commit and Fetch calls still talking to a broker.
 	calls sync.WaitGroup
@@ -197,7 +209,9 @@ func (c *Consumer) Subscribe(topics []string, cb processor.RebalanceCallbacks) e
 	ctx, stop := context.WithCancel(context.Background())
 	c.stop = stop
 	c.readEnd = make(chan struct{})
+	c.refreshEnd = make(chan struct{})
 	go c.read(ctx, cl)
+	go c.refreshWatermarks(cl)
 	return nil
 }
 
@@ -216,6 +230,7 @@ func (c *Consumer) Close() error {
 		}
 		c.stop()
 		<-c.readEnd
+		<-c.refreshEnd
 		c.calls.Wait()
 		ctx, cancel := context.WithTimeout(context.Background(), c.cfg.CloseTimeout)
 		defer cancel()
@@ -291,10 +306,14 @@ func (c *Consumer) stamp(fetches kgo.Fetches) []batch {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	fetches.EachPartition(func(ftp kgo.FetchTopicPartition) {
+		p := processor.Partition{Topic: ftp.Topic, Index: ftp.Partition}
+		if ftp.Err == nil {
+			// Partitions without records carry their high watermark too.
+			c.marks.Observe(p, ftp.HighWatermark)
+		}
 		if len(ftp.Records) == 0 {
 			return
 		}
-		p := processor.Partition{Topic: ftp.Topic, Index: ftp.Partition}
 		epoch, ok := c.owned[p]
 		if !ok {
 			return
@@ -335,6 +354,9 @@ func (c *Consumer) onAssigned(_ context.Context, _ *kgo.Client, assigned map[str
 			c.nextEpoch++
 			c.owned[p] = c.nextEpoch
 			added[p] = c.nextEpoch
+			// kgo fetches the group's committed offsets after this callback;
+			// the refresher reads them from kgo.
+			c.marks.Claim(p, c.nextEpoch, -1, nil)
 		}
 	}
 	if len(added) > 0 {
@@ -373,9 +395,10 @@ func (c *Consumer) release(parts map[string][]int32, lost bool) {
 	for topic, idx := range parts {
 		for _, i := range idx {
 			p := processor.Partition{Topic: topic, Index: i}
-			if _, ok := c.owned[p]; ok {
+			if epoch, ok := c.owned[p]; ok {
 				moving = append(moving, p)
 				if lost {
+					c.marks.Release(p, epoch)
 					delete(c.owned, p)
 				}
 			}
@@ -406,6 +429,7 @@ func (c *Consumer) release(parts map[string][]int32, lost bool) {
 	}
 	c.mu.Lock()
 	for _, p := range moving {
+		c.marks.Release(p, c.owned[p])
 		delete(c.owned, p)
 	}
 	c.mu.Unlock()

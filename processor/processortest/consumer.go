@@ -16,6 +16,8 @@ import (
 // they were produced. Rebalances asked for with Assign, Revoke or Rebalance run
 // inside the next Poll, which then returns no message, as on a real consumer. It
 // records subscribe, assign, revoke, pause, resume, commit and close in its Events.
+// It reports each partition's next offset as its high watermark (Watermarks), for
+// tests of the processor's lag gauges.
 // Create it with NewConsumer; it is safe for concurrent use.
 type Consumer[T any] struct {
 	ev *Events
@@ -293,6 +295,30 @@ func (c *Consumer[T]) Fetch(ctx context.Context, pos processor.Position) (proces
 		return processor.Message[T]{}, errors.New("processortest: no message at " + pos.Partition.String() + " offset " + strconv.FormatInt(pos.Offset, 10))
 	}
 	return m, nil
+}
+
+// Watermarks calls yield for every partition produced to, assigned or not, with
+// its next offset as the high watermark and the last offset committed for it (-1
+// if none). The processor reports consumer lag from it (see processor's
+// consumer.lag) and must leave out the partitions it has not assigned.
+func (c *Consumer[T]) Watermarks(yield func(p processor.Partition, highWatermark, committed int64)) {
+	type mark struct {
+		p               processor.Partition
+		high, committed int64
+	}
+	c.mu.Lock()
+	marks := make([]mark, 0, len(c.next))
+	for p, next := range c.next {
+		committed, ok := c.committed[p]
+		if !ok {
+			committed = -1
+		}
+		marks = append(marks, mark{p, next, committed})
+	}
+	c.mu.Unlock()
+	for _, m := range marks {
+		yield(m.p, m.high, m.committed)
+	}
 }
 
 // Committed returns the last offset committed for p (the next one to consume), or
