@@ -8,8 +8,13 @@
 // generator expects and every invalid one reached the dead-letter topic. It exits
 // with status 1 if not.
 //
+// With -listen it also serves the consumer's metrics in the Prometheus text format at
+// /metrics and its health at /healthz, and -linger keeps it running after the check,
+// for a look at the endpoints or a dashboard.
+//
 //	go run ./examples/spanbuffer
 //	go run ./examples/spanbuffer -brokers 127.0.0.1:9092 -redis 127.0.0.1:6379 -traces 20000 -rate 20000
+//	go run ./examples/spanbuffer -listen 127.0.0.1:9464 -linger 5m
 package main
 
 import (
@@ -19,6 +24,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"sync/atomic"
 	"time"
@@ -47,6 +53,8 @@ func main() {
 	flag.DurationVar(&o.rootTimeout, "root-timeout", time.Second, "quiet time before a segment with its root is flushed")
 	flag.DurationVar(&o.timeout, "segment-timeout", 3*time.Second, "quiet time before a segment without its root is flushed")
 	flag.DurationVar(&o.deadline, "deadline", 90*time.Second, "give up if not every span is out by then")
+	listen := flag.String("listen", "", "serve /metrics and /healthz on this host:port, e.g. 127.0.0.1:9464; empty serves nothing")
+	flag.DurationVar(&o.linger, "linger", 0, "after the check, keep the consumer (and -listen) running this long; an interrupt ends it early")
 	flag.Parse()
 
 	logger, err := zap.NewDevelopment(zap.IncreaseLevel(zap.WarnLevel))
@@ -54,8 +62,15 @@ func main() {
 		fmt.Fprintln(os.Stderr, "spanbuffer:", err)
 		os.Exit(1)
 	}
+	var ln net.Listener
+	if *listen != "" {
+		if ln, err = net.Listen("tcp", *listen); err != nil {
+			fmt.Fprintln(os.Stderr, "spanbuffer: -listen:", err)
+			os.Exit(1)
+		}
+	}
 	ctx, stop := processor.SignalContext(context.Background())
-	err = run(ctx, o, os.Stdout, logger)
+	err = run(ctx, o, ln, os.Stdout, logger)
 	stop()
 	_ = logger.Sync()
 	if err != nil {
@@ -69,7 +84,7 @@ type options struct {
 	traces, rate, invalid int
 	workers, partitions   int
 	rootTimeout, timeout  time.Duration
-	deadline              time.Duration
+	deadline, linger      time.Duration
 }
 
 const (
@@ -79,12 +94,32 @@ const (
 )
 
 // run generates the stream, runs the consumer until every span is accounted for
-// (or ctx or the deadline ends), and checks the output.
-func run(ctx context.Context, o options, out io.Writer, log *zap.Logger) error {
-	if o.traces < 1 || o.rate < 1 || o.partitions < 1 || o.invalid < 0 {
-		return errors.New("-traces, -rate and -partitions must be at least 1, -invalid at least 0")
+// (or ctx or the deadline ends), checks the output, and keeps the consumer running
+// for o.linger more. With ln it serves /metrics and /healthz on ln from the start
+// until it returns, and closes ln.
+func run(ctx context.Context, o options, ln net.Listener, out io.Writer, log *zap.Logger) (err error) {
+	if o.traces < 1 || o.rate < 1 || o.partitions < 1 || o.invalid < 0 || o.linger < 0 {
+		if ln != nil {
+			_ = ln.Close()
+		}
+		return errors.New("-traces, -rate and -partitions must be at least 1, -invalid and -linger at least 0")
 	}
-	ctx, cancel := context.WithTimeout(ctx, o.deadline)
+	// ingested counts spans for the progress lines and passes every metric on.
+	ingested := &spanCounter{next: metrics.Noop{}}
+	health := &health{now: time.Now}
+	if ln != nil {
+		reg, backend, perr := newPrometheus(log)
+		if perr != nil {
+			_ = ln.Close()
+			return perr
+		}
+		ingested.next = backend
+		stop := serve(ln, reg, health, log)
+		defer func() { err = errors.Join(err, stop()) }()
+		fmt.Fprintf(out, "serving http://%s/metrics and http://%s/healthz\n", ln.Addr(), ln.Addr())
+	}
+	// The deadline bounds the check, not the lingering after it.
+	checkCtx, cancel := context.WithTimeout(ctx, o.deadline)
 	defer cancel()
 
 	brokers := []string{o.brokers}
@@ -124,7 +159,7 @@ func run(ctx context.Context, o options, out io.Writer, log *zap.Logger) error {
 			if t == inputTopic {
 				n = int32(o.partitions)
 			}
-			if err := admin.CreateTopic(ctx, t+suffix, n); err != nil {
+			if err := admin.CreateTopic(checkCtx, t+suffix, n); err != nil {
 				return err
 			}
 		}
@@ -135,7 +170,6 @@ func run(ctx context.Context, o options, out io.Writer, log *zap.Logger) error {
 	fmt.Fprintf(out, "generated %d traces: %d valid spans in %d segments, %d invalid spans\n",
 		o.traces, len(gen.expected), gen.segments, len(gen.invalid))
 
-	ingested := new(spanCounter)
 	consumer, err := segments.NewConsumer(segments.ConsumerConfig{
 		Brokers: brokers, Group: "spanbuffer" + suffix,
 		InputTopic: in, OutputTopic: segTopic, DLQTopic: dlq,
@@ -149,10 +183,15 @@ func run(ctx context.Context, o options, out io.Writer, log *zap.Logger) error {
 	if err != nil {
 		return err
 	}
+	health.consumer.Store(consumer)
 	runCtx, stopRun := context.WithCancel(ctx)
 	defer stopRun()
 	runErr := make(chan error, 1)
-	go func() { runErr <- consumer.Run(runCtx) }()
+	go func() {
+		err := consumer.Run(runCtx)
+		health.stopped.Store(true)
+		runErr <- err
+	}()
 
 	reader, err := newReader(brokers, segTopic, dlq)
 	if err != nil {
@@ -184,32 +223,53 @@ func run(ctx context.Context, o options, out io.Writer, log *zap.Logger) error {
 		case err := <-runErr:
 			failure = fmt.Errorf("consumer stopped: %w", err)
 			runErr = nil
-		case <-ctx.Done():
-			failure = fmt.Errorf("not every span came out within %v: %w", o.deadline, ctx.Err())
+		case <-checkCtx.Done():
+			failure = fmt.Errorf("not every span came out within %v: %w", o.deadline, checkCtx.Err())
 		case <-reader.changed:
 		}
 	}
 	elapsed := time.Since(start)
+	checked := report(out, gen, reader, elapsed)
+	if o.linger > 0 && runErr != nil && ctx.Err() == nil {
+		fmt.Fprintf(out, "lingering for %v with the consumer running; interrupt to stop\n", o.linger)
+		linger := time.NewTimer(o.linger)
+		select {
+		case <-linger.C:
+		case <-ctx.Done():
+		case err := <-runErr:
+			failure = errors.Join(failure, fmt.Errorf("consumer stopped: %w", err))
+			runErr = nil
+		}
+		linger.Stop()
+	}
 	stopRun()
 	if runErr != nil {
 		if err := <-runErr; err != nil && failure == nil {
 			failure = fmt.Errorf("consumer: %w", err)
 		}
 	}
-	return errors.Join(failure, report(out, gen, reader, elapsed))
+	return errors.Join(failure, checked)
 }
 
-// spanCounter is the metrics backend of the demo: it counts ingested spans and
-// discards the rest.
-type spanCounter struct{ atomic.Int64 }
+// spanCounter counts ingested spans for the progress lines and passes every metric
+// on to next.
+type spanCounter struct {
+	atomic.Int64
+	next metrics.Metrics
+}
 
-func (c *spanCounter) Increment(name string, v int64, _ ...metrics.Tag) {
+func (c *spanCounter) Increment(name string, v int64, tags ...metrics.Tag) {
 	if name == "spans.buffer.process_spans.count" {
 		c.Add(v)
 	}
+	c.next.Increment(name, v, tags...)
 }
-func (*spanCounter) Gauge(string, float64, ...metrics.Tag)        {}
-func (*spanCounter) Timing(string, time.Duration, ...metrics.Tag) {}
+func (c *spanCounter) Gauge(name string, v float64, tags ...metrics.Tag) {
+	c.next.Gauge(name, v, tags...)
+}
+func (c *spanCounter) Timing(name string, d time.Duration, tags ...metrics.Tag) {
+	c.next.Timing(name, d, tags...)
+}
 
 // produce writes records at about rate per second, in slices of a tenth of a second.
 func produce(ctx context.Context, c *kafkatest.Client, topic string, records []*kgo.Record, rate int, produced *atomic.Int64) error {
