@@ -11,8 +11,9 @@ package kafka
 //
 // The struct's first group of fields, cfg to closing, is set by NewConsumer, never
 // reassigned after Subscribe and read from every goroutine (Instrument, which runs
-// before Subscribe, may replace log and cfg.Logger); its channels (queue, free, wake,
-// closing) and the atomic eventsPending are how the two sides reach each other. mu guards session, announced, revoking,
+// before Subscribe, may replace log, given and cfg.Logger); its channels (queue,
+// free, wake, closing) and the atomic eventsPending are how the two sides reach
+// each other. mu guards session, announced, revoking,
 // pending, nextEpoch, failure and closed, the state both sides change. The loop
 // alone owns cb, subscribed, active, paused, held, ready and cur, and stop,
 // consumeEnd and errorsEnd, which Subscribe sets and Close waits on (consume and
@@ -63,9 +64,9 @@ var ErrClosed = errors.New("kafka: consumer is closed")
 // assignment; under the cooperative protocol the moving partitions' readers stop
 // independently, so their revocation may arrive split over several calls.
 //
-// Subscribe, Poll, Buffered, Pause, Resume, Paused, Assignment, Commit, Fetch and
-// Close belong to one goroutine, the processor's loop; Commit and Fetch may also
-// be called from others.
+// Instrument, Subscribe, Poll, Buffered, Pause, Resume, Paused, Assignment, Commit,
+// Fetch and Close belong to one goroutine, the processor's loop; Commit and Fetch
+// may also be called from others.
 type Consumer struct {
 	// Set by NewConsumer and never changed once subscribed.
 	cfg ConsumerConfig

@@ -10,8 +10,8 @@ package franz
 //
 // The fields cfg to closing are set by NewConsumer, never reassigned after
 // Subscribe and read from every goroutine (Instrument, which runs before
-// Subscribe, may replace log and cfg.Logger); the channels (queue, wake, closing) and the atomic
-// eventsPending are how the sides reach each other. mu guards cl, owned,
+// Subscribe, may replace log, given and cfg.Logger); the channels (queue, wake,
+// closing) and the atomic eventsPending are how the sides reach each other. mu guards cl, owned,
 // nextEpoch, pending, failure and closed, which the callbacks, the reader, the
 // loop and Commit share. The loop alone owns cb, subscribed, active, paused, held,
 // ready and cur, and stop and readEnd, which Subscribe sets and Close waits on
@@ -50,8 +50,9 @@ var ErrNotOwned = errors.New("franz: partition not owned by this member")
 // run (or RevokeTimeout passed); queued messages of a revoked partition are
 // dropped.
 //
-// Subscribe, Poll, Buffered, Pause, Resume, Paused, Assignment and Close belong to
-// one goroutine, the processor's loop; Commit and Fetch may be called from any.
+// Instrument, Subscribe, Poll, Buffered, Pause, Resume, Paused, Assignment and
+// Close belong to one goroutine, the processor's loop; Commit and Fetch may be
+// called from any.
 type Consumer struct {
 	// Set by NewConsumer and never changed once subscribed.
 	cfg ConsumerConfig
