@@ -12,8 +12,10 @@ package kafka
 //     Watermarks on the loop.
 //
 // The struct's first group of fields, cfg to closing, is set by NewConsumer, never
-// reassigned and read from every goroutine; its channels (queue, free, wake,
-// closing) and the atomic eventsPending are how the two sides reach each other. mu guards session, announced, revoking,
+// reassigned after Subscribe and read from every goroutine (Instrument, which runs
+// before Subscribe, may replace log, given and cfg.Logger); its channels (queue,
+// free, wake, closing) and the atomic eventsPending are how the two sides reach
+// each other. mu guards session, announced, revoking,
 // pending, nextEpoch, failure and closed, the state both sides change. The loop
 // alone owns cb, subscribed, active, paused, held, ready and cur, and stop,
 // consumeEnd, errorsEnd and refreshEnd, which Subscribe sets and Close waits on
@@ -66,13 +68,15 @@ var ErrClosed = errors.New("kafka: consumer is closed")
 // assignment; under the cooperative protocol the moving partitions' readers stop
 // independently, so their revocation may arrive split over several calls.
 //
-// Subscribe, Poll, Buffered, Pause, Resume, Paused, Assignment, Commit, Fetch and
-// Close belong to one goroutine, the processor's loop; Commit and Fetch may also
-// be called from others.
+// Instrument, Subscribe, Poll, Buffered, Pause, Resume, Paused, Assignment, Commit,
+// Fetch and Close belong to one goroutine, the processor's loop; Commit and Fetch
+// may also be called from others.
 type Consumer struct {
-	// Set by NewConsumer and never changed.
-	cfg    ConsumerConfig
-	log    *zap.Logger
+	// Set by NewConsumer and never changed once subscribed.
+	cfg ConsumerConfig
+	log *zap.Logger
+	// given is what ConsumerConfig set, completed by Instrument.
+	given  processor.Instruments
 	client sarama.Client
 	group  sarama.ConsumerGroup
 	// commits is a client of its own for Commit: a broker answers the requests of
@@ -176,11 +180,13 @@ type revocation struct {
 var (
 	_ processor.Consumer[processor.KafkaPayload] = (*Consumer)(nil)
 	_ processor.Fetcher[processor.KafkaPayload]  = (*Consumer)(nil)
+	_ processor.Instrumented                     = (*Consumer)(nil)
 )
 
 // NewConsumer validates cfg and connects to the cluster. It joins the group only
 // on Subscribe.
 func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
+	given := processor.Instruments{Logger: cfg.Logger}
 	cfg, sc, err := cfg.build()
 	if err != nil {
 		return nil, err
@@ -207,6 +213,7 @@ func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
 	return &Consumer{
 		cfg:          cfg,
 		log:          cfg.Logger.With(zap.String("group", cfg.GroupID)),
+		given:        given,
 		client:       client,
 		commits:      commits,
 		group:        group,
@@ -223,6 +230,19 @@ func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
 		paused:       make(map[processor.Partition]bool),
 		held:         make(map[processor.Partition][]batch),
 	}, nil
+}
+
+// Instrument gives the consumer the processor's logger if ConsumerConfig.Logger was
+// unset. processor.New calls it. Like Subscribe it belongs to the loop's goroutine,
+// and it does nothing once the consumer has subscribed, because the group's
+// goroutines read the logger from then on.
+func (c *Consumer) Instrument(inst processor.Instruments) {
+	if c.subscribed || c.given.Logger != nil || inst.Logger == nil {
+		return
+	}
+	c.given = c.given.Or(inst)
+	c.cfg.Logger = c.given.Logger
+	c.log = c.given.Logger.With(zap.String("group", c.cfg.GroupID))
 }
 
 // Subscribe joins the group for topics. It may be called once. A name that

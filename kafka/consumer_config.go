@@ -88,7 +88,8 @@ type ConsumerConfig struct {
 	// then at most once per interval until they all exist. The consumer retries
 	// every second meanwhile. Default 10 s.
 	MissingTopicLogInterval time.Duration
-	// Logger receives the consumer's diagnostics. Default: zap.NewNop().
+	// Logger receives the consumer's diagnostics. Default: the logger of the
+	// processor it runs in (see Consumer.Instrument), else zap.NewNop().
 	Logger *zap.Logger
 }
 

@@ -1,17 +1,20 @@
 package kafka
 
-// Produce and Close may be called from any goroutine, concurrently. mu guards
-// closed; sending counts the Produce calls past that check, which Close waits for
-// before it closes sarama's input, and closing, which Close closes once, stops
-// those blocked on a full input. The goroutine NewProducer starts, resolve, alone
-// reads sarama's Successes and Errors and closes resolved when both are drained.
-// The other fields are set by NewProducer and never change.
+// Produce, Close and Instrument may be called from any goroutine, concurrently. mu
+// guards closed and given; sending counts the Produce calls past the check of
+// closed, which Close waits for before it closes sarama's input, and closing,
+// which Close closes once, stops those blocked on a full input. inst, which
+// resolve reads for every report, is replaced whole by Instrument. The goroutine
+// NewProducer starts, resolve, alone reads sarama's Successes and Errors and
+// closes resolved when both are drained. The other fields are set by NewProducer
+// and never change.
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/IBM/sarama"
 	"go.uber.org/zap"
@@ -37,11 +40,13 @@ type ProducerConfig struct {
 	// Sarama.Metadata.AllowAutoTopicCreation = false to have such deliveries fail
 	// instead.
 	Sarama *sarama.Config
-	// Logger receives the producer's diagnostics. Default: zap.NewNop().
+	// Logger receives the producer's diagnostics. Default: the logger of the
+	// first processor that uses the producer (see Producer.Instrument), else
+	// zap.NewNop().
 	Logger *zap.Logger
 	// Metrics receives producer.produce_status counts, tagged with status and
-	// topic so that output and DLQ deliveries can be told apart. Default:
-	// metrics.Noop{}.
+	// topic so that output and DLQ deliveries can be told apart. Default: the
+	// metrics of the first processor that uses the producer, else metrics.Noop{}.
 	Metrics metrics.Metrics
 }
 
@@ -58,12 +63,6 @@ func (cfg ProducerConfig) build() (ProducerConfig, *sarama.Config, error) {
 	if err := sc.Validate(); err != nil {
 		return cfg, nil, fmt.Errorf("kafka: ProducerConfig.Sarama is invalid: %w", err)
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = zap.NewNop()
-	}
-	if cfg.Metrics == nil {
-		cfg.Metrics = metrics.Noop{}
-	}
 	return cfg, &sc, nil
 }
 
@@ -72,11 +71,13 @@ func (cfg ProducerConfig) build() (ProducerConfig, *sarama.Config, error) {
 // or the error. sarama reports the messages of one partition in the order they
 // were written.
 type Producer struct {
-	ap      sarama.AsyncProducer
-	log     *zap.Logger
-	metrics metrics.Metrics
+	ap sarama.AsyncProducer
+	// given is what ProducerConfig set, completed by Instrument; inst is given with
+	// the defaults filled in.
+	given processor.Instruments
+	inst  atomic.Pointer[processor.Instruments]
 
-	// mu guards closed; sending counts Produce calls that may still hand a message
+	// mu guards closed and given; sending counts Produce calls that may still hand a message
 	// to sarama, which Close must wait for before it closes sarama's input.
 	mu      sync.Mutex
 	closed  bool
@@ -85,6 +86,8 @@ type Producer struct {
 	// resolved is closed when every delivery sarama reported has been resolved.
 	resolved chan struct{}
 }
+
+var _ processor.Instrumented = (*Producer)(nil)
 
 // NewProducer validates cfg and connects to the cluster.
 func NewProducer(cfg ProducerConfig) (*Producer, error) {
@@ -98,13 +101,30 @@ func NewProducer(cfg ProducerConfig) (*Producer, error) {
 	}
 	p := &Producer{
 		ap:       ap,
-		log:      cfg.Logger,
-		metrics:  cfg.Metrics,
+		given:    processor.Instruments{Logger: cfg.Logger, Metrics: cfg.Metrics},
 		closing:  make(chan struct{}),
 		resolved: make(chan struct{}),
 	}
+	p.inst.Store(withDefaults(p.given))
 	go p.resolve()
 	return p, nil
+}
+
+// Instrument gives the producer the processor's logger and metrics where
+// ProducerConfig left them unset. processor.New calls it through the pipeline that
+// produces with it; when several processors share the producer, the first one's
+// are used. It is safe to call while the producer is in use.
+func (p *Producer) Instrument(inst processor.Instruments) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.given = p.given.Or(inst)
+	p.inst.Store(withDefaults(p.given))
+}
+
+// withDefaults returns given with the defaults of what it leaves unset: discard.
+func withDefaults(given processor.Instruments) *processor.Instruments {
+	inst := given.Or(processor.Instruments{Logger: zap.NewNop(), Metrics: metrics.Noop{}})
+	return &inst
 }
 
 // Produce hands payload to sarama for topic and returns its pending delivery. It
@@ -152,6 +172,8 @@ func (p *Producer) Produce(ctx context.Context, topic string, payload processor.
 func (p *Producer) resolve() {
 	defer close(p.resolved)
 	succ, errs := p.ap.Successes(), p.ap.Errors()
+	// inst is read per report, so that Instrument takes effect while the producer
+	// runs.
 	for succ != nil || errs != nil {
 		select {
 		case m, ok := <-succ:
@@ -161,15 +183,16 @@ func (p *Producer) resolve() {
 			}
 			pos := processor.Position{Partition: processor.Partition{Topic: m.Topic, Index: m.Partition}, Offset: m.Offset}
 			m.Metadata.(*processor.Delivery).Resolve(pos, nil)
-			p.metrics.Increment("producer.produce_status", 1, metrics.Tag{Key: "status", Value: "success"}, metrics.Tag{Key: "topic", Value: m.Topic})
+			p.inst.Load().Metrics.Increment("producer.produce_status", 1, metrics.Tag{Key: "status", Value: "success"}, metrics.Tag{Key: "topic", Value: m.Topic})
 		case e, ok := <-errs:
 			if !ok {
 				errs = nil
 				continue
 			}
 			e.Msg.Metadata.(*processor.Delivery).Resolve(processor.Position{}, fmt.Errorf("kafka: produce to %s: %w", e.Msg.Topic, e.Err))
-			p.metrics.Increment("producer.produce_status", 1, metrics.Tag{Key: "status", Value: "error"}, metrics.Tag{Key: "topic", Value: e.Msg.Topic})
-			p.log.Warn("produce failed", zap.String("topic", e.Msg.Topic), zap.Error(e.Err))
+			inst := p.inst.Load()
+			inst.Metrics.Increment("producer.produce_status", 1, metrics.Tag{Key: "status", Value: "error"}, metrics.Tag{Key: "topic", Value: e.Msg.Topic})
+			inst.Logger.Warn("produce failed", zap.String("topic", e.Msg.Topic), zap.Error(e.Err))
 		}
 	}
 }

@@ -183,7 +183,10 @@ type StreamProcessor[T any] struct {
 }
 
 // New returns a StreamProcessor that consumes cfg.Topics with consumer and processes
-// them with chains built by factory. It validates cfg once; the errors say what to fix.
+// them with chains built by factory. It validates cfg once, and the factory if it is
+// a Validator; the errors say what to fix. It then gives cfg.Logger and cfg.Metrics
+// to the consumer, the factory and the DLQ producer that are Instrumented, so that
+// they are configured in one place.
 func New[T any](consumer Consumer[T], factory Factory[T], cfg Config[T]) (*StreamProcessor[T], error) {
 	if consumer == nil {
 		return nil, errors.New("processor: New: consumer is nil")
@@ -191,10 +194,17 @@ func New[T any](consumer Consumer[T], factory Factory[T], cfg Config[T]) (*Strea
 	if factory == nil {
 		return nil, errors.New("processor: New: factory is nil")
 	}
+	inst := Instruments{Logger: cfg.Logger, Metrics: cfg.Metrics}
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
 	}
+	if v, ok := factory.(Validator); ok {
+		if err := v.Validate(); err != nil {
+			return nil, fmt.Errorf("processor: New: %w", err)
+		}
+	}
+	instrument(inst, consumer, factory, cfg.DLQ)
 	start := time.Now()
 	policy, err := cfg.CommitPolicy.newState(start)
 	if err != nil {
@@ -222,6 +232,20 @@ func New[T any](consumer Consumer[T], factory Factory[T], cfg Config[T]) (*Strea
 		p.dlq = newDLQ(*cfg.DLQ, fetcher, cfg.Logger, &p.m, p.holdForDLQ, p.releaseForDLQ)
 	}
 	return p, nil
+}
+
+// instrument hands inst to the consumer, the factory and the DLQ producer that
+// implement Instrumented.
+func instrument[T any](inst Instruments, consumer Consumer[T], factory Factory[T], dlq *DLQPolicy[T]) {
+	parts := []any{consumer, factory}
+	if dlq != nil {
+		parts = append(parts, dlq.Producer)
+	}
+	for _, part := range parts {
+		if in, ok := part.(Instrumented); ok {
+			in.Instrument(inst)
+		}
+	}
 }
 
 // Run consumes until ctx is cancelled or processing fails. On cancellation it joins

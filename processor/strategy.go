@@ -1,6 +1,11 @@
 package processor
 
-import "context"
+import (
+	"context"
+
+	"github.com/creekstream/creek/metrics"
+	"go.uber.org/zap"
+)
 
 // Strategy is one step of a processing chain. Payloads of type T come in through
 // Submit; a strategy usually hands its results to the next step.
@@ -55,4 +60,40 @@ type Shutdowner interface {
 // and calls PartitionsChanged with the full new assignment instead of rebuilding it.
 type AssignmentWatcher interface {
 	PartitionsChanged(partitions []Partition)
+}
+
+// Validator is implemented by factories that can check their configuration before
+// they build a chain, such as a pipeline's. New calls Validate once and fails with
+// its error, so that a mistake is reported when the processor is created rather
+// than at every rebalance.
+type Validator interface {
+	Validate() error
+}
+
+// Instruments are what a processor reports through, as given in its Config. A nil
+// field means the Config left it unset.
+type Instruments struct {
+	Logger  *zap.Logger
+	Metrics metrics.Metrics
+}
+
+// Or returns i with each unset field taken from fallback: a part's own
+// configuration first, the processor's where it says nothing.
+func (i Instruments) Or(fallback Instruments) Instruments {
+	if i.Logger == nil {
+		i.Logger = fallback.Logger
+	}
+	if i.Metrics == nil {
+		i.Metrics = fallback.Metrics
+	}
+	return i
+}
+
+// Instrumented is implemented by the parts a processor runs with (its Consumer, its
+// Factory, the DLQ producer) that can report through the processor's Instruments,
+// so that logging and metrics are configured once. New calls Instrument once, before
+// Run; a part uses the processor's instruments only where its own configuration left
+// them unset.
+type Instrumented interface {
+	Instrument(Instruments)
 }

@@ -90,7 +90,8 @@ type ConsumerConfig struct {
 	// MaxPollRecords bounds the records one poll of kgo returns; DefaultQueuedPolls
 	// such polls may wait for the processor. Default 1024.
 	MaxPollRecords int
-	// Logger receives the consumer's and kgo's diagnostics. Default: zap.NewNop().
+	// Logger receives the consumer's and kgo's diagnostics. Default: the logger of
+	// the processor it runs in (see Consumer.Instrument), else zap.NewNop().
 	Logger *zap.Logger
 	// ClientOptions are further kgo options, such as fetch sizes. They are applied
 	// first: the consumer's own options (group, balancer, commits, callbacks and

@@ -10,9 +10,10 @@ package franz
 //   - lag.go runs on the refresher goroutine Subscribe starts, and answers
 //     Watermarks on the loop.
 //
-// The fields cfg to closing are set by NewConsumer, never reassigned and read
-// from every goroutine; the channels (queue, wake, closing) and the atomic
-// eventsPending are how the sides reach each other. mu guards cl, owned,
+// The fields cfg to closing are set by NewConsumer, never reassigned after
+// Subscribe and read from every goroutine (Instrument, which runs before
+// Subscribe, may replace log, given and cfg.Logger); the channels (queue, wake,
+// closing) and the atomic eventsPending are how the sides reach each other. mu guards cl, owned,
 // nextEpoch, pending, failure and closed, which the callbacks, the reader, the
 // loop and Commit share. The loop alone owns cb, subscribed, active, paused, held,
 // ready and cur, and stop, readEnd and refreshEnd, which Subscribe sets and Close
@@ -54,12 +55,15 @@ var ErrNotOwned = errors.New("franz: partition not owned by this member")
 // run (or RevokeTimeout passed); queued messages of a revoked partition are
 // dropped.
 //
-// Subscribe, Poll, Buffered, Pause, Resume, Paused, Assignment and Close belong to
-// one goroutine, the processor's loop; Commit and Fetch may be called from any.
+// Instrument, Subscribe, Poll, Buffered, Pause, Resume, Paused, Assignment and
+// Close belong to one goroutine, the processor's loop; Commit and Fetch may be
+// called from any.
 type Consumer struct {
-	// Set by NewConsumer and never changed.
-	cfg         ConsumerConfig
-	log         *zap.Logger
+	// Set by NewConsumer and never changed once subscribed.
+	cfg ConsumerConfig
+	log *zap.Logger
+	// given is what ConsumerConfig set, completed by Instrument.
+	given       processor.Instruments
 	cooperative bool
 	// queue carries batches from the reader to Poll.
 	queue chan batch
@@ -138,10 +142,12 @@ var (
 	_ processor.Consumer[processor.KafkaPayload] = (*Consumer)(nil)
 	_ processor.Fetcher[processor.KafkaPayload]  = (*Consumer)(nil)
 	_ interface{ Buffered() int }                = (*Consumer)(nil)
+	_ processor.Instrumented                     = (*Consumer)(nil)
 )
 
 // NewConsumer validates cfg. It connects and joins the group only on Subscribe.
 func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
+	given := processor.Instruments{Logger: cfg.Logger}
 	cfg, err := cfg.build()
 	if err != nil {
 		return nil, err
@@ -149,6 +155,7 @@ func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
 	return &Consumer{
 		cfg:         cfg,
 		log:         cfg.Logger.With(zap.String("group", cfg.GroupID)),
+		given:       given,
 		cooperative: cfg.Assignor == AssignorCooperativeSticky,
 		queue:       make(chan batch, DefaultQueuedPolls),
 		wake:        make(chan struct{}, 1),
@@ -158,6 +165,19 @@ func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
 		paused:      make(map[processor.Partition]bool),
 		held:        make(map[processor.Partition][]batch),
 	}, nil
+}
+
+// Instrument gives the consumer, and the kgo clients it makes, the processor's
+// logger if ConsumerConfig.Logger was unset. processor.New calls it. Like Subscribe
+// it belongs to the loop's goroutine, and it does nothing once the consumer has
+// subscribed, because the client's goroutines read the logger from then on.
+func (c *Consumer) Instrument(inst processor.Instruments) {
+	if c.subscribed || c.given.Logger != nil || inst.Logger == nil {
+		return
+	}
+	c.given = c.given.Or(inst)
+	c.cfg.Logger = c.given.Logger
+	c.log = c.given.Logger.With(zap.String("group", c.cfg.GroupID))
 }
 
 // Subscribe joins the group for topics. It may be called once.

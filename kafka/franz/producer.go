@@ -1,9 +1,10 @@
 package franz
 
-// Produce and Close may be called from any goroutine, concurrently. mu guards
-// closed; sending counts the Produce calls past that check, which Close waits for
-// before it flushes. kgo calls the promises on its own goroutine, serially; they
-// only resolve deliveries. ctx and cancel, the records' lifetime, are set by
+// Produce, Close and Instrument may be called from any goroutine, concurrently.
+// mu guards closed and given; sending counts the Produce calls past the check of
+// closed, which Close waits for before it flushes. kgo calls the promises on its
+// own goroutine, serially; they only resolve deliveries. inst, which the promises
+// and kgo's logging read, is replaced whole by Instrument. ctx and cancel, the records' lifetime, are set by
 // NewProducer and ended by Close; the other fields never change either.
 
 import (
@@ -12,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl"
@@ -32,9 +34,12 @@ type ProducerConfig struct {
 	TLS *tls.Config
 	// SASL, when set, authenticates every connection with this mechanism.
 	SASL sasl.Mechanism
-	// Logger receives the producer's and kgo's diagnostics. Default: zap.NewNop().
+	// Logger receives the producer's and kgo's diagnostics. Default: the logger of
+	// the first processor that uses the producer (see Producer.Instrument), else
+	// zap.NewNop().
 	Logger *zap.Logger
-	// Metrics receives producer.produce_status counts. Default: metrics.Noop{}.
+	// Metrics receives producer.produce_status counts. Default: the metrics of the
+	// first processor that uses the producer, else metrics.Noop{}.
 	Metrics metrics.Metrics
 	// ClientOptions are further kgo options, such as acks, idempotency,
 	// compression, linger or the partitioner; the fields above override them.
@@ -46,12 +51,6 @@ func (cfg ProducerConfig) build() (ProducerConfig, error) {
 	if len(cfg.Brokers) == 0 {
 		return cfg, errors.New("franz: ProducerConfig.Brokers is empty; give at least one host:port")
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = zap.NewNop()
-	}
-	if cfg.Metrics == nil {
-		cfg.Metrics = metrics.Noop{}
-	}
 	return cfg, nil
 }
 
@@ -59,9 +58,11 @@ func (cfg ProducerConfig) build() (ProducerConfig, error) {
 // processor.Delivery for each one with the position it was written to or the
 // error. kgo reports the records of one partition in the order they were given.
 type Producer struct {
-	cl      *kgo.Client
-	log     *zap.Logger
-	metrics metrics.Metrics
+	cl *kgo.Client
+	// given is what ProducerConfig set, completed by Instrument; inst is given with
+	// the defaults filled in.
+	given processor.Instruments
+	inst  atomic.Pointer[processor.Instruments]
 	// ctx is the lifetime of buffered records; Close cancels it last.
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -77,13 +78,47 @@ func NewProducer(cfg ProducerConfig) (*Producer, error) {
 	if err != nil {
 		return nil, err
 	}
-	opts := clientOpts(cfg.ClientOptions, cfg.Brokers, cfg.ClientID, cfg.TLS, cfg.SASL, cfg.Logger)
+	p := &Producer{given: processor.Instruments{Logger: cfg.Logger, Metrics: cfg.Metrics}}
+	p.inst.Store(withDefaults(p.given))
+	// kgo's logger is fixed when the client is made, so it reads the producer's,
+	// which Instrument may set later.
+	opts := append(clientOpts(cfg.ClientOptions, cfg.Brokers, cfg.ClientID, cfg.TLS, cfg.SASL, zap.NewNop()),
+		kgo.WithLogger(producerLogger{p}))
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("franz: producer client for %v: %w", cfg.Brokers, err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	return &Producer{cl: cl, log: cfg.Logger, metrics: cfg.Metrics, ctx: ctx, cancel: cancel}, nil
+	p.cl = cl
+	p.ctx, p.cancel = context.WithCancel(context.Background())
+	return p, nil
+}
+
+var _ processor.Instrumented = (*Producer)(nil)
+
+// Instrument gives the producer, and kgo's logging, the processor's logger and
+// metrics where ProducerConfig left them unset. processor.New calls it through the
+// pipeline that produces with it; when several processors share the producer, the
+// first one's are used. It is safe to call while the producer is in use.
+func (p *Producer) Instrument(inst processor.Instruments) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.given = p.given.Or(inst)
+	p.inst.Store(withDefaults(p.given))
+}
+
+// withDefaults returns given with the defaults of what it leaves unset: discard.
+func withDefaults(given processor.Instruments) *processor.Instruments {
+	inst := given.Or(processor.Instruments{Logger: zap.NewNop(), Metrics: metrics.Noop{}})
+	return &inst
+}
+
+// producerLogger is kgo's logger of a Producer: the producer's current logger.
+type producerLogger struct{ p *Producer }
+
+func (l producerLogger) Level() kgo.LogLevel { return zapLogger{l.p.inst.Load().Logger}.Level() }
+
+func (l producerLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
+	zapLogger{l.p.inst.Load().Logger}.Log(level, msg, keyvals...)
 }
 
 // Produce hands payload to kgo for topic and returns its pending delivery. It
@@ -115,14 +150,15 @@ func (p *Producer) Produce(ctx context.Context, topic string, payload processor.
 	unhook := context.AfterFunc(ctx, stop)
 	p.cl.Produce(rctx, rec, func(r *kgo.Record, err error) {
 		stop()
+		inst := p.inst.Load()
 		if err != nil {
 			d.Resolve(processor.Position{}, fmt.Errorf("franz: produce to %s: %w", r.Topic, err))
-			p.metrics.Increment("producer.produce_status", 1, metrics.Tag{Key: "status", Value: "error"}, metrics.Tag{Key: "topic", Value: r.Topic})
-			p.log.Warn("produce failed", zap.String("topic", r.Topic), zap.Error(err))
+			inst.Metrics.Increment("producer.produce_status", 1, metrics.Tag{Key: "status", Value: "error"}, metrics.Tag{Key: "topic", Value: r.Topic})
+			inst.Logger.Warn("produce failed", zap.String("topic", r.Topic), zap.Error(err))
 			return
 		}
 		d.Resolve(processor.Position{Partition: processor.Partition{Topic: r.Topic, Index: r.Partition}, Offset: r.Offset}, nil)
-		p.metrics.Increment("producer.produce_status", 1, metrics.Tag{Key: "status", Value: "success"}, metrics.Tag{Key: "topic", Value: r.Topic})
+		inst.Metrics.Increment("producer.produce_status", 1, metrics.Tag{Key: "status", Value: "success"}, metrics.Tag{Key: "topic", Value: r.Topic})
 	})
 	unhook()
 	return d
