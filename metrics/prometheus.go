@@ -3,6 +3,7 @@ package metrics
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"regexp"
 	"slices"
 	"strings"
@@ -10,13 +11,16 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 )
 
 // PrometheusConfig configures a Prometheus backend.
 type PrometheusConfig struct {
 	// Registerer is where the metrics are registered: prometheus.DefaultRegisterer
-	// or a registry of your own. Required.
+	// or a registry of your own. Nil means a new registry, with the Go and process
+	// collectors, that Handler serves.
 	Registerer prometheus.Registerer
 	// Prefix is put in front of every name. Empty means DefaultPrefix.
 	Prefix string
@@ -69,6 +73,7 @@ type PrometheusConfig struct {
 // none panics.
 type Prometheus struct {
 	reg     prometheus.Registerer
+	handler http.Handler
 	prefix  string
 	labels  map[string][]string
 	buckets []float64 // nil unless configured
@@ -121,7 +126,9 @@ var longBuckets = append(slices.Clone(prometheus.DefBuckets), 30, 60, 120, 300, 
 // cfg.Registerer as metrics are first used.
 func NewPrometheus(cfg PrometheusConfig) (*Prometheus, error) {
 	if cfg.Registerer == nil {
-		return nil, errors.New("metrics: PrometheusConfig.Registerer is nil; pass prometheus.DefaultRegisterer or prometheus.NewRegistry()")
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		cfg.Registerer = reg
 	}
 	cfg.Prefix = resolvePrefix(cfg.Prefix, cfg.NoPrefix)
 	if cfg.Logger == nil {
@@ -156,6 +163,7 @@ func NewPrometheus(cfg PrometheusConfig) (*Prometheus, error) {
 			Name: promCatalogName(cfg.Prefix, own),
 			Help: promHelp(own),
 		}, catalogLabels(own)),
+		handler: handlerFor(cfg.Registerer),
 	}
 	if err := registerOrReuse(p.reg, p.dropped, &p.dropped); err != nil {
 		return nil, fmt.Errorf("metrics: registering the dropped counter: %w", err)
@@ -378,4 +386,22 @@ func (p *Prometheus) drop(f *family, name, reason, detail string) {
 		p.logger.Warn("prometheus backend dropped part of a metric; later drops of this metric are only counted",
 			zap.String("metric", name), zap.String("reason", reason), zap.String("detail", detail))
 	})
+}
+
+// Handler serves the metrics in Prometheus' text format, from the registry the
+// backend made or the Registerer it was given. A Registerer that cannot be read
+// (not a prometheus.Gatherer) is served as an error naming the fix.
+func (p *Prometheus) Handler() http.Handler { return p.handler }
+
+func handlerFor(reg prometheus.Registerer) http.Handler {
+	if reg == prometheus.DefaultRegisterer {
+		return promhttp.Handler()
+	}
+	g, ok := reg.(prometheus.Gatherer)
+	if !ok {
+		return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			http.Error(w, "metrics: the PrometheusConfig.Registerer cannot be gathered; serve its registry with promhttp.HandlerFor", http.StatusInternalServerError)
+		})
+	}
+	return promhttp.HandlerFor(g, promhttp.HandlerOpts{})
 }

@@ -1,6 +1,8 @@
 package metrics
 
 import (
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -326,7 +328,6 @@ func TestNewPrometheusRejectsBadConfig(t *testing.T) {
 		cfg  PrometheusConfig
 		want string
 	}{
-		{"no registerer", PrometheusConfig{}, "Registerer is nil"},
 		{"bad label", PrometheusConfig{Registerer: prometheus.NewRegistry(), Labels: map[string][]string{"c": {"shard-id"}}}, `label "shard-id"`},
 		{"label twice", PrometheusConfig{Registerer: prometheus.NewRegistry(), Labels: map[string][]string{"c": {"a", "a"}}}, "lists a label twice"},
 	}
@@ -337,5 +338,21 @@ func TestNewPrometheusRejectsBadConfig(t *testing.T) {
 				t.Errorf("NewPrometheus = %v, want an error saying %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestPrometheusHandlerServesItsOwnRegistry: without a Registerer the backend makes a
+// registry, and Handler serves it with creek's figures and the Go collector's.
+func TestPrometheusHandlerServesItsOwnRegistry(t *testing.T) {
+	p, err := NewPrometheus(PrometheusConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Increment("consumer.run.count", 3)
+	rec := httptest.NewRecorder()
+	p.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	body := rec.Body.String()
+	if rec.Code != http.StatusOK || !strings.Contains(body, "creek_consumer_run_total 3") || !strings.Contains(body, "go_goroutines") {
+		t.Fatalf("GET /metrics = %d:\n%s\nwant creek_consumer_run_total 3 and the Go collector's go_goroutines", rec.Code, body)
 	}
 }
