@@ -42,6 +42,9 @@ func (p *StreamProcessor[T]) stageOne(part Partition, next int64) {
 	if !h.dirty || next > h.offset {
 		h.offset, h.dirty = next, true
 	}
+	if len(p.invalid) > 0 {
+		p.passInvalid(part)
+	}
 }
 
 // commitIfDue commits the staged offsets when the commit policy says so.

@@ -359,3 +359,39 @@ func TestDLQBlocksOnTheOldestDeliveryWhenPendingIsFull(t *testing.T) {
 	dlq.pending()[1].Resolve(processor.Position{}, nil)
 	h.WaitUntil("offset 4 submitted", func() bool { return slices.Contains(h.factory.Strategy(t, 0).Payloads(), "t/0@3") })
 }
+
+// TestInvalidMessagesAtTheEndAreCommitted: nothing after them carries their offsets
+// forward, so the processor stages past them itself once what came before is done
+// (or they are the first polled), with and without a DLQ.
+func TestInvalidMessagesAtTheEndAreCommitted(t *testing.T) {
+	cases := []struct {
+		name    string
+		invalid []int64
+		dlq     bool
+	}{
+		{"last with DLQ", []int64{3}, true},
+		{"last two without DLQ", []int64{2, 3}, false},
+		{"all with DLQ", []int64{0, 1, 2, 3}, true},
+		{"first and last with DLQ", []int64{0, 3}, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := processor.Config[string]{CommitPolicy: processor.ImmediateCommit()}
+			dlq := &fakeDLQ{}
+			if tc.dlq {
+				cfg.DLQ = &processor.DLQPolicy[string]{Producer: dlq, Size: sizeOf}
+			}
+			h := newHarness(t, cfg, invalidAt(tc.invalid...))
+			h.produce(p0, 0, 4)
+			h.Start()
+			h.Consumer.Assign(p0)
+			h.WaitUntil("offset 4 committed", func() bool { return h.Consumer.Committed(p0) == 4 })
+			if err := h.Stop(); err != nil {
+				t.Fatal(err)
+			}
+			if got := len(dlq.payloads()); tc.dlq && got != len(tc.invalid) {
+				t.Errorf("%d dead-lettered, want %d", got, len(tc.invalid))
+			}
+		})
+	}
+}

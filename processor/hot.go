@@ -14,8 +14,10 @@ import "context"
 // assignment or the committed offsets change.
 type hotPartition struct {
 	part Partition
-	// ctx is in's context for the partition's messages.
+	// ctx is in's context for the partition's messages; polled says whether the
+	// partition's first polled offset is known (p.first).
 	ctx      context.Context
+	polled   bool
 	valid    bool
 	assigned bool
 	// offset is the submitted (in) or staged (out) offset waiting for its map, if
@@ -34,7 +36,8 @@ func (p *StreamProcessor[T]) hotIn(part Partition) *hotPartition {
 		return h
 	}
 	p.flushIn()
-	*h = hotPartition{part: part, valid: true, assigned: p.assigned[part], ctx: p.ctxs.of(part)}
+	_, polled := p.first[part]
+	*h = hotPartition{part: part, valid: true, assigned: p.assigned[part], ctx: p.ctxs.of(part), polled: polled}
 	return h
 }
 

@@ -211,6 +211,9 @@ func (p *StreamProcessor[T]) pollConsumer(ctx context.Context, mayWait bool) (ms
 			return msg, false, nil
 		}
 		msg.ctx = h.ctx
+		if !h.polled {
+			p.first[pos.Partition], h.polled = pos.Offset, true
+		}
 	} else {
 		msg.ctx = p.ctxs.chain
 	}
@@ -262,6 +265,7 @@ func (p *StreamProcessor[T]) submit(ctx context.Context, msg Message[T], fresh b
 // since stopping would only make it a poison pill that stops the partition for good.
 func (p *StreamProcessor[T]) handleInvalid(inv *InvalidMessageError) error {
 	p.m.invalid.Add(1)
+	p.noteInvalid(inv.Partition, inv.Offset)
 	if p.dlq == nil {
 		p.log.Error("processor: invalid message skipped (no DLQ configured)",
 			zap.Stringer("partition", inv.Partition), zap.Int64("offset", inv.Offset), zap.String("reason", inv.Reason))

@@ -168,6 +168,11 @@ type StreamProcessor[T any] struct {
 	// submitted is the next offset after the last message accepted per partition, to
 	// know when a cooperative revocation has committed everything it was given.
 	submitted map[Partition]int64
+	// invalid holds, per partition, the offsets of invalid messages, ascending,
+	// that the staged offsets have not reached yet; first is the offset of the
+	// first message polled from each assigned partition (invalid.go).
+	invalid map[Partition][]int64
+	first   map[Partition]int64
 	// in and out cache the maps' entries of the partitions in use (hot.go).
 	in, out hotPartition
 	// retryCommitAt holds back commits after a failed one. commitDueAt is the
@@ -221,6 +226,8 @@ func New[T any](consumer Consumer[T], factory Factory[T], cfg Config[T]) (*Strea
 		staged:      make(map[Partition]int64),
 		committed:   make(map[Partition]int64),
 		submitted:   make(map[Partition]int64),
+		invalid:     make(map[Partition][]int64),
+		first:       make(map[Partition]int64),
 		beat:        new(stuckdetector.Heartbeat),
 		ctxs:        newContexts(),
 	}

@@ -134,6 +134,8 @@ func (p *StreamProcessor[T]) revoke(revoked []Partition) error {
 		delete(p.staged, part)
 		delete(p.committed, part)
 		delete(p.submitted, part)
+		delete(p.invalid, part)
+		delete(p.first, part)
 	}
 	if p.strategy != nil {
 		if w, ok := p.factory.(AssignmentWatcher); ok {
