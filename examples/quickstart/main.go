@@ -6,8 +6,8 @@ import (
 	"strings"
 
 	"github.com/creekstream/creek/kafka"
+	"github.com/creekstream/creek/pipeline"
 	"github.com/creekstream/creek/processor"
-	"github.com/creekstream/creek/strategies"
 )
 
 func main() {
@@ -19,19 +19,15 @@ func main() {
 		log.Fatal(err)
 	}
 
-	// Upper-case every value, drop empty ones, commit what was processed.
-	factory := processor.FactoryFunc[processor.KafkaPayload](
-		func(commit processor.CommitFunc, _ []processor.Partition) (processor.Strategy[processor.KafkaPayload], error) {
-			commitStep := strategies.NewCommitOffsets[string](commit)
-			shout := strategies.NewRunTask(func(_ context.Context, m processor.Message[processor.KafkaPayload]) (string, error) {
-				return strings.ToUpper(string(m.Payload.Value)), nil
-			}, commitStep)
-			return strategies.NewFilter(func(_ context.Context, m processor.Message[processor.KafkaPayload]) bool {
-				return len(m.Payload.Value) > 0
-			}, shout), nil
-		})
+	// Drop empty values, upper-case the others, commit what was processed.
+	words := pipeline.Filter(pipeline.FromKafka(), func(_ context.Context, p processor.KafkaPayload) bool {
+		return len(p.Value) > 0
+	})
+	shouted := pipeline.Map(words, func(_ context.Context, p processor.KafkaPayload) (string, error) {
+		return strings.ToUpper(string(p.Value)), nil
+	})
 
-	p, err := processor.New(consumer, factory, processor.Config[processor.KafkaPayload]{
+	p, err := processor.New(consumer, pipeline.Commit(shouted), processor.Config[processor.KafkaPayload]{
 		Topics: []string{"words"},
 	})
 	if err != nil {
