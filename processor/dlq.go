@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/creekstream/creek/internal/defaults"
+	"go.opentelemetry.io/otel/propagation"
 	"go.uber.org/zap"
 )
 
@@ -113,6 +114,9 @@ type dlq[T any] struct {
 	// evicted counts evictions until the loop adds them to m.dlqEvicted at its
 	// next clock reading (loop.go).
 	evicted int64
+	// prop is Config.Propagator: when set, what is sent carries the message's trace
+	// context (traceDLQ).
+	prop propagation.TextMapPropagator
 }
 
 func newDLQ[T any](policy DLQPolicy[T], fetcher Fetcher[T], log *zap.Logger, m *loopMetrics) *dlq[T] {
@@ -206,7 +210,11 @@ func (d *dlq[T]) handle(inv *InvalidMessageError) {
 	for len(dp.pending) >= d.policy.MaxPendingPerPartition {
 		d.await(dp, dp.pending[0].offset+1)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), d.policy.Timeout)
+	base := context.Background()
+	if d.prop != nil {
+		base, msg = traceDLQ(d.prop, msg)
+	}
+	ctx, cancel := context.WithTimeout(base, d.policy.Timeout)
 	defer cancel()
 	dp.pending = append(dp.pending, pendingDelivery{offset: inv.Offset, delivery: d.policy.Producer.Produce(ctx, msg, inv), inv: inv})
 }

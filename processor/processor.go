@@ -56,8 +56,10 @@ type Config[T any] struct {
 	// Propagator carries trace context through message headers (for the W3C
 	// traceparent, propagation.TraceContext{}). When set and T is KafkaPayload, the
 	// processor extracts it from the headers of every message it polls into the
-	// message's context (Message.Context), which user functions receive. Nil, the
-	// default, changes nothing; otel's global propagator is never read.
+	// message's context (Message.Context), which user functions receive; the
+	// dead-letter queue injects the message's trace context into the headers of what
+	// it sends and runs the send in a context carrying it. Nil, the default, changes
+	// nothing; otel's global propagator is never read.
 	Propagator propagation.TextMapPropagator
 
 	// exit ends the process after the stuck hard limit; tests replace it.
@@ -226,6 +228,7 @@ func New[T any](consumer Consumer[T], factory Factory[T], cfg Config[T]) (*Strea
 	if cfg.DLQ != nil {
 		fetcher, _ := consumer.(Fetcher[T])
 		p.dlq = newDLQ(*cfg.DLQ, fetcher, cfg.Logger, &p.m)
+		p.dlq.prop = cfg.Propagator
 	}
 	p.extract = newTraceExtractor[T](cfg.Propagator)
 	return p, nil

@@ -7,7 +7,8 @@ import (
 )
 
 // Trace context. With Config.Propagator set, the processor reads the trace context
-// of every Kafka message from its headers into the message's context. Without one,
+// of every Kafka message from its headers into the message's context, and the
+// dead-letter queue writes it back into the headers of what it sends. Without one,
 // none of this runs: the loop checks one nil function per message.
 
 // HeaderCarrier is a propagation.TextMapCarrier over Kafka record headers, so that
@@ -125,4 +126,26 @@ func newTraceExtractor[T any](prop propagation.TextMapPropagator) func(context.C
 		c := HeaderCarrier(kp.Headers) // so that payload stays on the stack
 		return prop.Extract(ctx, &c)
 	}
+}
+
+// traceDLQ prepares msg for the dead-letter queue under prop. It returns the base of
+// the context the DLQ produce runs in, which carries the message's values (its trace
+// context among them) but not its cancellation, and, for KafkaPayload, the message
+// with its trace context injected into a copy of its headers. A message read again
+// through the consumer's Fetch has no context; its trace context is read from its
+// headers.
+func traceDLQ[T any](prop propagation.TextMapPropagator, msg Message[T]) (context.Context, Message[T]) {
+	kp, isKafka := any(&msg.Payload).(*KafkaPayload)
+	ctx := msg.ctx
+	if ctx == nil {
+		ctx = context.Background()
+		if isKafka && len(kp.Headers) > 0 {
+			c := HeaderCarrier(kp.Headers)
+			ctx = prop.Extract(ctx, &c)
+		}
+	}
+	if isKafka {
+		kp.Headers = InjectHeaders(ctx, prop, kp.Headers)
+	}
+	return context.WithoutCancel(ctx), msg
 }

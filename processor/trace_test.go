@@ -10,6 +10,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/creekstream/creek/kafka"
 	"github.com/creekstream/creek/kafka/kafkatest"
 	"github.com/creekstream/creek/processor"
 	"github.com/creekstream/creek/processor/processortest"
@@ -207,5 +208,93 @@ func TestNoPropagatorNoTraceContext(t *testing.T) {
 		return a.Key == b.Key && string(a.Value) == string(b.Value)
 	}) {
 		t.Errorf("without a propagator produced headers %+v, want the input's %+v", got, in)
+	}
+}
+
+// ctxWriter is a kafka.Writer that keeps the context of every write and writes
+// through to a MemoryProducer.
+type ctxWriter struct {
+	*kafkatest.MemoryProducer[processor.KafkaPayload]
+	mu   sync.Mutex
+	ctxs []context.Context
+}
+
+func (w *ctxWriter) Produce(ctx context.Context, topic string, payload processor.KafkaPayload) *processor.Delivery {
+	w.mu.Lock()
+	w.ctxs = append(w.ctxs, ctx)
+	w.mu.Unlock()
+	return w.MemoryProducer.Produce(ctx, topic, payload)
+}
+
+func (w *ctxWriter) contexts() []context.Context {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.ctxs)
+}
+
+// runDLQ dead-letters offsets 0 (traced) and 1 (without trace headers) of p0
+// through kafka.NewDLQProducer, which both backends use, and returns the writes.
+// Offset 2 is valid.
+func runDLQ(t *testing.T, prop propagation.TextMapPropagator) *ctxWriter {
+	t.Helper()
+	w := &ctxWriter{MemoryProducer: kafkatest.NewMemoryProducer[processor.KafkaPayload]()}
+	f := processortest.NewFactory(nil, func(s *processortest.Strategy[processor.KafkaPayload]) {
+		s.OnSubmit = func(s *processortest.Strategy[processor.KafkaPayload], m processor.Message[processor.KafkaPayload]) error {
+			if pos, _ := m.Origin(); pos.Offset < 2 {
+				return processor.Invalid(m, errors.New("bad"))
+			}
+			s.Accept(m)
+			return s.Commit(m.Committable, false)
+		}
+	})
+	h := processortest.NewHarness(t, f.Events(), processor.Factory[processor.KafkaPayload](f), processor.Config[processor.KafkaPayload]{
+		CommitPolicy: processor.ImmediateCommit(),
+		Propagator:   prop,
+		DLQ:          &processor.DLQPolicy[processor.KafkaPayload]{Producer: kafka.NewDLQProducer(w, "dlq")},
+	})
+	h.Consumer.Produce(p0, tracedPayload("traced"), processor.KafkaPayload{Value: []byte("plain")}, processor.KafkaPayload{Value: []byte("valid")})
+	h.Start()
+	h.Consumer.Assign(p0)
+	h.WaitUntil("both dead-lettered", func() bool { return len(w.Produced()) == 2 })
+	w.Ack(0)
+	w.Ack(1)
+	// The commit of offset 2 waits for the deliveries of both.
+	h.WaitUntil("all three committed", func() bool { return h.Consumer.Committed(p0) == 3 })
+	if err := h.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+func TestDLQCarriesTheTraceContext(t *testing.T) {
+	w := runDLQ(t, propagation.TraceContext{})
+	recs, ctxs := w.Produced(), w.contexts()
+	traced := recs[0].Payload
+	if got := header(traced.Headers, "traceparent"); !slices.Equal(got, []string{traceparent}) {
+		t.Errorf("DLQ record's traceparent = %q, want exactly [%s]", got, traceparent)
+	}
+	if got := header(traced.Headers, kafka.HeaderOriginalOffset); !slices.Equal(got, []string{"0"}) {
+		t.Errorf("DLQ record lost its origin headers: %+v", traced.Headers)
+	}
+	if got := trace.SpanContextFromContext(ctxs[0]); !got.Equal(spanContext(t)) {
+		t.Errorf("the DLQ write ran in a context with span context %v, want the message's %v", got, spanContext(t))
+	}
+	if got := header(recs[1].Payload.Headers, "traceparent"); len(got) != 0 {
+		t.Errorf("the untraced message's DLQ record has traceparent %q", got)
+	}
+}
+
+func TestDLQWithoutPropagator(t *testing.T) {
+	w := runDLQ(t, nil)
+	recs, ctxs := w.Produced(), w.contexts()
+	if got := trace.SpanContextFromContext(ctxs[0]); got.IsValid() {
+		t.Errorf("without a propagator the DLQ write's context has span context %v", got)
+	}
+	// Exactly the input's headers and the four origin headers.
+	if got := recs[0].Payload.Headers; len(got) != 6 || !slices.Equal(header(got, "traceparent"), []string{traceparent}) {
+		t.Errorf("DLQ record headers %+v, want the input's two and the four origin headers", got)
+	}
+	if got := recs[1].Payload.Headers; len(got) != 4 {
+		t.Errorf("untraced DLQ record headers %+v, want the four origin headers only", got)
 	}
 }
