@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/creekstream/creek/internal/defaults"
+	"go.opentelemetry.io/otel/propagation"
 	"go.uber.org/zap"
 )
 
@@ -185,6 +186,9 @@ type dlq[T any] struct {
 	evicted int64
 	// nextTick is when the loop next looks at deliveries and retries (tick).
 	nextTick time.Time
+	// prop is Config.Propagator: when set, what is sent carries the message's trace
+	// context (traceDLQ).
+	prop propagation.TextMapPropagator
 }
 
 func newDLQ[T any](policy DLQPolicy[T], fetcher Fetcher[T], log *zap.Logger, m *loopMetrics, pause, resume func(Partition)) *dlq[T] {
@@ -286,9 +290,13 @@ func (d *dlq[T]) send(dp *dlqPartition[T], a dlqAttempt[T], now time.Time) {
 		}
 		a.msg, a.hasMsg = msg, true
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), d.policy.Timeout)
+	base, msg := context.Background(), a.msg
+	if d.prop != nil {
+		base, msg = traceDLQ(d.prop, msg)
+	}
+	ctx, cancel := context.WithTimeout(base, d.policy.Timeout)
 	defer cancel()
-	dp.pending = append(dp.pending, pendingDelivery[T]{delivery: d.policy.Producer.Produce(ctx, a.msg, a.inv), attempt: a})
+	dp.pending = append(dp.pending, pendingDelivery[T]{delivery: d.policy.Producer.Produce(ctx, msg, a.inv), attempt: a})
 }
 
 // failed records a failed try of a and holds back its partition until a is sent.

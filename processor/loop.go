@@ -217,6 +217,9 @@ func (p *StreamProcessor[T]) pollConsumer(ctx context.Context, mayWait bool) (ms
 	} else {
 		msg.ctx = p.ctxs.chain
 	}
+	if p.extract != nil {
+		msg.ctx = p.extract(msg.ctx, msg.Payload)
+	}
 	if p.bp.paused && p.bp.len() >= maxHeldWhilePaused {
 		return msg, false, fmt.Errorf("processor: state error: the consumer handed out %d messages after Pause; it must stop fetching paused partitions", p.bp.len())
 	}

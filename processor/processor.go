@@ -14,6 +14,7 @@ import (
 	"github.com/creekstream/creek/internal/defaults"
 	"github.com/creekstream/creek/metrics"
 	"github.com/creekstream/creek/stuckdetector"
+	"go.opentelemetry.io/otel/propagation"
 	"go.uber.org/zap"
 )
 
@@ -52,6 +53,14 @@ type Config[T any] struct {
 	Metrics metrics.Metrics
 	// Stuck configures the watchdog that reports a loop which stopped coming round.
 	Stuck StuckConfig
+	// Propagator carries trace context through message headers (for the W3C
+	// traceparent, propagation.TraceContext{}). When set and T is KafkaPayload, the
+	// processor extracts it from the headers of every message it polls into the
+	// message's context (Message.Context), which user functions receive; the
+	// dead-letter queue injects the message's trace context into the headers of what
+	// it sends and runs the send in a context carrying it. Nil, the default, changes
+	// nothing; otel's global propagator is never read.
+	Propagator propagation.TextMapPropagator
 
 	// exit ends the process after the stuck hard limit; tests replace it.
 	exit func(code int)
@@ -182,6 +191,8 @@ type StreamProcessor[T any] struct {
 	bp                         backpressure[T]
 	ctxs                       contexts
 	dlq                        *dlq[T]
+	// extract, when set, gives a polled message the trace context of its headers.
+	extract func(context.Context, T) context.Context
 	// cbErr is an error from a rebalance callback, which has no way to return one;
 	// the loop fails with it once Poll returns.
 	cbErr error
@@ -237,7 +248,9 @@ func New[T any](consumer Consumer[T], factory Factory[T], cfg Config[T]) (*Strea
 	if cfg.DLQ != nil {
 		fetcher, _ := consumer.(Fetcher[T])
 		p.dlq = newDLQ(*cfg.DLQ, fetcher, cfg.Logger, &p.m, p.holdForDLQ, p.releaseForDLQ)
+		p.dlq.prop = cfg.Propagator
 	}
+	p.extract = newTraceExtractor[T](cfg.Propagator)
 	return p, nil
 }
 

@@ -78,6 +78,10 @@ func TestConsumerEndToEnd(t *testing.T) {
 	if !reflect.DeepEqual(span, want) {
 		t.Fatalf("span\n %s\nwant the input plus is_segment and the segment id attribute", msg.Spans[0])
 	}
+	wantTP := "00-bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-aaaaaaaaaaaaaaaa-01"
+	if i := slices.IndexFunc(got[0].Headers, func(h kgo.RecordHeader) bool { return h.Key == HeaderTraceParent }); i < 0 || string(got[0].Headers[i].Value) != wantTP {
+		t.Fatalf("segment record headers %+v, want %s: %s naming its root span", got[0].Headers, HeaderTraceParent, wantTP)
+	}
 
 	dead, err := env.Client.Read(ctx, dlq, 2)
 	if err != nil {

@@ -93,12 +93,22 @@ type FlusherConfig struct {
 	// CheckInterval is how often workers' health and Redis's memory are checked
 	// (default 1 s).
 	CheckInterval time.Duration
+	// OmitTraceParent leaves out the traceparent header (HeaderTraceParent) that
+	// every message of a segment otherwise carries: the W3C trace context of the
+	// segment's root span, so that downstream work on the segment continues its
+	// trace. A segment without its root span never carries one (see
+	// store.FlushedSegment.TraceParent).
+	OmitTraceParent bool
 	// Logger receives the flusher's logs. Default zap.NewNop().
 	Logger *zap.Logger
 	// Metrics receives the flusher's metrics, named spans.buffer.flusher.*. Default
 	// metrics.Noop{}.
 	Metrics metrics.Metrics
 }
+
+// HeaderTraceParent is the header of a segment message that holds the W3C trace
+// context of the segment's root span, as "00-<trace id>-<span id>-01".
+const HeaderTraceParent = "traceparent"
 
 // Defaults of FlusherConfig.
 const (

@@ -195,8 +195,9 @@ func (w *worker) produce(segs map[string]store.FlushedSegment) (map[string]store
 			continue
 		}
 		p := pending{seg: seg}
+		headers := f.headers(seg)
 		for _, m := range msgs {
-			p.deliveries = append(p.deliveries, f.cfg.Producer.Produce(ctx, f.cfg.Topic, processor.KafkaPayload{Value: m}))
+			p.deliveries = append(p.deliveries, f.cfg.Producer.Produce(ctx, f.cfg.Topic, processor.KafkaPayload{Value: m, Headers: headers}))
 		}
 		all = append(all, p)
 	}
@@ -239,6 +240,19 @@ func (w *worker) produce(segs map[string]store.FlushedSegment) (map[string]store
 		firstErr = fmt.Errorf("segments: producing %d of %d segments failed; they stay in Redis: %w", failed, len(all), firstErr)
 	}
 	return acked, firstErr
+}
+
+// headers returns the headers of seg's messages: its root span's traceparent
+// unless OmitTraceParent is set. The messages of one segment share the slice.
+func (f *flusher) headers(seg store.FlushedSegment) []processor.Header {
+	if f.cfg.OmitTraceParent {
+		return nil
+	}
+	tp, ok := seg.TraceParent()
+	if !ok {
+		return nil
+	}
+	return []processor.Header{{Key: HeaderTraceParent, Value: []byte(tp)}}
 }
 
 // claim marks as busy those of shards no other worker is flushing, and returns them.

@@ -7,6 +7,7 @@ import (
 
 	"github.com/creekstream/creek/internal/inflight"
 	"github.com/creekstream/creek/processor"
+	"go.opentelemetry.io/otel/propagation"
 	"go.uber.org/zap"
 )
 
@@ -31,6 +32,19 @@ func WithFailedDeliveriesSkipped() ProduceOption {
 	return produceOnly(func(o *produceOptions) { o.skipFailed = true })
 }
 
+// WithPropagator makes Produce write the trace context of every message's context
+// (Message.Context) into the headers of the record it produces, through prop: for
+// the W3C traceparent, propagation.TraceContext{}. A processor given the same
+// propagator (processor.Config.Propagator) has read that context from the input
+// message's headers, so the output continues the input's trace. The message's own
+// payload is left untouched: the headers are copied before anything is written.
+//
+// Only a Produce of processor.KafkaPayload has headers; for any other payload type
+// nothing is injected. A nil prop is no propagator: nothing changes.
+func WithPropagator(prop propagation.TextMapPropagator) ProduceOption {
+	return produceOnly(func(o *produceOptions) { o.propagator = prop })
+}
+
 // Produce writes every payload to a topic and forwards the message to the next step
 // once its delivery is acknowledged, in the order the messages came in, so that an
 // offset is committed only after everything before it is on the broker. Filtered
@@ -41,6 +55,9 @@ type Produce[T any] struct {
 	next       processor.Strategy[T]
 	maxPending int
 	o          produceOptions
+	// inject, set by WithPropagator for KafkaPayload, writes a message's trace
+	// context into its payload's headers.
+	inject func(context.Context, T) T
 
 	// ctx is given to every Produce call; it ends with Terminate or Join so that a
 	// producer waiting for buffer space gives up when the strategy does.
@@ -78,16 +95,35 @@ func NewProduce[T any](producer Producer[T], topic string, next processor.Strate
 	case maxPending == 0:
 		maxPending = DefaultMaxPendingDeliveries
 	}
+	o := buildProduceOptions(opts)
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Produce[T]{
 		producer:   producer,
 		topic:      topic,
 		next:       next,
 		maxPending: maxPending,
-		o:          buildProduceOptions(opts),
+		o:          o,
+		inject:     newTraceInjector[T](o.propagator),
 		ctx:        ctx,
 		cancel:     cancel,
 	}, nil
+}
+
+// newTraceInjector returns the function that writes the trace context of a
+// message's context into its payload under prop, or nil when prop is nil or T has
+// no headers (is not KafkaPayload).
+func newTraceInjector[T any](prop propagation.TextMapPropagator) func(context.Context, T) T {
+	if prop == nil {
+		return nil
+	}
+	if _, ok := any((*T)(nil)).(*processor.KafkaPayload); !ok {
+		return nil
+	}
+	return func(ctx context.Context, payload T) T {
+		kp := any(&payload).(*processor.KafkaPayload)
+		kp.Headers = processor.InjectHeaders(ctx, prop, kp.Headers)
+		return payload
+	}
 }
 
 // Submit starts producing msg's payload, or queues a filtered msg. It rejects the
@@ -100,7 +136,11 @@ func (p *Produce[T]) Submit(msg processor.Message[T]) error {
 		p.pending.Push(pendingDelivery[T]{msg: msg}, nil)
 		return nil
 	}
-	d := p.producer.Produce(p.ctx, p.topic, msg.Payload)
+	payload := msg.Payload
+	if p.inject != nil {
+		payload = p.inject(msg.Context(), payload)
+	}
+	d := p.producer.Produce(p.ctx, p.topic, payload)
 	p.pending.Push(pendingDelivery[T]{msg: msg, delivery: d}, d.Done())
 	return nil
 }
