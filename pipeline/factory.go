@@ -57,7 +57,8 @@ func (f *Factory[S]) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Instrument gives every step the processor's logger and metrics, unless the step was
+// Instrument gives every step the processor's logger, metrics and propagator (which
+// Produce steps write trace context with), unless the step was
 // given its own, and hands them to the producers of Produce steps that are
 // processor.Instrumented. processor.New calls it; when a Factory serves several
 // processors, the first one's instruments are used.
@@ -68,6 +69,9 @@ func (f *Factory[S]) Instrument(inst processor.Instruments) {
 	}
 	if inst.Metrics != nil {
 		opts = append(opts, strategies.WithMetrics(inst.Metrics))
+	}
+	if inst.Propagator != nil {
+		opts = append(opts, strategies.WithPropagator(inst.Propagator))
 	}
 	if !f.inherited.CompareAndSwap(nil, &opts) {
 		return

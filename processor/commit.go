@@ -80,10 +80,10 @@ func (p *StreamProcessor[T]) commit(force bool) error {
 	defer p.setPhase(prev)
 	offsets := maps.Clone(p.staged)
 	if p.dlq != nil {
-		p.dlq.beforeCommit(offsets)
+		p.dlq.beforeCommit(offsets, force)
 		for part, next := range offsets {
-			if c, ok := p.committed[part]; ok && next <= c {
-				delete(offsets, part)
+			if c, ok := p.committed[part]; (ok && next <= c) || (!ok && next == p.first[part]) {
+				delete(offsets, part) // nothing past what the group has
 			}
 		}
 		if len(offsets) == 0 {

@@ -469,17 +469,18 @@ func (d *dlq[T]) await(dp *dlqPartition[T], next int64) {
 	d.m.dlqTime.Add(time.Since(start))
 }
 
-// beforeCommit waits for the deliveries of messages below the offsets about to be
-// committed and holds each partition's offset at its lowest message not yet in the
-// DLQ, so that a committed offset never stands for an undelivered DLQ message. A
-// partition left with nothing to commit is removed from offsets.
-func (d *dlq[T]) beforeCommit(offsets map[Partition]int64) {
+// beforeCommit holds each partition's offset about to be committed at its lowest
+// message not yet in the DLQ, so that a committed offset never stands for an
+// undelivered DLQ message. With wait (a forced commit, which has no later one to
+// leave the rest to) it first waits, within Timeout, for the deliveries below the
+// offsets; otherwise the loop goes on and a later commit takes the rest.
+func (d *dlq[T]) beforeCommit(offsets map[Partition]int64, wait bool) {
 	for p, next := range offsets {
 		dp, ok := d.parts[p]
 		if !ok {
 			continue
 		}
-		if len(dp.pending) > 0 {
+		if wait && len(dp.pending) > 0 {
 			d.await(dp, next)
 		}
 		low := next
@@ -487,7 +488,8 @@ func (d *dlq[T]) beforeCommit(offsets map[Partition]int64) {
 			low = min(low, dp.failed[0].offset)
 		}
 		for _, pd := range dp.pending {
-			if pd.attempt.failures > 0 {
+			// Retries join the queue behind later messages: look at every entry.
+			if !isDone(pd.delivery) || pd.delivery.err != nil {
 				low = min(low, pd.attempt.offset)
 			}
 		}

@@ -317,23 +317,31 @@ func TestDLQGiveUp(t *testing.T) {
 	}
 }
 
-func TestCommitWaitsForDLQDeliveries(t *testing.T) {
+// TestCommitHoldsBelowDLQDeliveries: a commit never passes a DLQ delivery that is
+// not done, and does not wait for it either: the loop goes on, and a later commit
+// takes the rest once it is.
+func TestCommitHoldsBelowDLQDeliveries(t *testing.T) {
 	dlq := &fakeDLQ{hold: true}
 	h := newHarness(t, processor.Config[string]{CommitPolicy: processor.ImmediateCommit(),
 		DLQ: &processor.DLQPolicy[string]{Producer: dlq, Size: sizeOf}}, invalidAt(0))
 	dlq.n = h.Events
-	phases := processor.RecordPhases(h.Processor, h.Events.Notify)
 	h.produce(p0, 0, 2)
 	h.Start()
 	h.Consumer.Assign(p0)
-	h.WaitUntil("the loop to wait in the commit phase", func() bool {
-		return len(dlq.pending()) == 1 && phases.Current() == processor.PhaseCommit
+	h.WaitUntil("offset 1 submitted and its delivery pending", func() bool {
+		return len(dlq.pending()) == 1 && len(h.factory.Strategy(t, 0).Payloads()) == 1
 	})
-	if got := h.Consumer.Commits(); len(got) != 0 {
-		t.Fatalf("committed %v before the DLQ delivery of offset 0 was done", got)
+	h.produce(p0, 2, 1)
+	h.WaitUntil("the loop to go on while the delivery is pending", func() bool {
+		return len(h.factory.Strategy(t, 0).Payloads()) == 2
+	})
+	for _, c := range h.Consumer.Commits() {
+		if c[p0] > 0 {
+			t.Fatalf("committed %v before the DLQ delivery of offset 0 was done", c)
+		}
 	}
 	dlq.pending()[0].Resolve(processor.Position{}, nil)
-	h.WaitUntil("offset 2 committed", func() bool { return h.Consumer.Committed(p0) == 2 })
+	h.WaitUntil("offset 3 committed", func() bool { return h.Consumer.Committed(p0) == 3 })
 }
 
 func TestDLQBlocksOnTheOldestDeliveryWhenPendingIsFull(t *testing.T) {

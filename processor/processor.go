@@ -210,7 +210,7 @@ func New[T any](consumer Consumer[T], factory Factory[T], cfg Config[T]) (*Strea
 	if factory == nil {
 		return nil, errors.New("processor: New: factory is nil")
 	}
-	inst := Instruments{Logger: cfg.Logger, Metrics: cfg.Metrics}
+	inst := Instruments{Logger: cfg.Logger, Metrics: cfg.Metrics, Propagator: cfg.Propagator}
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err

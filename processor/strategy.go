@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/creekstream/creek/metrics"
+	"go.opentelemetry.io/otel/propagation"
 	"go.uber.org/zap"
 )
 
@@ -75,6 +76,9 @@ type Validator interface {
 type Instruments struct {
 	Logger  *zap.Logger
 	Metrics metrics.Metrics
+	// Propagator is Config.Propagator: what writes messages injects their trace
+	// context with it.
+	Propagator propagation.TextMapPropagator
 }
 
 // Or returns i with each unset field taken from fallback: a part's own
@@ -85,6 +89,9 @@ func (i Instruments) Or(fallback Instruments) Instruments {
 	}
 	if i.Metrics == nil {
 		i.Metrics = fallback.Metrics
+	}
+	if i.Propagator == nil {
+		i.Propagator = fallback.Propagator
 	}
 	return i
 }

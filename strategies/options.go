@@ -5,7 +5,6 @@ import (
 
 	"github.com/creekstream/creek/metrics"
 	"github.com/creekstream/creek/strategies/internal/config"
-	"go.opentelemetry.io/otel/propagation"
 	"go.uber.org/zap"
 )
 
@@ -30,7 +29,6 @@ type options = config.Shared
 type produceOptions struct {
 	options
 	skipFailed bool
-	propagator propagation.TextMapPropagator
 }
 
 type sharedOption func(*options)

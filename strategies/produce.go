@@ -41,8 +41,9 @@ func WithFailedDeliveriesSkipped() ProduceOption {
 //
 // Only a Produce of processor.KafkaPayload has headers; for any other payload type
 // nothing is injected. A nil prop is no propagator: nothing changes.
-func WithPropagator(prop propagation.TextMapPropagator) ProduceOption {
-	return produceOnly(func(o *produceOptions) { o.propagator = prop })
+// It is an Option so that one list can be given to every step; only Produce reads it.
+func WithPropagator(prop propagation.TextMapPropagator) Option {
+	return sharedOption(func(o *options) { o.Propagator = prop })
 }
 
 // Produce writes every payload to a topic and forwards the message to the next step
@@ -103,7 +104,7 @@ func NewProduce[T any](producer Producer[T], topic string, next processor.Strate
 		next:       next,
 		maxPending: maxPending,
 		o:          o,
-		inject:     newTraceInjector[T](o.propagator),
+		inject:     newTraceInjector[T](o.Propagator),
 		ctx:        ctx,
 		cancel:     cancel,
 	}, nil

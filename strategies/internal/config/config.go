@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/creekstream/creek/metrics"
+	"go.opentelemetry.io/otel/propagation"
 	"go.uber.org/zap"
 )
 
@@ -14,6 +15,8 @@ type Shared struct {
 	Logger  *zap.Logger
 	Metrics metrics.Metrics
 	Now     func() time.Time
+	// Propagator is read only by the strategies that write messages (Produce).
+	Propagator propagation.TextMapPropagator
 }
 
 // Defaults returns the configuration of a strategy given no options: it logs and
