@@ -218,3 +218,21 @@ func (p *Producer) Close(ctx context.Context) error {
 		return fmt.Errorf("kafka: close producer: outstanding messages not flushed: %w", ctx.Err())
 	}
 }
+
+// ClientSettings returns a sarama configuration holding the client settings of sc
+// (the network: TLS, SASL, timeouts; the client id, rack and protocol version; the
+// metadata settings) and sarama's defaults for the rest, so that a producer made
+// beside a consumer reaches the cluster the way the consumer does. A nil sc gives
+// nil.
+func ClientSettings(sc *sarama.Config) *sarama.Config {
+	if sc == nil {
+		return nil
+	}
+	out := sarama.NewConfig()
+	out.Net = sc.Net
+	out.ClientID = sc.ClientID
+	out.RackID = sc.RackID
+	out.Version = sc.Version
+	out.Metadata = sc.Metadata
+	return out
+}

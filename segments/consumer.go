@@ -41,7 +41,9 @@ type ConsumerConfig struct {
 	BatchTime         time.Duration
 	IngestConcurrency int
 	// Kafka configures the consumer. Brokers and GroupID come from the fields above
-	// and must be left empty here; Logger is filled in when nil.
+	// and must be left empty here; Logger is filled in when nil. The client settings
+	// of Kafka.Sarama (TLS, SASL, client id, version: kafka.ClientSettings) are the
+	// producer's too.
 	Kafka kafka.ConsumerConfig
 	// Processor configures the StreamProcessor. Topics comes from InputTopic and
 	// must be left empty, as must DLQ.Producer (set DLQTopic); Logger and Metrics are
@@ -89,7 +91,9 @@ func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
 	if cfg.Metrics == nil {
 		cfg.Metrics = metrics.Noop{}
 	}
-	producer, err := kafka.NewProducer(kafka.ProducerConfig{Brokers: cfg.Brokers, Logger: cfg.Logger.Named("producer"), Metrics: cfg.Metrics})
+	// The producer writes segments and the DLQ to the consumer's cluster, through
+	// the same network, security and client settings.
+	producer, err := kafka.NewProducer(kafka.ProducerConfig{Brokers: cfg.Brokers, Sarama: kafka.ClientSettings(cfg.Kafka.Sarama), Logger: cfg.Logger.Named("producer"), Metrics: cfg.Metrics})
 	if err != nil {
 		return nil, err
 	}
