@@ -14,11 +14,11 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"sync/atomic"
 
 	"github.com/IBM/sarama"
 	"go.uber.org/zap"
 
+	"github.com/creekstream/creek/kafka/internal/instruments"
 	"github.com/creekstream/creek/metrics"
 	"github.com/creekstream/creek/processor"
 )
@@ -72,12 +72,10 @@ func (cfg ProducerConfig) build() (ProducerConfig, *sarama.Config, error) {
 // were written.
 type Producer struct {
 	ap sarama.AsyncProducer
-	// given is what ProducerConfig set, completed by Instrument; inst is given with
-	// the defaults filled in.
-	given processor.Instruments
-	inst  atomic.Pointer[processor.Instruments]
+	// inst is what the producer logs and records through.
+	inst *instruments.Set
 
-	// mu guards closed and given; sending counts Produce calls that may still hand a message
+	// mu guards closed; sending counts Produce calls that may still hand a message
 	// to sarama, which Close must wait for before it closes sarama's input.
 	mu      sync.Mutex
 	closed  bool
@@ -101,11 +99,10 @@ func NewProducer(cfg ProducerConfig) (*Producer, error) {
 	}
 	p := &Producer{
 		ap:       ap,
-		given:    processor.Instruments{Logger: cfg.Logger, Metrics: cfg.Metrics},
+		inst:     instruments.New(cfg.Logger, cfg.Metrics),
 		closing:  make(chan struct{}),
 		resolved: make(chan struct{}),
 	}
-	p.inst.Store(withDefaults(p.given))
 	go p.resolve()
 	return p, nil
 }
@@ -115,16 +112,7 @@ func NewProducer(cfg ProducerConfig) (*Producer, error) {
 // produces with it; when several processors share the producer, the first one's
 // are used. It is safe to call while the producer is in use.
 func (p *Producer) Instrument(inst processor.Instruments) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.given = p.given.Or(inst)
-	p.inst.Store(withDefaults(p.given))
-}
-
-// withDefaults returns given with the defaults of what it leaves unset: discard.
-func withDefaults(given processor.Instruments) *processor.Instruments {
-	inst := given.Or(processor.Instruments{Logger: zap.NewNop(), Metrics: metrics.Noop{}})
-	return &inst
+	p.inst.Instrument(inst)
 }
 
 // Produce hands payload to sarama for topic and returns its pending delivery. It

@@ -1,7 +1,7 @@
 package franz
 
 // Produce, Close and Instrument may be called from any goroutine, concurrently.
-// mu guards closed and given; sending counts the Produce calls past the check of
+// mu guards closed; sending counts the Produce calls past the check of
 // closed, which Close waits for before it flushes. kgo calls the promises on its
 // own goroutine, serially; they only resolve deliveries. inst, which the promises
 // and kgo's logging read, is replaced whole by Instrument. ctx and cancel, the records' lifetime, are set by
@@ -13,13 +13,13 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"sync/atomic"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl"
 	"go.uber.org/zap"
 
 	"github.com/creekstream/creek/kafka"
+	"github.com/creekstream/creek/kafka/internal/instruments"
 	"github.com/creekstream/creek/metrics"
 	"github.com/creekstream/creek/processor"
 )
@@ -59,10 +59,8 @@ func (cfg ProducerConfig) build() (ProducerConfig, error) {
 // error. kgo reports the records of one partition in the order they were given.
 type Producer struct {
 	cl *kgo.Client
-	// given is what ProducerConfig set, completed by Instrument; inst is given with
-	// the defaults filled in.
-	given processor.Instruments
-	inst  atomic.Pointer[processor.Instruments]
+	// inst is what the producer logs and records through.
+	inst *instruments.Set
 	// ctx is the lifetime of buffered records; Close cancels it last.
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -78,8 +76,7 @@ func NewProducer(cfg ProducerConfig) (*Producer, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Producer{given: processor.Instruments{Logger: cfg.Logger, Metrics: cfg.Metrics}}
-	p.inst.Store(withDefaults(p.given))
+	p := &Producer{inst: instruments.New(cfg.Logger, cfg.Metrics)}
 	// kgo's logger is fixed when the client is made, so it reads the producer's,
 	// which Instrument may set later.
 	opts := append(clientOpts(cfg.ClientOptions, cfg.Brokers, cfg.ClientID, cfg.TLS, cfg.SASL, zap.NewNop()),
@@ -100,16 +97,7 @@ var _ processor.Instrumented = (*Producer)(nil)
 // pipeline that produces with it; when several processors share the producer, the
 // first one's are used. It is safe to call while the producer is in use.
 func (p *Producer) Instrument(inst processor.Instruments) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.given = p.given.Or(inst)
-	p.inst.Store(withDefaults(p.given))
-}
-
-// withDefaults returns given with the defaults of what it leaves unset: discard.
-func withDefaults(given processor.Instruments) *processor.Instruments {
-	inst := given.Or(processor.Instruments{Logger: zap.NewNop(), Metrics: metrics.Noop{}})
-	return &inst
+	p.inst.Instrument(inst)
 }
 
 // producerLogger is kgo's logger of a Producer: the producer's current logger.
