@@ -272,6 +272,21 @@ func (b *Buffer) Flush() {
 	b.pending = out[:0]
 }
 
+// ForgetGauge drops the gauge series of name and tags: a value set and not yet
+// flushed is not sent, and a backend that keeps series (GaugeForgetter) drops it.
+// It is ordered with flushes, so a value flushed before it does not come back.
+func (b *Buffer) ForgetGauge(name string, tags ...Tag) {
+	b.flushMu.Lock()
+	defer b.flushMu.Unlock()
+	var buf [128]byte
+	if s, ok := (*b.series.Load())[string(appendKey(buf[:0], kindGauge, name, tags))]; ok {
+		s.gauge.Store(gaugeUnset)
+	}
+	if f, ok := b.backend.(GaugeForgetter); ok {
+		f.ForgetGauge(name, tags...)
+	}
+}
+
 // Close stops the flushing goroutine and flushes what is left. It is safe to call more
 // than once and from several goroutines; every call returns after the final flush.
 // Values recorded after Close are sent only by an explicit Flush.

@@ -18,6 +18,13 @@ type Metrics interface {
 	Timing(name string, d time.Duration, tags ...Tag)
 }
 
+// GaugeForgetter is a backend that keeps the last value of every gauge series, as
+// Prometheus does, and can drop one whose subject is gone (a revoked partition's
+// lag), so that it does not go on reporting its last value.
+type GaugeForgetter interface {
+	ForgetGauge(name string, tags ...Tag)
+}
+
 // Noop discards everything. It is the default where no backend is given.
 type Noop struct{}
 

@@ -267,6 +267,24 @@ func (p *Prometheus) Gauge(name string, value float64, tags ...Tag) {
 	}
 }
 
+// ForgetGauge removes the gauge series of name and tags, so that a scrape no longer
+// shows its last value.
+func (p *Prometheus) ForgetGauge(name string, tags ...Tag) {
+	p.mu.RLock()
+	f := p.families[familyKey{kindGauge, name}]
+	p.mu.RUnlock()
+	if f == nil || f.gauge == nil {
+		return
+	}
+	values := make([]string, len(f.labels))
+	for _, t := range tags {
+		if i, ok := slices.BinarySearch(f.labels, promName(t.Key)); ok {
+			values[i] = t.Value
+		}
+	}
+	f.gauge.DeleteLabelValues(values...)
+}
+
 // Timing adds d, in seconds, to the counter of a buffered timing, or observes it in
 // the histogram of any other. A negative buffered timing is dropped and counted.
 func (p *Prometheus) Timing(name string, d time.Duration, tags ...Tag) {

@@ -356,3 +356,34 @@ func TestPrometheusHandlerServesItsOwnRegistry(t *testing.T) {
 		t.Fatalf("GET /metrics = %d:\n%s\nwant creek_consumer_run_total 3 and the Go collector's go_goroutines", rec.Code, body)
 	}
 }
+
+// TestForgetGaugeDropsTheSeries: through a Buffer, a forgotten gauge is neither
+// sent again nor left on the scrape, and its other series stay.
+func TestForgetGaugeDropsTheSeries(t *testing.T) {
+	p, err := NewPrometheus(PrometheusConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := NewBuffer(p, BufferConfig{FlushInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	p0 := []Tag{{Key: "topic", Value: "t"}, {Key: "partition", Value: "0"}}
+	p1 := []Tag{{Key: "topic", Value: "t"}, {Key: "partition", Value: "1"}}
+	b.Gauge("consumer.lag", 7, p0...)
+	b.Gauge("consumer.lag", 9, p1...)
+	b.Flush()
+	b.Gauge("consumer.lag", 8, p0...) // set, not flushed: must not come back
+	b.ForgetGauge("consumer.lag", p0...)
+	b.Flush()
+	rec := httptest.NewRecorder()
+	p.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	body := rec.Body.String()
+	if strings.Contains(body, `creek_consumer_lag{partition="0"`) {
+		t.Errorf("the forgotten series is still scraped:\n%s", body)
+	}
+	if !strings.Contains(body, `creek_consumer_lag{partition="1",topic="t"} 9`) {
+		t.Errorf("the other series is gone:\n%s", body)
+	}
+}

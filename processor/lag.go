@@ -45,7 +45,7 @@ func newLagGauges[T any](consumer Consumer[T]) lagGauges {
 // committed offset before the first one; it is not set when neither is known
 // either. Both are clamped at 0: a high watermark older than the offsets read from
 // it is stale, not a negative lag. A revoked partition is no longer assigned, so
-// its gauges are not set again.
+// its gauges are not set again, and forgetLag drops them.
 func (p *StreamProcessor[T]) recordLag() {
 	if p.lag.source == nil {
 		return
@@ -74,4 +74,19 @@ func (p *StreamProcessor[T]) recordLag() {
 		p.metrics.Gauge("consumer.position_lag", float64(max(high-position, 0)),
 			metrics.Tag{Key: "topic", Value: part.Topic}, metrics.Tag{Key: "partition", Value: partition})
 	})
+}
+
+// forgetLag drops the lag gauges of partitions this member no longer has, so that a
+// backend that keeps series (Prometheus) does not go on showing their last values:
+// the partition's new owner reports it.
+func (p *StreamProcessor[T]) forgetLag(parts []Partition) {
+	if p.lag.source == nil {
+		return
+	}
+	for _, part := range parts {
+		partition := strconv.FormatInt(int64(part.Index), 10)
+		tags := []metrics.Tag{{Key: "topic", Value: part.Topic}, {Key: "partition", Value: partition}}
+		p.metrics.ForgetGauge("consumer.lag", tags...)
+		p.metrics.ForgetGauge("consumer.position_lag", tags...)
+	}
 }

@@ -124,6 +124,7 @@ func (p *StreamProcessor[T]) revoke(revoked []Partition) error {
 		p.ctxs.release(slices.Collect(maps.Keys(gone)), unfinished)
 	}
 	parts := slices.Collect(maps.Keys(gone))
+	p.forgetLag(parts)
 	if p.dlq != nil {
 		p.dlq.forget(parts)
 	}

@@ -81,6 +81,16 @@ func (r *Recorder) Gauge(name string, value float64, tags ...metrics.Tag) {
 	r.notify()
 }
 
+// ForgetGauge drops a gauge, as a backend that keeps series (Prometheus) does;
+// GaugeValue then reports it unset.
+func (r *Recorder) ForgetGauge(name string, tags ...metrics.Tag) {
+	key := recorderKey(kindGauge, name, tags)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.gauges, key)
+	r.notify()
+}
+
 // Timing records one duration.
 func (r *Recorder) Timing(name string, d time.Duration, tags ...metrics.Tag) {
 	key := recorderKey(kindTiming, name, tags)
