@@ -108,13 +108,14 @@ func run(ctx context.Context, o options, ln net.Listener, out io.Writer, log *za
 	ingested := &spanCounter{next: metrics.Noop{}}
 	health := &health{now: time.Now}
 	if ln != nil {
-		reg, backend, perr := newPrometheus(log)
+		// Its own registry, with the Go and process collectors, served by Handler.
+		backend, perr := metrics.NewPrometheus(metrics.PrometheusConfig{Logger: log})
 		if perr != nil {
 			_ = ln.Close()
 			return perr
 		}
 		ingested.next = backend
-		stop := serve(ln, reg, health, log)
+		stop := serve(ln, backend, health, log)
 		defer func() { err = errors.Join(err, stop()) }()
 		fmt.Fprintf(out, "serving http://%s/metrics and http://%s/healthz\n", ln.Addr(), ln.Addr())
 	}

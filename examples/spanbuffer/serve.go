@@ -10,9 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 
 	"github.com/creekstream/creek/metrics"
@@ -27,18 +24,6 @@ const healthWindow = 10 * time.Second
 
 // shutdownTimeout bounds the wait for requests in flight when the server stops.
 const shutdownTimeout = 5 * time.Second
-
-// newPrometheus returns a registry with the Go and process collectors and a creek
-// metrics backend registering on it.
-func newPrometheus(log *zap.Logger) (*prometheus.Registry, *metrics.Prometheus, error) {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	backend, err := metrics.NewPrometheus(metrics.PrometheusConfig{Registerer: reg, Logger: log})
-	if err != nil {
-		return nil, nil, err
-	}
-	return reg, backend, nil
-}
 
 // health answers /healthz from the span buffer consumer's flusher workers (see
 // segments.Consumer.Workers). It is set up before the consumer exists and told
@@ -87,13 +72,13 @@ func (h *health) check() (int, string) {
 	return http.StatusOK, fmt.Sprintf("ok: %d flusher workers\n%s", len(workers), strings.Join(desc, "\n"))
 }
 
-// serve serves /metrics from reg and /healthz from h on ln until the returned stop
+// serve serves /metrics from m and /healthz from h on ln until the returned stop
 // is called. stop shuts the server down, waiting at most shutdownTimeout for
 // requests in flight, waits for its goroutine and returns why it ended if not by
 // stop.
-func serve(ln net.Listener, reg *prometheus.Registry, h *health, log *zap.Logger) (stop func() error) {
+func serve(ln net.Listener, m *metrics.Prometheus, h *health, log *zap.Logger) (stop func() error) {
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: zap.NewStdLog(log), Registry: reg}))
+	mux.Handle("GET /metrics", m.Handler())
 	mux.Handle("GET /healthz", h)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: zap.NewStdLog(log)}
 	done := make(chan error, 1)
