@@ -191,7 +191,7 @@ func origin(r *kgo.Record) string {
 }
 
 func get(url string) (int, []byte, error) {
-	resp, err := http.Get(url)
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Get(url)
 	if err != nil {
 		return 0, nil, err
 	}
