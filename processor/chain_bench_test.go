@@ -63,10 +63,20 @@ func (c *runConsumer) Close() error                                             
 // messages: the processor's serial cost per message in that comparison, without
 // the broker.
 func BenchmarkLoopChain(b *testing.B) {
+	runLoopChain(b, newRunConsumer(), processor.Config[processor.KafkaPayload]{}, nil)
+}
+
+// runLoopChain runs b.N messages of c through RunTask(identity) -> CommitOffsets on
+// a processor configured with cfg (Topics filled in), calling each, if given, from
+// the task with every message's context and its count so far.
+func runLoopChain(b *testing.B, c processor.Consumer[processor.KafkaPayload], cfg processor.Config[processor.KafkaPayload], each func(ctx context.Context, n int)) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	n := 0
-	identity := func(_ context.Context, m kafkaMessage) (processor.KafkaPayload, error) {
+	identity := func(ctx context.Context, m kafkaMessage) (processor.KafkaPayload, error) {
+		if each != nil {
+			each(ctx, n)
+		}
 		if n++; n == b.N {
 			cancel()
 		}
@@ -75,7 +85,8 @@ func BenchmarkLoopChain(b *testing.B) {
 	factory := processor.FactoryFunc[processor.KafkaPayload](func(commit processor.CommitFunc, _ []processor.Partition) (processor.Strategy[processor.KafkaPayload], error) {
 		return strategies.NewRunTask(identity, processor.Strategy[processor.KafkaPayload](strategies.NewCommitOffsets[processor.KafkaPayload](commit))), nil
 	})
-	p, err := processor.New(processor.Consumer[processor.KafkaPayload](newRunConsumer()), factory, processor.Config[processor.KafkaPayload]{Topics: []string{"bench"}})
+	cfg.Topics = []string{"bench"}
+	p, err := processor.New(c, factory, cfg)
 	if err != nil {
 		b.Fatal(err)
 	}

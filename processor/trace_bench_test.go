@@ -8,7 +8,6 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/creekstream/creek/processor"
-	"github.com/creekstream/creek/strategies"
 )
 
 // BenchmarkLoopChainPropagator is BenchmarkLoopChain with a W3C propagator
@@ -24,43 +23,20 @@ func BenchmarkLoopChainPropagator(b *testing.B) {
 		{"no headers", nil},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			n := 0
-			traced := 0
-			identity := func(ctx context.Context, m kafkaMessage) (processor.KafkaPayload, error) {
-				// Checked on every 1024th message only, so that the lookup does not
-				// weigh on the figure.
-				if n%1024 == 0 && trace.SpanContextFromContext(ctx).IsValid() {
-					traced++
-				}
-				if n++; n == b.N {
-					cancel()
-				}
-				return m.Payload, nil
-			}
-			factory := processor.FactoryFunc[processor.KafkaPayload](func(commit processor.CommitFunc, _ []processor.Partition) (processor.Strategy[processor.KafkaPayload], error) {
-				return strategies.NewRunTask(identity, processor.Strategy[processor.KafkaPayload](strategies.NewCommitOffsets[processor.KafkaPayload](commit))), nil
-			})
+			traced, n := 0, 0
 			c := newRunConsumer()
 			c.payload.Headers = tc.headers
-			p, err := processor.New(processor.Consumer[processor.KafkaPayload](c), factory, processor.Config[processor.KafkaPayload]{
-				Topics:     []string{"bench"},
-				Propagator: propagation.TraceContext{},
+			runLoopChain(b, c, processor.Config[processor.KafkaPayload]{Propagator: propagation.TraceContext{}}, func(ctx context.Context, i int) {
+				// Checked on every 1024th message only, so that the lookup does not
+				// weigh on the figure.
+				if i%1024 == 0 && trace.SpanContextFromContext(ctx).IsValid() {
+					traced++
+				}
+				n = i + 1
 			})
-			if err != nil {
-				b.Fatal(err)
+			if want := (n + 1023) / 1024 * len(tc.headers); traced != want {
+				b.Fatalf("%d of the checked messages had a trace context, want %d", traced, want)
 			}
-			b.ReportAllocs()
-			b.ResetTimer()
-			if err := p.Run(ctx); err != nil {
-				b.Fatal(err)
-			}
-			b.StopTimer()
-			if wantTraced := (n + 1023) / 1024 * len(tc.headers); n < b.N || traced != wantTraced {
-				b.Fatalf("processed %d messages (want %d), %d with a trace context (want %d)", n, b.N, traced, wantTraced)
-			}
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 		})
 	}
 }
