@@ -79,11 +79,16 @@ func BenchmarkRunTaskCommitOffsets(b *testing.B) {
 // BenchmarkProduceCommitOffsets measures one message through Produce -> CommitOffsets
 // with deliveries acknowledged in batches of 256, polled like the processor's loop.
 func BenchmarkProduceCommitOffsets(b *testing.B) {
-	msgs := benchMessages(1 << 12)
+	benchProduce(b, benchMessages(1<<12))
+}
+
+// benchProduce runs msgs, round and round, through Produce (built with opts) ->
+// CommitOffsets.
+func benchProduce(b *testing.B, msgs []processor.Message[processor.KafkaPayload], opts ...ProduceOption) {
 	parts := []processor.Partition{{Topic: "bench", Index: 0}, {Topic: "bench", Index: 1}, {Topic: "bench", Index: 2}, {Topic: "bench", Index: 3}}
 	commit, _ := stagingCommit(parts)
 	prod := &ackingProducer{}
-	s, err := NewProduce[processor.KafkaPayload](prod, "out", NewCommitOffsets[processor.KafkaPayload](commit), 0)
+	s, err := NewProduce[processor.KafkaPayload](prod, "out", NewCommitOffsets[processor.KafkaPayload](commit), 0, opts...)
 	if err != nil {
 		b.Fatal(err)
 	}
