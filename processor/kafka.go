@@ -95,9 +95,15 @@ type Consumer[T any] interface {
 // every revocation revokes the whole assignment; under a cooperative one only the
 // partitions that move. A revoked partition is released to the group only after
 // OnRevoke returns, so OnRevoke may commit its final offsets.
+//
+// OnLost is called instead of OnRevoke when the partitions were taken away without a
+// rebalance (the group session expired, the member was fenced): they may already
+// belong to another member, so their offsets must not be committed. A consumer calls
+// OnRevoke when OnLost is nil.
 type RebalanceCallbacks struct {
 	OnAssign func(added []Partition)
 	OnRevoke func(revoked []Partition)
+	OnLost   func(lost []Partition)
 }
 
 // Fetcher is implemented by consumers that can read one message again by position.
