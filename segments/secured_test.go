@@ -15,56 +15,94 @@ import (
 	"github.com/creekstream/creek/segments/store"
 )
 
-// TestConsumerOnASASLCluster: with SASL set once, on Kafka.Sarama, the span buffer's
-// producer authenticates too, and a segment comes out. Built from Brokers alone it
-// could not connect, and NewConsumer failed.
-func TestConsumerOnASASLCluster(t *testing.T) {
-	const user, pass = "creek", "secret"
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.EnableSASL(), kfake.Superuser("PLAIN", user, pass), kfake.SeedTopics(1, "spans", "segments"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cluster.Close) // after the consumer, which runConsumer stops in a later cleanup
-	client, err := kgo.NewClient(kgo.SeedBrokers(cluster.ListenAddrs()...), kgo.SASL(plain.Auth{User: user, Pass: pass}.AsMechanism()),
-		kgo.ConsumeTopics("segments"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	span := `{"project_id":12,"span_id":"aaaaaaaaaaaaaaaa","trace_id":"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb","start_timestamp":1699999999.0,"end_timestamp":1700000000.0}`
-	if err := client.ProduceSync(ctx, &kgo.Record{Topic: "spans", Value: []byte(span)}).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
+// securedCluster is a listener that requires authentication: the consumer's
+// settings, and a client for the test to write spans and read what came out.
+type securedCluster struct {
+	brokers          []string
+	sarama           *sarama.Config
+	opts             []kgo.Opt
+	spans, out, dead string
+}
 
-	sc := kafkatest.SaramaConfig()
-	sc.Net.SASL.Enable = true
-	sc.Net.SASL.Mechanism = sarama.SASLTypePlaintext
-	sc.Net.SASL.User, sc.Net.SASL.Password = user, pass
-	redisClient, _ := flusherRedis(t)
-	flusher := fastConfig(nil)
-	flusher.Producer, flusher.Topic = nil, ""
-	c, err := NewConsumer(ConsumerConfig{
-		Brokers: cluster.ListenAddrs(), Group: "secured",
-		InputTopic: "spans", OutputTopic: "segments",
-		Redis:     redisClient,
-		Buffer:    store.Config{RootTimeout: 200 * time.Millisecond, Timeout: time.Second},
-		Flusher:   flusher,
-		BatchTime: 20 * time.Millisecond,
-		Kafka:     kafka.ConsumerConfig{Sarama: sc},
-	})
-	if err != nil {
-		t.Fatalf("NewConsumer on a SASL cluster: %v", err)
+// TestConsumerOnASecuredCluster: with the security settings given once, on
+// Kafka.Sarama, the span buffer's producer uses them too, for segments and for the
+// DLQ. Built from Brokers alone it could not connect, and NewConsumer failed.
+func TestConsumerOnASecuredCluster(t *testing.T) {
+	cases := []struct {
+		name    string
+		cluster func(t *testing.T) securedCluster
+	}{
+		{"in-process SASL/PLAIN", func(t *testing.T) securedCluster {
+			const user, pass = "creek", "secret"
+			cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.EnableSASL(), kfake.Superuser("PLAIN", user, pass),
+				kfake.SeedTopics(1, "spans", "segments", "dead"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(cluster.Close) // after the consumer, which runConsumer stops in a later cleanup
+			sc := kafkatest.SaramaConfig()
+			sc.Net.SASL.Enable = true
+			sc.Net.SASL.Mechanism = sarama.SASLTypePlaintext
+			sc.Net.SASL.User, sc.Net.SASL.Password = user, pass
+			return securedCluster{
+				brokers: cluster.ListenAddrs(), sarama: sc,
+				opts:  []kgo.Opt{kgo.SASL(plain.Auth{User: user, Pass: pass}.AsMechanism())},
+				spans: "spans", out: "segments", dead: "dead",
+			}
+		}},
+		{"real broker's SASL_SSL listener", func(t *testing.T) securedCluster {
+			s := kafkatest.RealSecured(t)
+			env := kafkatest.New(t) // the plaintext listener, to create the topics
+			return securedCluster{
+				brokers: s.Brokers, sarama: s.SaramaConfig(),
+				opts:  []kgo.Opt{kgo.DialTLSConfig(s.TLS), kgo.SASL(s.Mechanism())},
+				spans: env.Topic(1), out: env.Topic(1), dead: env.Topic(1),
+			}
+		}},
 	}
-	runConsumer(t, ctx, c)
-	for {
-		fetches := client.PollFetches(ctx)
-		if err := ctx.Err(); err != nil {
-			t.Fatal("no segment came out within 60 s")
-		}
-		if fetches.NumRecords() > 0 {
-			return
-		}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			sc := tc.cluster(t)
+			client, err := kgo.NewClient(append(sc.opts, kgo.SeedBrokers(sc.brokers...),
+				kgo.ConsumeTopics(sc.out, sc.dead), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer client.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			span := `{"project_id":12,"span_id":"aaaaaaaaaaaaaaaa","trace_id":"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb","start_timestamp":1699999999.0,"end_timestamp":1700000000.0}`
+			if err := client.ProduceSync(ctx,
+				&kgo.Record{Topic: sc.spans, Value: []byte(span)},
+				&kgo.Record{Topic: sc.spans, Value: []byte(`not a span`)},
+			).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+
+			redisClient, _ := flusherRedis(t)
+			flusher := fastConfig(nil)
+			flusher.Producer, flusher.Topic = nil, ""
+			c, err := NewConsumer(ConsumerConfig{
+				Brokers: sc.brokers, Group: "secured",
+				InputTopic: sc.spans, OutputTopic: sc.out, DLQTopic: sc.dead,
+				Redis:     redisClient,
+				Buffer:    store.Config{RootTimeout: 200 * time.Millisecond, Timeout: time.Second},
+				Flusher:   flusher,
+				BatchTime: 20 * time.Millisecond,
+				Kafka:     kafka.ConsumerConfig{Sarama: sc.sarama},
+			})
+			if err != nil {
+				t.Fatalf("NewConsumer on a secured cluster: %v", err)
+			}
+			runConsumer(t, ctx, c)
+			got := map[string]int{}
+			for got[sc.out] == 0 || got[sc.dead] == 0 {
+				fetches := client.PollFetches(ctx)
+				if err := ctx.Err(); err != nil {
+					t.Fatalf("within 60 s, %d segments and %d DLQ messages came out; want one of each", got[sc.out], got[sc.dead])
+				}
+				fetches.EachRecord(func(r *kgo.Record) { got[r.Topic]++ })
+			}
+		})
 	}
 }
