@@ -69,6 +69,14 @@ type ConsumerConfig struct {
 	Assignor string
 	// InitialOffset applies to partitions the group has never committed.
 	InitialOffset InitialOffset
+	// InstanceID makes the consumer a static member of the group (KIP-345): a
+	// member restarted with the same id within the session timeout gets its
+	// partitions back without a rebalance. The cost is that a static member
+	// does not leave the group when it closes, so the partitions of one that
+	// stops for good wait a whole session timeout for another owner. Each
+	// running member needs its own id. Empty: a dynamic member. It needs
+	// Sarama.Version 2.3 or later.
+	InstanceID string
 	// Sarama carries client settings such as TLS, SASL, the protocol version and
 	// timeouts. It is copied; nil means sarama.NewConfig() with Version 2.8. The
 	// consumer overrides what it must own: the assignor, the initial offset,
@@ -136,6 +144,15 @@ func (cfg ConsumerConfig) build() (ConsumerConfig, *sarama.Config, error) {
 		sc.Consumer.Offsets.Initial = sarama.OffsetNewest
 	default:
 		return cfg, nil, fmt.Errorf("kafka: ConsumerConfig.InitialOffset %d is unknown; use OffsetEarliest or OffsetLatest", cfg.InitialOffset)
+	}
+	if cfg.InstanceID != "" {
+		if id := sc.Consumer.Group.InstanceId; id != "" && id != cfg.InstanceID {
+			return cfg, nil, fmt.Errorf("kafka: ConsumerConfig.InstanceID is %q but Sarama.Consumer.Group.InstanceId is %q; set one of them", cfg.InstanceID, id)
+		}
+		if !sc.Version.IsAtLeast(sarama.V2_3_0_0) {
+			return cfg, nil, fmt.Errorf("kafka: ConsumerConfig.InstanceID needs Sarama.Version 2.3 or later; it is %s", sc.Version)
+		}
+		sc.Consumer.Group.InstanceId = cfg.InstanceID
 	}
 	// Offsets move only through Consumer.Commit, after the processor says the work
 	// is done; sarama's periodic commit would commit what was merely read.

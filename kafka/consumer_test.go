@@ -18,6 +18,11 @@ import (
 func TestConsumerConfigValidation(t *testing.T) {
 	old := sarama.NewConfig()
 	old.Version = sarama.V0_10_2_0
+	preStatic := sarama.NewConfig()
+	preStatic.Version = sarama.V2_2_0_0
+	otherID := sarama.NewConfig()
+	otherID.Version = sarama.V2_8_0_0
+	otherID.Consumer.Group.InstanceId = "b"
 	tests := []struct {
 		name string
 		cfg  ConsumerConfig
@@ -30,6 +35,8 @@ func TestConsumerConfigValidation(t *testing.T) {
 		{"buffer too big", ConsumerConfig{Brokers: []string{"x:1"}, GroupID: "g", ChannelBufferSize: MaxChannelBufferSize + 1}, "ChannelBufferSize"},
 		{"revoke timeout too long", ConsumerConfig{Brokers: []string{"x:1"}, GroupID: "g", RevokeTimeout: time.Hour}, "shorter than Sarama.Consumer.Group.Rebalance.Timeout"},
 		{"bad initial offset", ConsumerConfig{Brokers: []string{"x:1"}, GroupID: "g", InitialOffset: 7}, "InitialOffset"},
+		{"instance id before 2.3", ConsumerConfig{Brokers: []string{"x:1"}, GroupID: "g", InstanceID: "a", Sarama: preStatic}, "InstanceID needs Sarama.Version 2.3"},
+		{"two instance ids", ConsumerConfig{Brokers: []string{"x:1"}, GroupID: "g", InstanceID: "a", Sarama: otherID}, `Sarama.Consumer.Group.InstanceId is "b"`},
 		{"negative missing-topic log interval", ConsumerConfig{Brokers: []string{"x:1"}, GroupID: "g", MissingTopicLogInterval: -time.Second}, "MissingTopicLogInterval is -1s"},
 	}
 	for _, tt := range tests {

@@ -64,6 +64,13 @@ type ConsumerConfig struct {
 	Assignor string
 	// InitialOffset applies to partitions the group has never committed.
 	InitialOffset InitialOffset
+	// InstanceID makes the consumer a static member of the group (KIP-345), as
+	// kafka.ConsumerConfig.InstanceID does: a member restarted with the same id
+	// within SessionTimeout gets its partitions back without a rebalance, and one
+	// that stops for good holds its partitions for a whole SessionTimeout, since
+	// a static member does not leave the group when it closes. Empty: a dynamic
+	// member.
+	InstanceID string
 	// ClientID is the client id sent to the brokers. Default: kgo's ("kgo").
 	ClientID string
 	// TLS, when set, makes every connection use TLS with this configuration.

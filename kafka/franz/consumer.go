@@ -217,6 +217,9 @@ func (c *Consumer) Subscribe(topics []string, cb processor.RebalanceCallbacks) e
 		kgo.OnPartitionsRevoked(c.onRevoked),
 		kgo.OnPartitionsLost(c.onLost),
 	)
+	if c.cfg.InstanceID != "" {
+		opts = append(opts, kgo.InstanceID(c.cfg.InstanceID))
+	}
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return fmt.Errorf("franz: client for %v: %w", c.cfg.Brokers, err)
