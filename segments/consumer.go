@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/creekstream/creek/kafka"
+	"github.com/creekstream/creek/kafka/franz"
 	"github.com/creekstream/creek/metrics"
 	"github.com/creekstream/creek/processor"
 	"github.com/creekstream/creek/segments/store"
@@ -40,11 +42,17 @@ type ConsumerConfig struct {
 	BatchSize         int
 	BatchTime         time.Duration
 	IngestConcurrency int
-	// Kafka configures the consumer. Brokers and GroupID come from the fields above
-	// and must be left empty here; Logger is filled in when nil. The client settings
-	// of Kafka.Sarama (TLS, SASL, client id, version: kafka.ClientSettings) are the
-	// producer's too.
+	// Backend is the Kafka client: Franz (the default) or Sarama. Only the
+	// backend's own config below may be set.
+	Backend Backend
+	// Kafka configures the sarama consumer (Backend Sarama). Brokers and GroupID
+	// come from the fields above and must be left empty here; Logger is filled in
+	// when nil. The client settings of Kafka.Sarama (TLS, SASL, client id, version:
+	// kafka.ClientSettings) are the producer's too.
 	Kafka kafka.ConsumerConfig
+	// Franz configures the franz-go consumer (Backend Franz), with the same rules
+	// as Kafka. Its ClientID, TLS and SASL are the producer's too.
+	Franz franz.ConsumerConfig
 	// Processor configures the StreamProcessor. Topics comes from InputTopic and
 	// must be left empty, as must DLQ.Producer (set DLQTopic); Logger and Metrics are
 	// filled in when nil, and PollTimeout defaults to BatchTime.
@@ -55,12 +63,29 @@ type ConsumerConfig struct {
 	Metrics metrics.Metrics
 }
 
+// Backend names the Kafka client a Consumer runs on.
+type Backend string
+
+const (
+	// Franz is franz-go (package kafka/franz), the default: it passes the same
+	// conformance suite as Sarama and consumes faster (docs/benchmarks.md).
+	Franz Backend = "franz"
+	// Sarama is IBM/sarama (package kafka).
+	Sarama Backend = "sarama"
+)
+
 // Consumer is a ready-to-run span buffer: a Kafka consumer, a StreamProcessor with
 // the span buffer's Factory and a dead-letter queue, and the producer they share.
 type Consumer struct {
 	proc     *processor.StreamProcessor[processor.KafkaPayload]
-	producer *kafka.Producer
+	producer closingWriter
 	factory  *Factory
+}
+
+// closingWriter is either backend's producer.
+type closingWriter interface {
+	kafka.Writer
+	Close(ctx context.Context) error
 }
 
 // NewConsumer validates cfg and connects to Kafka. Run starts consuming.
@@ -74,10 +99,23 @@ func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
 		return nil, errors.New("segments: ConsumerConfig.Redis is nil; give a Redis client")
 	case len(cfg.Kafka.Brokers) > 0 || cfg.Kafka.GroupID != "":
 		return nil, errors.New("segments: ConsumerConfig.Kafka.Brokers and GroupID are set; set ConsumerConfig.Brokers and Group instead")
+	case len(cfg.Franz.Brokers) > 0 || cfg.Franz.GroupID != "":
+		return nil, errors.New("segments: ConsumerConfig.Franz.Brokers and GroupID are set; set ConsumerConfig.Brokers and Group instead")
 	case len(cfg.Processor.Topics) > 0:
 		return nil, errors.New("segments: ConsumerConfig.Processor.Topics is set; the consumer reads InputTopic only")
 	case cfg.Processor.DLQ != nil && cfg.Processor.DLQ.Producer != nil:
 		return nil, errors.New("segments: ConsumerConfig.Processor.DLQ.Producer is set; set ConsumerConfig.DLQTopic instead")
+	}
+	if cfg.Backend == "" {
+		cfg.Backend = Franz
+	}
+	switch {
+	case cfg.Backend != Franz && cfg.Backend != Sarama:
+		return nil, fmt.Errorf("segments: ConsumerConfig.Backend %q is unknown; use segments.Franz or segments.Sarama", cfg.Backend)
+	case cfg.Backend == Franz && !reflect.ValueOf(cfg.Kafka).IsZero():
+		return nil, fmt.Errorf("segments: ConsumerConfig.Kafka configures the sarama backend, but Backend is %q; set Backend: segments.Sarama, or move the settings to ConsumerConfig.Franz", cfg.Backend)
+	case cfg.Backend == Sarama && !reflect.ValueOf(cfg.Franz).IsZero():
+		return nil, errors.New("segments: ConsumerConfig.Franz configures the franz-go backend, but Backend is \"sarama\"; set Backend: segments.Franz, or move the settings to ConsumerConfig.Kafka")
 	}
 	if cfg.Buffer.Namespace == "" {
 		if strings.ContainsAny(cfg.Group, "{} \t\r\n") {
@@ -93,7 +131,7 @@ func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
 	}
 	// The producer writes segments and the DLQ to the consumer's cluster, through
 	// the same network, security and client settings.
-	producer, err := kafka.NewProducer(kafka.ProducerConfig{Brokers: cfg.Brokers, Sarama: kafka.ClientSettings(cfg.Kafka.Sarama), Logger: cfg.Logger.Named("producer"), Metrics: cfg.Metrics})
+	producer, err := buildProducer(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -120,12 +158,7 @@ func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
 		return fail(err)
 	}
 
-	kc := cfg.Kafka
-	kc.Brokers, kc.GroupID = cfg.Brokers, cfg.Group
-	if kc.Logger == nil {
-		kc.Logger = cfg.Logger.Named("consumer")
-	}
-	consumer, err := kafka.NewConsumer(kc)
+	consumer, err := buildConsumer(cfg)
 	if err != nil {
 		return fail(err)
 	}
@@ -171,4 +204,50 @@ func (c *Consumer) Run(ctx context.Context) error {
 		err = errors.Join(err, fmt.Errorf("segments: close producer: %w", cerr))
 	}
 	return err
+}
+
+// buildProducer builds the producer of segments and the DLQ on cfg's backend, with the
+// consumer's network, security and client settings.
+func buildProducer(cfg ConsumerConfig) (closingWriter, error) {
+	log := cfg.Logger.Named("producer")
+	if cfg.Backend == Sarama {
+		p, err := kafka.NewProducer(kafka.ProducerConfig{Brokers: cfg.Brokers, Sarama: kafka.ClientSettings(cfg.Kafka.Sarama), Logger: log, Metrics: cfg.Metrics})
+		if err != nil {
+			return nil, err
+		}
+		return p, nil
+	}
+	f := cfg.Franz
+	p, err := franz.NewProducer(franz.ProducerConfig{Brokers: cfg.Brokers, ClientID: f.ClientID, TLS: f.TLS, SASL: f.SASL, Logger: log, Metrics: cfg.Metrics})
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// buildConsumer builds the consumer on cfg's backend.
+func buildConsumer(cfg ConsumerConfig) (processor.Consumer[processor.KafkaPayload], error) {
+	log := cfg.Logger.Named("consumer")
+	if cfg.Backend == Sarama {
+		kc := cfg.Kafka
+		kc.Brokers, kc.GroupID = cfg.Brokers, cfg.Group
+		if kc.Logger == nil {
+			kc.Logger = log
+		}
+		c, err := kafka.NewConsumer(kc)
+		if err != nil {
+			return nil, err
+		}
+		return c, nil
+	}
+	fc := cfg.Franz
+	fc.Brokers, fc.GroupID = cfg.Brokers, cfg.Group
+	if fc.Logger == nil {
+		fc.Logger = log
+	}
+	c, err := franz.NewConsumer(fc)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
 }

@@ -10,11 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/IBM/sarama"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/creekstream/creek/kafka"
 	"github.com/creekstream/creek/kafka/kafkatest"
-	"github.com/creekstream/creek/processor"
 	"github.com/creekstream/creek/segments/store"
 )
 
@@ -172,21 +172,31 @@ func TestTwoConsumersShareARedis(t *testing.T) {
 
 func TestNewConsumerValidates(t *testing.T) {
 	client, _ := flusherRedis(t)
+	base := func(edit func(*ConsumerConfig)) ConsumerConfig {
+		cfg := ConsumerConfig{Brokers: []string{"127.0.0.1:1"}, Group: "g", InputTopic: "i", OutputTopic: "o", Redis: client}
+		edit(&cfg)
+		return cfg
+	}
 	cases := []struct {
 		name string
 		cfg  ConsumerConfig
+		want string
 	}{
-		{"no input topic", ConsumerConfig{OutputTopic: "o", Redis: client}},
-		{"no output topic", ConsumerConfig{InputTopic: "i", Redis: client}},
-		{"no redis", ConsumerConfig{InputTopic: "i", OutputTopic: "o"}},
-		{"brokers set twice", ConsumerConfig{InputTopic: "i", OutputTopic: "o", Redis: client, Kafka: kafka.ConsumerConfig{Brokers: []string{"b"}}}},
-		{"group unfit for a namespace", ConsumerConfig{InputTopic: "i", OutputTopic: "o", Redis: client, Group: "a{b}"}},
-		{"topics set twice", ConsumerConfig{InputTopic: "i", OutputTopic: "o", Redis: client, Processor: processor.Config[processor.KafkaPayload]{Topics: []string{"x"}}}},
+		{"no input topic", base(func(c *ConsumerConfig) { c.InputTopic = "" }), "InputTopic is empty"},
+		{"no output topic", base(func(c *ConsumerConfig) { c.OutputTopic = "" }), "OutputTopic is empty"},
+		{"no redis", base(func(c *ConsumerConfig) { c.Redis = nil }), "Redis is nil"},
+		{"brokers set twice", base(func(c *ConsumerConfig) { c.Kafka.Brokers = []string{"b"} }), "Kafka.Brokers and GroupID are set"},
+		{"franz brokers set twice", base(func(c *ConsumerConfig) { c.Franz.GroupID = "g" }), "Franz.Brokers and GroupID are set"},
+		{"group unfit for a namespace", base(func(c *ConsumerConfig) { c.Group = "a{b}" }), "braces or whitespace"},
+		{"topics set twice", base(func(c *ConsumerConfig) { c.Processor.Topics = []string{"x"} }), "Processor.Topics is set"},
+		{"unknown backend", base(func(c *ConsumerConfig) { c.Backend = "confluent" }), `Backend "confluent" is unknown`},
+		{"sarama settings on franz", base(func(c *ConsumerConfig) { c.Kafka.Sarama = sarama.NewConfig() }), "set Backend: segments.Sarama"},
+		{"franz settings on sarama", base(func(c *ConsumerConfig) { c.Backend, c.Franz.ClientID = Sarama, "x" }), "set Backend: segments.Franz"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if _, err := NewConsumer(tc.cfg); err == nil {
-				t.Fatal("NewConsumer accepted an incomplete config")
+			if _, err := NewConsumer(tc.cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("NewConsumer error = %v, want one containing %q", err, tc.want)
 			}
 		})
 	}

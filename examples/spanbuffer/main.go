@@ -50,6 +50,7 @@ func main() {
 	flag.IntVar(&o.invalid, "invalid", 10, "number of invalid spans mixed in")
 	flag.IntVar(&o.workers, "workers", 0, "flusher workers (0: one per partition)")
 	flag.IntVar(&o.partitions, "partitions", 4, "partitions of the input topic")
+	flag.StringVar(&o.backend, "backend", string(segments.Franz), "Kafka client of the consumer: franz or sarama")
 	flag.DurationVar(&o.rootTimeout, "root-timeout", time.Second, "quiet time before a segment with its root is flushed")
 	flag.DurationVar(&o.timeout, "segment-timeout", 3*time.Second, "quiet time before a segment without its root is flushed")
 	flag.DurationVar(&o.deadline, "deadline", 90*time.Second, "give up if not every span is out by then")
@@ -80,11 +81,11 @@ func main() {
 }
 
 type options struct {
-	brokers, redis        string
-	traces, rate, invalid int
-	workers, partitions   int
-	rootTimeout, timeout  time.Duration
-	deadline, linger      time.Duration
+	brokers, redis, backend string
+	traces, rate, invalid   int
+	workers, partitions     int
+	rootTimeout, timeout    time.Duration
+	deadline, linger        time.Duration
 }
 
 const (
@@ -173,6 +174,7 @@ func run(ctx context.Context, o options, ln net.Listener, out io.Writer, log *za
 
 	consumer, err := segments.NewConsumer(segments.ConsumerConfig{
 		Brokers: brokers, Group: "spanbuffer" + suffix,
+		Backend:    segments.Backend(o.backend),
 		InputTopic: in, OutputTopic: segTopic, DLQTopic: dlq,
 		Redis:     rdb,
 		Buffer:    store.Config{RootTimeout: o.rootTimeout, Timeout: o.timeout},
