@@ -331,3 +331,34 @@ func TestLosingPartitionsDropsTheirDLQState(t *testing.T) {
 		t.Errorf("DLQ buffers %d messages after everything was committed, want 0", got)
 	}
 }
+
+// TestLostChainFailingItsJoinDoesNotStopRun: an error or a panic of the lost chain's
+// join concerns only work that is dropped and redelivered, so Run goes on.
+func TestLostChainFailingItsJoinDoesNotStopRun(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		join func() error
+	}{
+		{name: "error", join: func() error { return errors.New("processortest: sink unreachable") }},
+		{name: "panic", join: func() error { panic("processortest: join panics") }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, processor.Config[string]{}, func(s *processortest.Strategy[string]) {
+				if s.ID == 1 {
+					s.OnJoin = func(*processortest.Strategy[string], context.Context) error { return tc.join() }
+				}
+			})
+			h.Start()
+			h.Await(h.Consumer.Assign(p0), "the assignment")
+			h.Await(h.Consumer.Lose(p0), "the loss")
+			h.Await(h.Consumer.Assign(p0), "the new assignment")
+			h.produce(p0, 0, 1)
+			h.WaitUntil("a new chain to take t/0@0", func() bool {
+				return h.factory.Count() == 2 && slices.Contains(h.factory.Strategy(t, 1).Payloads(), "t/0@0")
+			})
+			if err := h.Stop(); err != nil {
+				t.Fatalf("Run = %v, want nil: the lost chain's failure must not end it", err)
+			}
+		})
+	}
+}
