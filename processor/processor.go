@@ -32,7 +32,9 @@ type Config[T any] struct {
 	CommitTimeout time.Duration
 	// JoinTimeout bounds the wait for a strategy's work when it is closed at a
 	// rebalance or at shutdown, and the wait for a cooperative revocation's offsets
-	// (default 25 s). Keep it well inside the group's rebalance timeout.
+	// (default 25 s). Keep it well inside the group's rebalance timeout. Partitions
+	// lost with the group session are not waited for this long: their chain is
+	// joined within 1 s (or JoinTimeout, if shorter) and nothing is committed.
 	JoinTimeout time.Duration
 	// BackpressurePauseAfter is how long the strategy may reject messages before the
 	// assigned partitions are paused (default 5 s).
@@ -281,7 +283,7 @@ func (p *StreamProcessor[T]) Run(ctx context.Context) error {
 	defer stop()
 	p.ctxs.base = context.WithoutCancel(ctx)
 
-	cb := RebalanceCallbacks{OnAssign: p.onAssign, OnRevoke: p.onRevoke}
+	cb := RebalanceCallbacks{OnAssign: p.onAssign, OnRevoke: p.onRevoke, OnLost: p.onLost}
 	if err := p.consumer.Subscribe(p.cfg.Topics, cb); err != nil {
 		return p.fail(fmt.Errorf("processor: subscribe to %v: %w", p.cfg.Topics, err))
 	}

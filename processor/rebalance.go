@@ -11,6 +11,13 @@ import (
 	"go.uber.org/zap"
 )
 
+// lostJoinTimeout bounds the join of a chain whose partitions were all lost (at most
+// JoinTimeout). Its work can never be committed and its messages' contexts are
+// cancelled before the join, so the join only lets the chain's goroutines see that
+// and stop before a new chain starts; a step that still waits then (a delivery to an
+// unreachable broker, say) is abandoned.
+const lostJoinTimeout = time.Second
+
 // revokePollInterval spaces the strategy polls while a cooperative revocation waits
 // for the revoked partitions' offsets.
 const revokePollInterval = 5 * time.Millisecond
@@ -25,6 +32,11 @@ func (p *StreamProcessor[T]) onAssign(added []Partition) {
 // goroutine, and the partitions are released when it returns.
 func (p *StreamProcessor[T]) onRevoke(revoked []Partition) {
 	p.callback(func() error { return p.revoke(revoked) })
+}
+
+// onLost is the OnLost callback; it runs inside consumer.Poll on the loop goroutine.
+func (p *StreamProcessor[T]) onLost(lost []Partition) {
+	p.callback(func() error { return p.lose(lost) })
 }
 
 // callback runs a rebalance step and keeps its error, or panic, for the loop: the
@@ -123,7 +135,15 @@ func (p *StreamProcessor[T]) revoke(revoked []Partition) error {
 		}
 		p.ctxs.release(slices.Collect(maps.Keys(gone)), unfinished)
 	}
-	parts := slices.Collect(maps.Keys(gone))
+	p.forget(slices.Collect(maps.Keys(gone)))
+	p.partitionsChanged()
+	return nil
+}
+
+// forget drops everything the processor keeps for partitions it no longer has: a
+// later stage of their offsets is ignored (stageOne), so nothing is committed for
+// them again.
+func (p *StreamProcessor[T]) forget(parts []Partition) {
 	p.forgetLag(parts)
 	if p.dlq != nil {
 		p.dlq.forget(parts)
@@ -138,12 +158,15 @@ func (p *StreamProcessor[T]) revoke(revoked []Partition) error {
 		delete(p.invalid, part)
 		delete(p.first, part)
 	}
+}
+
+// partitionsChanged tells the factory of the running chain the new assignment.
+func (p *StreamProcessor[T]) partitionsChanged() {
 	if p.strategy != nil {
 		if w, ok := p.factory.(AssignmentWatcher); ok {
 			w.PartitionsChanged(p.assignment())
 		}
 	}
-	return nil
 }
 
 // drainRevoked polls the strategy and commits until the committed offsets of the
@@ -245,4 +268,87 @@ func (p *StreamProcessor[T]) assignment() []Partition {
 	out := slices.Collect(maps.Keys(p.assigned))
 	SortPartitions(out)
 	return out
+}
+
+// lose gives up partitions taken away without a rebalance (the group session
+// expired, the member was fenced): they may already be another member's, so nothing
+// more is committed for them. Their messages' contexts are cancelled at once and
+// everything kept for them is dropped. When nothing remains, the chain is closed and
+// joined within lostJoinTimeout, without a commit. When some partitions remain the
+// chain keeps running for them, as after a cooperative revocation that gave up: the
+// lost partitions' offsets are no longer staged, and a lost partition with work left
+// in the chain makes assign rebuild it should the partition come back. The lost
+// partitions are read again from the last commit by whoever gets them.
+func (p *StreamProcessor[T]) lose(lost []Partition) error {
+	p.flushHot()
+	gone := make(map[Partition]bool, len(lost))
+	for _, part := range lost {
+		if p.assigned[part] {
+			gone[part] = true
+		}
+	}
+	if len(gone) == 0 {
+		p.log.Info("processor: partitions reported lost were not assigned; nothing to drop", zap.Stringers("lost", lost))
+		return nil
+	}
+	parts := slices.Collect(maps.Keys(gone))
+	SortPartitions(parts)
+	p.m.lost.Add(int64(len(parts)))
+	all := len(gone) == len(p.assigned)
+	if all {
+		p.ctxs.endChain()
+	} else {
+		p.ctxs.release(parts, p.uncommitted(gone))
+	}
+	p.bp.dropPartitions(gone)
+	p.forget(parts)
+	var joinErr error
+	if all {
+		joinErr = p.terminateLost()
+	} else if p.strategy != nil {
+		if p.bp.empty() {
+			// What was rejected is gone with its partitions; nothing holds the rest back.
+			p.accepted()
+		}
+		p.partitionsChanged()
+	}
+	p.flushHot()
+	fields := []zap.Field{zap.Stringers("partitions", parts), zap.Int("remaining", len(p.assigned))}
+	if joinErr != nil {
+		// The failed work was of lost partitions, and it is redelivered with them: it
+		// is no reason to stop, which would turn a broker outage into an exit.
+		fields = append(fields, zap.NamedError("dropped_error", joinErr))
+		if pe, ok := errors.AsType[*PanicError](joinErr); ok {
+			fields = append(fields, zap.ByteString("stack", pe.Stack))
+		}
+	}
+	p.log.Warn("processor: partitions lost (the group session expired or the member was fenced); their work is dropped uncommitted and consumed again from the last commit", fields...)
+	return nil
+}
+
+// terminateLost closes the chain of lost partitions and joins it within
+// lostJoinTimeout. Nothing is committed: their offsets are forgotten already, so the
+// commits the chain asks for while it joins have nothing to send. It returns the
+// join's error, which concerns only work that is dropped.
+func (p *StreamProcessor[T]) terminateLost() error {
+	if p.strategy == nil {
+		p.resetBackpressure()
+		return nil
+	}
+	s := p.strategy
+	prev := p.phase
+	p.setPhase(phaseJoin)
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), min(p.cfg.JoinTimeout, lostJoinTimeout))
+	var err error
+	if perr := protect(func() { s.Close(); err = s.Join(ctx) }); perr != nil {
+		err = perr
+	}
+	cancel()
+	p.m.joinTime.Add(time.Since(start))
+	p.m.closeStrategy.Add(1)
+	p.strategy = nil
+	p.resetBackpressure()
+	p.setPhase(prev)
+	return err
 }

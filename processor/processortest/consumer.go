@@ -13,9 +13,9 @@ import (
 
 // Consumer is a processor.Consumer and processor.Fetcher over an in-memory log. Poll
 // hands out the produced messages of assigned, unpaused partitions in the order
-// they were produced. Rebalances asked for with Assign, Revoke or Rebalance run
+// they were produced. Rebalances asked for with Assign, Revoke, Lose or Rebalance run
 // inside the next Poll, which then returns no message, as on a real consumer. It
-// records subscribe, assign, revoke, pause, resume, commit and close in its Events.
+// records subscribe, assign, revoke, lost, pause, resume, commit and close in its Events.
 // It reports each partition's next offset as its high watermark (Watermarks), for
 // tests of the processor's lag gauges.
 // Create it with NewConsumer; it is safe for concurrent use.
@@ -123,6 +123,28 @@ func (c *Consumer[T]) Revoke(ps ...processor.Partition) <-chan struct{} {
 		}
 		c.mu.Unlock()
 		c.ev.Add("revoked %v", ps)
+	})
+}
+
+// Lose tells the processor that ps are lost (OnLost, or OnRevoke if it set none) in
+// the next Poll, as a client does when its group session expired or the member was
+// fenced, then takes them from the assignment; the returned channel is closed once
+// that ran. Like a real consumer it does not hand out again what it handed out
+// before: a test produces what the partitions' next owner would read.
+func (c *Consumer[T]) Lose(ps ...processor.Partition) <-chan struct{} {
+	return c.Rebalance(func(cb processor.RebalanceCallbacks) {
+		if cb.OnLost != nil {
+			cb.OnLost(ps)
+		} else {
+			cb.OnRevoke(ps)
+		}
+		c.mu.Lock()
+		for _, p := range ps {
+			delete(c.assigned, p)
+			delete(c.paused, p)
+		}
+		c.mu.Unlock()
+		c.ev.Add("lost %v", ps)
 	})
 }
 

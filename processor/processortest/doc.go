@@ -21,7 +21,7 @@
 // A test of a strategy puts it in front of the fake Strategy, which records what
 // reaches it, and builds both with a Factory's Setup or its own processor.Factory.
 //
-// Rebalances asked for with Consumer.Assign, Revoke or Rebalance run inside the
+// Rebalances asked for with Consumer.Assign, Revoke, Lose or Rebalance run inside the
 // next Poll, as a real consumer's callbacks do, so they happen on the processor's
 // goroutine. Every double records into one Events, so a test can assert on the order
 // of commits, closes and rebalances across them.

@@ -9,8 +9,8 @@ import (
 )
 
 // Strategy is a terminal processor.Strategy that records what it is asked to do. By
-// default Submit accepts every message and stages its committable; OnSubmit and
-// OnPoll change that. Join stages the held messages and commits with force.
+// default Submit accepts every message and stages its committable, and Join stages
+// the held messages and commits with force; OnSubmit, OnPoll and OnJoin change that.
 // Strategies come from a Factory, whose Setup sets the hooks before the processor
 // sees the strategy; it records close, join and terminate in its Events.
 type Strategy[T any] struct {
@@ -26,6 +26,9 @@ type Strategy[T any] struct {
 	OnSubmit func(s *Strategy[T], m processor.Message[T]) error
 	// OnPoll runs on every Poll and its error is Poll's. Nil does nothing.
 	OnPoll func(s *Strategy[T]) error
+	// OnJoin decides a join, after the join is recorded; ctx is the one the
+	// processor gave Join. Nil releases the held messages and commits with force.
+	OnJoin func(s *Strategy[T], ctx context.Context) error
 
 	ev *Events
 
@@ -104,9 +107,12 @@ func (s *Strategy[T]) Close() {
 	s.ev.Add("strategy %d close", s.ID)
 }
 
-// Join releases the held messages and commits with force.
+// Join runs OnJoin, or releases the held messages and commits with force.
 func (s *Strategy[T]) Join(ctx context.Context) error {
 	s.ev.Add("strategy %d join", s.ID)
+	if s.OnJoin != nil {
+		return s.OnJoin(s, ctx)
+	}
 	if err := s.Release(); err != nil {
 		return err
 	}
