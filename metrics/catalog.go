@@ -130,7 +130,7 @@ var catalog = []Description{
 	{Name: "consumer.partitions_revoked.count", Type: TypeCounter, Unit: "partitions", Source: "processor",
 		Meaning: "partitions revoked"},
 	{Name: "consumer.partitions_lost.count", Type: TypeCounter, Unit: "partitions", Source: "processor",
-		Meaning: "revoked partitions whose offsets could not be committed (the group session was lost); they are consumed again from the last commit"},
+		Meaning: "partitions lost without a commit: reported lost by the consumer (the group session expired, the member was fenced), or revoked when their final commit failed; they are consumed again from the last commit"},
 	{Name: "consumer.revoke.timeout", Type: TypeCounter, Unit: "revocations", Source: "processor",
 		Meaning: "revocations that did not see their offsets committed within the join timeout"},
 	{Name: "consumer.run.create_strategy", Type: TypeCounter, Unit: "strategy chains", Source: "processor",
