@@ -65,17 +65,21 @@ func (p *StreamProcessor[T]) iterate(ctx context.Context) (err error) {
 
 // runOnce is one iteration of the loop: poll the consumer (unless a message is
 // carried), poll the strategy, submit.
+//
+// The message stays in runOnce's frame and the loop's own calls take a pointer to
+// it: it is some 170 bytes (a Kafka payload is 72), and copying it into and out of
+// each call cost more than what most of them do with it.
 func (p *StreamProcessor[T]) runOnce(ctx context.Context) (err error) {
 	p.sinceClock++
 	var msg Message[T]
 	var fresh bool
 	if p.bp.empty() || p.bp.paused {
 		if p.buffered != nil && p.buffered.Buffered() > 0 {
-			msg, fresh, err = p.pollConsumer(ctx, false)
+			fresh, err = p.pollConsumer(ctx, false, &msg)
 			p.advanceClock()
 		} else {
 			p.readClock()
-			msg, fresh, err = p.pollConsumer(ctx, true)
+			fresh, err = p.pollConsumer(ctx, true, &msg)
 			now := p.clock()
 			p.m.pollTime.Add(now.Sub(p.now))
 			p.now = now
@@ -87,7 +91,7 @@ func (p *StreamProcessor[T]) runOnce(ctx context.Context) (err error) {
 		p.advanceClock()
 	}
 	if p.strategy != nil {
-		return p.process(ctx, msg, fresh)
+		return p.process(ctx, &msg, fresh)
 	}
 	return nil
 }
@@ -139,14 +143,14 @@ func (p *StreamProcessor[T]) runClockTicker(stop <-chan struct{}) {
 // if fresh, or else the first carried one. A fresh message is carried only if it
 // is not submitted now: most messages are taken at once, and carrying each would
 // copy it twice more.
-func (p *StreamProcessor[T]) process(ctx context.Context, msg Message[T], fresh bool) error {
+func (p *StreamProcessor[T]) process(ctx context.Context, msg *Message[T], fresh bool) error {
 	// The iteration's tick and its phase in one store.
 	p.phase = phaseStrategyPoll
 	p.hb.TickPhase(phaseStrategyPoll)
 	if err := p.strategy.Poll(); err != nil {
 		if inv, ok := AsInvalid(err); ok {
 			if fresh {
-				p.bp.push(msg)
+				p.bp.push(*msg)
 			}
 			return p.handleInvalid(inv)
 		}
@@ -166,19 +170,20 @@ func (p *StreamProcessor[T]) process(ctx context.Context, msg Message[T], fresh 
 	if p.bp.empty() {
 		return nil
 	}
-	return p.submit(ctx, p.bp.peek(), false)
+	carried := p.bp.peek()
+	return p.submit(ctx, &carried, false)
 }
 
 // maxHeldWhilePaused bounds the messages a consumer may still hand out after Pause
 // (those it had fetched already). More means it ignores Pause: a state error.
 const maxHeldWhilePaused = 10000
 
-// pollConsumer polls the consumer. It returns a message to submit now (fresh), or
-// carries it behind the messages already carried. Only a poll that may wait is a
+// pollConsumer polls the consumer into *msg. It reports whether *msg is to be
+// submitted now (fresh), or carries it behind the messages already carried. Only a poll that may wait is a
 // phase of its own (and a tick, for a loop with nothing assigned that only polls):
 // one that hands out a message the consumer holds cannot stall, and a heartbeat
 // store is a tenth of the loop's cost.
-func (p *StreamProcessor[T]) pollConsumer(ctx context.Context, mayWait bool) (msg Message[T], fresh bool, err error) {
+func (p *StreamProcessor[T]) pollConsumer(ctx context.Context, mayWait bool, msg *Message[T]) (fresh bool, err error) {
 	if mayWait {
 		p.phase = phasePoll
 		p.hb.TickPhase(phasePoll)
@@ -187,28 +192,29 @@ func (p *StreamProcessor[T]) pollConsumer(ctx context.Context, mayWait bool) (ms
 	if p.bp.paused {
 		timeout = p.cfg.PausedPollTimeout
 	}
-	msg, ok, err := p.consumer.Poll(ctx, timeout)
+	var ok bool
+	*msg, ok, err = p.consumer.Poll(ctx, timeout)
 	if p.cbErr != nil {
-		return msg, false, p.cbErr
+		return false, p.cbErr
 	}
 	if err != nil {
 		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
-			return msg, false, nil
+			return false, nil
 		}
-		return msg, false, fmt.Errorf("processor: poll consumer: %w", err)
+		return false, fmt.Errorf("processor: poll consumer: %w", err)
 	}
 	if !ok {
-		return msg, false, nil
+		return false, nil
 	}
 	pos, hasPos := msg.Origin()
 	if p.strategy == nil {
-		return msg, false, fmt.Errorf("processor: state error: a message (committable %s) arrived while no strategy runs (nothing assigned)", msg.Committable)
+		return false, fmt.Errorf("processor: state error: a message (committable %s) arrived while no strategy runs (nothing assigned)", msg.Committable)
 	}
 	if hasPos {
 		h := p.hotIn(pos.Partition)
 		if !h.assigned {
 			// Fetched before a cooperative revocation; the partition's new owner reads it.
-			return msg, false, nil
+			return false, nil
 		}
 		msg.ctx = h.ctx
 		if !h.polled {
@@ -221,23 +227,23 @@ func (p *StreamProcessor[T]) pollConsumer(ctx context.Context, mayWait bool) (ms
 		msg.ctx = p.extract(msg.ctx, msg.Payload)
 	}
 	if p.bp.paused && p.bp.len() >= maxHeldWhilePaused {
-		return msg, false, fmt.Errorf("processor: state error: the consumer handed out %d messages after Pause; it must stop fetching paused partitions", p.bp.len())
+		return false, fmt.Errorf("processor: state error: the consumer handed out %d messages after Pause; it must stop fetching paused partitions", p.bp.len())
 	}
 	if p.dlq != nil && hasPos {
-		p.dlq.record(pos, msg)
+		p.dlq.record(pos, *msg)
 	}
 	if !p.bp.empty() {
-		p.bp.push(msg)
-		return msg, false, nil
+		p.bp.push(*msg)
+		return false, nil
 	}
-	return msg, true, nil
+	return true, nil
 }
 
 // submit offers msg to the strategy: the fresh message, or else the first carried.
 // A rejected fresh message is carried.
-func (p *StreamProcessor[T]) submit(ctx context.Context, msg Message[T], fresh bool) error {
+func (p *StreamProcessor[T]) submit(ctx context.Context, msg *Message[T], fresh bool) error {
 	p.setPhase(phaseSubmit)
-	err := p.strategy.Submit(msg)
+	err := p.strategy.Submit(*msg)
 	switch {
 	case err == nil:
 		if !fresh {
@@ -248,7 +254,7 @@ func (p *StreamProcessor[T]) submit(ctx context.Context, msg Message[T], fresh b
 		return nil
 	case errors.Is(err, ErrMessageRejected):
 		if fresh {
-			p.bp.push(msg)
+			p.bp.push(*msg)
 		}
 		p.rejected(ctx)
 		return nil

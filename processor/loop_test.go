@@ -151,11 +151,12 @@ func BenchmarkLoop(b *testing.B) {
 				b.Fatal(err)
 			}
 			b.ReportAllocs()
-			b.ResetTimer()
+			cpu := startCPU(b)
 			if err := p.Run(ctx); err != nil {
 				b.Fatal(err)
 			}
 			b.StopTimer()
+			cpu.report()
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 		})
 	}

@@ -53,7 +53,7 @@ func (m Message[T]) Origin() (Position, bool) {
 	if !m.origin || m.Committable.n != 1 || m.Committable.many != nil {
 		return Position{}, false
 	}
-	return Position{Partition: m.Committable.one, Offset: m.Committable.oneOff - 1}, true
+	return Position{Partition: m.Committable.one(), Offset: m.Committable.oneOff - 1}, true
 }
 
 // WithPayload returns m with its payload replaced by p; offsets, timestamp and origin

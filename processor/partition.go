@@ -27,18 +27,25 @@ type Position struct {
 //
 // A Committable is a value and never changes once built, so messages may share it.
 // The single-partition case, which is every message read from the broker, is held
-// without a map so that carrying it costs no allocation.
+// without a map so that carrying it costs no allocation, and its partition is held
+// field by field, so that the index and the count share a word: every message
+// carries a Committable through every call of a chain, and 8 bytes less of it is
+// 8 bytes less to copy each time.
 type Committable struct {
-	one    Partition
-	oneOff int64
-	n      int // 0, 1 (held in one/oneOff) or len(many)
-	many   map[Partition]int64
+	oneTopic string
+	oneOff   int64
+	many     map[Partition]int64
+	oneIndex int32
+	n        int32 // 0, 1 (held in oneTopic, oneIndex and oneOff) or len(many)
 }
 
 // CommittableOf returns a Committable of one partition.
 func CommittableOf(p Partition, next int64) Committable {
-	return Committable{one: p, oneOff: next, n: 1}
+	return Committable{oneTopic: p.Topic, oneIndex: p.Index, oneOff: next, n: 1}
 }
+
+// one returns the partition of a single-partition Committable.
+func (c Committable) one() Partition { return Partition{Topic: c.oneTopic, Index: c.oneIndex} }
 
 // CommittableFromMap returns a Committable holding m. The caller must not modify m
 // afterwards.
@@ -51,11 +58,11 @@ func CommittableFromMap(m map[Partition]int64) Committable {
 			return CommittableOf(p, o)
 		}
 	}
-	return Committable{n: len(m), many: m}
+	return Committable{n: int32(len(m)), many: m}
 }
 
 // Len returns the number of partitions.
-func (c Committable) Len() int { return c.n }
+func (c Committable) Len() int { return int(c.n) }
 
 // Get returns the next offset to consume of p.
 func (c Committable) Get(p Partition) (int64, bool) {
@@ -64,7 +71,7 @@ func (c Committable) Get(p Partition) (int64, bool) {
 		return 0, false
 	case 1:
 		if c.many == nil {
-			if c.one == p {
+			if c.oneIndex == p.Index && c.oneTopic == p.Topic {
 				return c.oneOff, true
 			}
 			return 0, false
@@ -79,7 +86,7 @@ func (c Committable) Get(p Partition) (int64, bool) {
 // over All, whose iterator allocates.
 func (c Committable) Single() (Partition, int64, bool) {
 	if c.n == 1 && c.many == nil {
-		return c.one, c.oneOff, true
+		return c.one(), c.oneOff, true
 	}
 	return Partition{}, 0, false
 }
@@ -88,7 +95,7 @@ func (c Committable) Single() (Partition, int64, bool) {
 func (c Committable) All() iter.Seq2[Partition, int64] {
 	return func(yield func(Partition, int64) bool) {
 		if c.n == 1 && c.many == nil {
-			yield(c.one, c.oneOff)
+			yield(c.one(), c.oneOff)
 			return
 		}
 		for p, o := range c.many {
@@ -101,7 +108,7 @@ func (c Committable) All() iter.Seq2[Partition, int64] {
 
 // Map returns the offsets as a new map.
 func (c Committable) Map() map[Partition]int64 {
-	m := make(map[Partition]int64, c.n)
+	m := make(map[Partition]int64, int(c.n))
 	c.MergeInto(m)
 	return m
 }
@@ -128,10 +135,10 @@ func (c Committable) Merge(o Committable) Committable {
 		return c
 	case c.n == 0:
 		return o
-	case c.n == 1 && o.n == 1 && c.many == nil && o.many == nil && c.one == o.one:
-		return CommittableOf(c.one, max(c.oneOff, o.oneOff))
+	case c.n == 1 && o.n == 1 && c.many == nil && o.many == nil && c.oneIndex == o.oneIndex && c.oneTopic == o.oneTopic:
+		return CommittableOf(c.one(), max(c.oneOff, o.oneOff))
 	}
-	m := make(map[Partition]int64, c.n+o.n)
+	m := make(map[Partition]int64, int(c.n)+int(o.n))
 	c.MergeInto(m)
 	o.MergeInto(m)
 	return CommittableFromMap(m)

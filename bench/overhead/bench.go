@@ -41,8 +41,8 @@ func (b *bench) rounds(ctx context.Context) ([]contenderResult, error) {
 			if err != nil {
 				return nil, err
 			}
-			fmt.Fprintf(b.log, "round %d %-6s %10.0f messages/s  (%.2f s, %.2f s with join, %.2f s to stop)\n",
-				round+1, c.name, r.MessagesPerSecond, r.Seconds, r.WallSeconds, r.StopSeconds)
+			fmt.Fprintf(b.log, "round %d %-11s %10.0f messages/s from assignment (%.3f s; join %.3f s; first to last %.0f messages/s; wall %.3f s; %.2f s to stop; load %.2f)\n",
+				round+1, c.name, r.MessagesPerSecond, r.Seconds, r.JoinSeconds, r.FirstToLastMessagesPerSecond, r.WallSeconds, r.StopSeconds, r.Load1)
 			results[i].Runs = append(results[i].Runs, r)
 		}
 	}
@@ -76,15 +76,23 @@ func (b *bench) runOnce(ctx context.Context, c contender, round int, end map[int
 	if err != nil {
 		return runResult{}, err
 	}
-	span := count.span()
+	join, ok := count.joined()
+	if !ok {
+		return runResult{}, fmt.Errorf("%s, round %d: consumed every message without noting its assignment", c.name, round+1)
+	}
+	consumed, span := count.consumed(), count.span()
+	load1, _, _ := loadAverage()
 	return runResult{
-		Round:             round + 1,
-		MessagesPerSecond: float64(count.target) / span.Seconds(),
-		Seconds:           span.Seconds(),
-		WallSeconds:       count.wall().Seconds(),
-		StopSeconds:       (stopped - count.wall()).Seconds(),
-		Duplicates:        count.n.Load() - count.target,
-		Committed:         maps.Equal(committed, end),
+		Round:                        round + 1,
+		MessagesPerSecond:            float64(count.target) / consumed.Seconds(),
+		Seconds:                      consumed.Seconds(),
+		JoinSeconds:                  join.Seconds(),
+		FirstToLastMessagesPerSecond: float64(count.target) / span.Seconds(),
+		WallSeconds:                  count.wall().Seconds(),
+		Load1:                        load1,
+		StopSeconds:                  (stopped - count.wall()).Seconds(),
+		Duplicates:                   count.n.Load() - count.target,
+		Committed:                    maps.Equal(committed, end),
 	}, nil
 }
 

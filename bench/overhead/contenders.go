@@ -76,20 +76,30 @@ func baseSarama() *sarama.Config {
 	return c
 }
 
-// counter counts handled messages and notes when the first and the target-th
-// came, as offsets from its creation on the monotonic clock. add may be called
-// from any goroutine.
+// counter counts handled messages and notes, as offsets from its creation on the
+// monotonic clock, when the contender's group assignment came and when the first
+// and the target-th message were handled. add and assigned may be called from any
+// goroutine.
 type counter struct {
 	target int64
 	base   time.Time
 	n      atomic.Int64
-	first  atomic.Int64
-	last   atomic.Int64
-	done   chan struct{}
+	// join is the offset of the first assignment plus one, so that 0 means none yet.
+	join  atomic.Int64
+	first atomic.Int64
+	last  atomic.Int64
+	done  chan struct{}
 }
 
 func newCounter(target int) *counter {
 	return &counter{target: int64(target), base: time.Now(), done: make(chan struct{})}
+}
+
+// assigned notes that the contender's consumer has its partitions; only the first
+// call counts. Each contender calls it from the first place its own code learns of
+// the assignment (see runOnce), before anything can have been fetched for it.
+func (c *counter) assigned() {
+	c.join.CompareAndSwap(0, int64(time.Since(c.base))+1)
 }
 
 func (c *counter) add() {
@@ -101,6 +111,20 @@ func (c *counter) add() {
 		c.last.Store(int64(time.Since(c.base)))
 		close(c.done)
 	}
+}
+
+// joined returns the time from the counter's creation to the assignment, and
+// whether one was noted.
+func (c *counter) joined() (time.Duration, bool) {
+	j := c.join.Load()
+	return time.Duration(j - 1), j != 0
+}
+
+// consumed returns the time from the assignment to the target-th message; valid
+// once done is closed and an assignment was noted.
+func (c *counter) consumed() time.Duration {
+	j, _ := c.joined()
+	return time.Duration(c.last.Load()) - j
 }
 
 // span returns the time from the first message to the target-th; valid once done
@@ -144,7 +168,10 @@ func runCreekOn(ctx context.Context, e runEnv, consumer processor.Consumer[proce
 		e.count.add()
 		return m.Payload, nil
 	}
+	// The processor creates the strategy in its OnAssign callback, as soon as the
+	// consumer reports the assignment to the loop.
 	factory := processor.FactoryFunc[processor.KafkaPayload](func(commit processor.CommitFunc, _ []processor.Partition) (processor.Strategy[processor.KafkaPayload], error) {
+		e.count.assigned()
 		return strategies.NewRunTask(identity, processor.Strategy[processor.KafkaPayload](strategies.NewCommitOffsets[processor.KafkaPayload](commit))), nil
 	})
 	p, err := processor.New(consumer, factory, processor.Config[processor.KafkaPayload]{Topics: []string{e.topic}})
@@ -165,6 +192,9 @@ func runFranz(ctx context.Context, e runEnv) error {
 		kgo.ConsumerGroup(e.group),
 		kgo.ConsumeTopics(e.topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		// kgo calls it after the group's SyncGroup and before it fetches the
+		// committed offsets, so nothing of the assignment is fetched yet.
+		kgo.OnPartitionsAssigned(func(context.Context, *kgo.Client, map[string][]int32) { e.count.assigned() }),
 	)
 	if err != nil {
 		return err
@@ -226,7 +256,13 @@ func runSarama(ctx context.Context, e runEnv) error {
 
 type markingHandler struct{ count *counter }
 
-func (markingHandler) Setup(sarama.ConsumerGroupSession) error   { return nil }
+// Setup runs once the session has its claims and their committed offsets, before
+// any partition consumer starts.
+func (h markingHandler) Setup(sarama.ConsumerGroupSession) error {
+	h.count.assigned()
+	return nil
+}
+
 func (markingHandler) Cleanup(sarama.ConsumerGroupSession) error { return nil }
 
 func (h markingHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
@@ -270,6 +306,8 @@ func runGoka(ctx context.Context, e runEnv) error {
 		goka.WithTopicManagerBuilder(goka.TopicManagerBuilderWithConfig(gokaConfig(), goka.NewTopicManagerConfig())),
 		goka.WithStorageBuilder(storage.MemoryBuilder()),
 		goka.WithLogger(discard),
+		// goka calls it from its Setup, once the session has its claims.
+		goka.WithRebalanceCallback(func(goka.Assignment) { e.count.assigned() }),
 	)
 	if err != nil {
 		return fmt.Errorf("goka processor: %w", err)

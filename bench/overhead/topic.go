@@ -16,8 +16,13 @@ import (
 // partitions so that every partition holds the same share, and returns how long
 // it took. It uses franz-go rather than sarama so that producing is quick and
 // shares no code with the consumers under test.
-func produce(ctx context.Context, brokers []string, topic string, partitions, n, size int) (time.Duration, error) {
+func produce(ctx context.Context, brokers []string, topic string, partitions, n, size int, compression string) (time.Duration, error) {
+	codec, ok := compressionCodec(compression)
+	if !ok {
+		return 0, fmt.Errorf("compression %q is unknown; use one of %v", compression, compressionNames())
+	}
 	cl, err := kgo.NewClient(
+		kgo.ProducerBatchCompression(codec),
 		kgo.SeedBrokers(brokers...),
 		kgo.DefaultProduceTopic(topic),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
@@ -61,6 +66,35 @@ func produce(ctx context.Context, brokers []string, topic string, partitions, n,
 		return 0, fmt.Errorf("produce to %s: %w", topic, firstErr)
 	}
 	return time.Since(start), nil
+}
+
+// compressions are the batch codecs the producer can write the topic with.
+var compressions = []struct {
+	name  string
+	codec func() kgo.CompressionCodec
+}{
+	{"snappy", kgo.SnappyCompression},
+	{"none", kgo.NoCompression},
+	{"lz4", kgo.Lz4Compression},
+	{"zstd", kgo.ZstdCompression},
+	{"gzip", kgo.GzipCompression},
+}
+
+func compressionNames() []string {
+	names := make([]string, len(compressions))
+	for i, c := range compressions {
+		names[i] = c.name
+	}
+	return names
+}
+
+func compressionCodec(name string) (kgo.CompressionCodec, bool) {
+	for _, c := range compressions {
+		if c.name == name {
+			return c.codec(), true
+		}
+	}
+	return kgo.CompressionCodec{}, false
 }
 
 // guessBroker names the broker from the API versions it supports, such as
