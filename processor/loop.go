@@ -179,8 +179,8 @@ func (p *StreamProcessor[T]) process(ctx context.Context, msg *Message[T], fresh
 const maxHeldWhilePaused = 10000
 
 // pollConsumer polls the consumer into *msg. It reports whether *msg is to be
-// submitted now (fresh), or carries it behind the messages already carried. Only a poll that may wait is a
-// phase of its own (and a tick, for a loop with nothing assigned that only polls):
+// submitted now (fresh), or carries it behind the messages already carried. Only a
+// poll that may wait is a phase of its own (and a tick, for a loop with nothing assigned that only polls):
 // one that hands out a message the consumer holds cannot stall, and a heartbeat
 // store is a tenth of the loop's cost.
 func (p *StreamProcessor[T]) pollConsumer(ctx context.Context, mayWait bool, msg *Message[T]) (fresh bool, err error) {
