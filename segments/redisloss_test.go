@@ -1,15 +1,18 @@
 package segments
 
 import (
+	"context"
 	"encoding/json"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/creekstream/creek/kafka/kafkatest"
 	"github.com/creekstream/creek/metrics/metricstest"
+	"github.com/creekstream/creek/processor"
 	"github.com/creekstream/creek/segments/store"
 )
 
@@ -45,8 +48,9 @@ func TestConsumerRecoversFromALostRedis(t *testing.T) {
 	rec := metricstest.NewRecorder()
 	flusher := fastConfig(nil)
 	flusher.Producer, flusher.Topic = nil, ""
+	group := env.Group()
 	c, err := NewConsumer(ConsumerConfig{
-		Brokers: env.Brokers, Group: env.Group(),
+		Brokers: env.Brokers, Group: group,
 		InputTopic: in, OutputTopic: out,
 		Redis: client,
 		// Long enough that nothing is flushed before Redis is emptied.
@@ -54,6 +58,8 @@ func TestConsumerRecoversFromALostRedis(t *testing.T) {
 		Flusher:   flusher,
 		BatchTime: 20 * time.Millisecond,
 		Metrics:   rec,
+		// Whatever reaches the commit function is committed at once.
+		Processor: processor.Config[processor.KafkaPayload]{CommitPolicy: processor.ImmediateCommit()},
 	})
 	if err != nil {
 		t.Fatalf("NewConsumer: %v", err)
@@ -65,6 +71,9 @@ func TestConsumerRecoversFromALostRedis(t *testing.T) {
 	})
 	if n := rec.Counter("spans.buffer.flusher.produced_segments"); n != 0 {
 		t.Fatalf("%d segments were produced before Redis was emptied; the test needs them unflushed (a very slow machine?)", n)
+	}
+	if n := committedSpans(t, ctx, env.Brokers, group); n != 0 {
+		t.Fatalf("the group committed %d spans before any segment was produced, want none", n)
 	}
 	if mini != nil {
 		mini.FlushAll()
@@ -111,4 +120,22 @@ func TestConsumerRecoversFromALostRedis(t *testing.T) {
 	if n := rec.Counter("spans.buffer.rewinds"); n != 1 {
 		t.Errorf("spans.buffer.rewinds = %d, want 1", n)
 	}
+}
+
+// committedSpans returns the sum of group's committed offsets: on a topic whose
+// offsets start at 0, the messages committed.
+func committedSpans(t *testing.T, ctx context.Context, brokers []string, group string) int64 {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	offsets, err := kadm.NewClient(cl).FetchOffsets(ctx, group)
+	if err != nil {
+		t.Fatalf("fetching the group's offsets: %v", err)
+	}
+	var n int64
+	offsets.Each(func(o kadm.OffsetResponse) { n += max(o.At, 0) }) // -1: none committed
+	return n
 }

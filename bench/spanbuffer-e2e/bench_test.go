@@ -184,7 +184,7 @@ func sampleUncommitted(ctx context.Context, b *testing.B, brokers []string, grou
 				continue // the run is ending, or the broker is busy: skip the sample
 			}
 			var committed int64
-			offsets.Each(func(o kadm.OffsetResponse) { committed += o.At })
+			offsets.Each(func(o kadm.OffsetResponse) { committed += max(o.At, 0) }) // -1: none committed
 			lag := max(ingested-committed, 0)
 			u.max = max(u.max, lag)
 			u.sum += lag
