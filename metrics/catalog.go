@@ -222,6 +222,14 @@ var catalog = []Description{
 	{Name: "spans.buffer.flusher.drift", Type: TypeGauge, Unit: "seconds", Source: "segments",
 		Tags:    []TagDescription{{Key: "shard"}},
 		Meaning: "seconds of Kafka time minus wall time at ingest, per partition"},
+	{Name: "spans.buffer.flusher.uncommitted_spans", Type: TypeGauge, Unit: "spans", Source: "segments",
+		Meaning: "spans whose offsets wait for their segments to be flushed before they are committed"},
+	{Name: "spans.buffer.flusher.commit_backpressure", Type: TypeCounter, Unit: "rejections", Source: "segments",
+		Meaning: "submits rejected because more than `MaxUncommittedSpans` spans wait for their flush"},
+	{Name: "spans.buffer.redis_lost", Type: TypeCounter, Unit: "losses", Source: "segments/store",
+		Meaning: "times a flush found the namespace's marker gone or replaced: Redis lost the buffer's data"},
+	{Name: "spans.buffer.rewinds", Type: TypeCounter, Unit: "rewinds", Source: "segments",
+		Meaning: "times the consumer rejoined its group to read its partitions again from the committed offsets after a Redis loss"},
 
 	// The backends' own.
 	{Name: "metrics.prometheus.dropped_total", Type: TypeCounter, Unit: "drops", Source: "metrics",

@@ -42,6 +42,12 @@ type ConsumerConfig struct {
 	BatchSize         int
 	BatchTime         time.Duration
 	IngestConcurrency int
+	// CommitMode is as in FactoryConfig: CommitAfterFlush by default.
+	CommitMode CommitMode
+	// BrokerWait is how long NewConsumer waits for the brokers to become reachable,
+	// trying again with a growing pause and logging each failure, before it gives
+	// up (default DefaultBrokerWait).
+	BrokerWait time.Duration
 	// Backend is the Kafka client: Franz (the default) or Sarama. Only the
 	// backend's own config below may be set.
 	Backend Backend
@@ -74,12 +80,33 @@ const (
 	Sarama Backend = "sarama"
 )
 
+// DefaultBrokerWait is how long NewConsumer waits for unreachable brokers.
+const DefaultBrokerWait = time.Minute
+
+// Pauses between NewConsumer's attempts to reach the brokers, and the bound of one
+// attempt.
+const (
+	brokerRetryFirst = 250 * time.Millisecond
+	brokerRetryMax   = 5 * time.Second
+	brokerAttempt    = 10 * time.Second
+)
+
 // Consumer is a ready-to-run span buffer: a Kafka consumer, a StreamProcessor with
 // the span buffer's Factory and a dead-letter queue, and the producer they share.
+//
+// When Redis has lost the span buffer's data (ErrRedisLost), Run builds a new Kafka
+// consumer and processor and goes on: the new consumer joins the group afresh, so
+// every partition is read again from its committed offset.
 type Consumer struct {
+	// proc is owned by Run once it is called.
 	proc     *processor.StreamProcessor[processor.KafkaPayload]
 	producer closingWriter
 	factory  *Factory
+	// cfg and pc configure the Kafka consumer and processor Run builds again.
+	cfg ConsumerConfig
+	pc  processor.Config[processor.KafkaPayload]
+	log *zap.Logger
+	m   safeMetrics
 }
 
 // closingWriter is either backend's producer.
@@ -88,8 +115,22 @@ type closingWriter interface {
 	Close(ctx context.Context) error
 }
 
-// NewConsumer validates cfg and connects to Kafka. Run starts consuming.
+// producerFunc connects the producer of cfg's backend; tests replace
+// connectProducer with it.
+type producerFunc func(ctx context.Context, cfg ConsumerConfig) (closingWriter, error)
+
+// NewConsumer is NewConsumerContext with a context that is never cancelled.
 func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
+	return NewConsumerContext(context.Background(), cfg)
+}
+
+// NewConsumerContext validates cfg and connects to Kafka, waiting up to BrokerWait
+// (or until ctx is done) for unreachable brokers. Run starts consuming.
+func NewConsumerContext(ctx context.Context, cfg ConsumerConfig) (*Consumer, error) {
+	return newConsumer(ctx, cfg, connectProducer)
+}
+
+func newConsumer(ctx context.Context, cfg ConsumerConfig, connect producerFunc) (*Consumer, error) {
 	switch {
 	case cfg.InputTopic == "":
 		return nil, errors.New("segments: ConsumerConfig.InputTopic is empty; name the topic spans are read from")
@@ -105,6 +146,11 @@ func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
 		return nil, errors.New("segments: ConsumerConfig.Processor.Topics is set; the consumer reads InputTopic only")
 	case cfg.Processor.DLQ != nil && cfg.Processor.DLQ.Producer != nil:
 		return nil, errors.New("segments: ConsumerConfig.Processor.DLQ.Producer is set; set ConsumerConfig.DLQTopic instead")
+	case cfg.BrokerWait < 0:
+		return nil, fmt.Errorf("segments: ConsumerConfig.BrokerWait is %v; set it > 0, or 0 for %v", cfg.BrokerWait, DefaultBrokerWait)
+	}
+	if cfg.BrokerWait == 0 {
+		cfg.BrokerWait = DefaultBrokerWait
 	}
 	if cfg.Backend == "" {
 		cfg.Backend = Franz
@@ -131,11 +177,11 @@ func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
 	}
 	// The producer writes segments and the DLQ to the consumer's cluster, through
 	// the same network, security and client settings.
-	producer, err := buildProducer(cfg)
+	producer, err := awaitProducer(ctx, connect, cfg)
 	if err != nil {
 		return nil, err
 	}
-	c := &Consumer{producer: producer}
+	c := &Consumer{producer: producer, log: cfg.Logger, m: safeMetrics{m: cfg.Metrics, log: cfg.Logger}}
 	fail := func(err error) (*Consumer, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), DefaultStopTimeout)
 		defer cancel()
@@ -152,13 +198,8 @@ func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
 	c.factory, err = NewFactory(FactoryConfig{
 		Redis: cfg.Redis, Buffer: cfg.Buffer, Flusher: cfg.Flusher,
 		BatchSize: cfg.BatchSize, BatchTime: cfg.BatchTime, IngestConcurrency: cfg.IngestConcurrency,
-		Logger: cfg.Logger, Metrics: cfg.Metrics,
+		CommitMode: cfg.CommitMode, Logger: cfg.Logger, Metrics: cfg.Metrics,
 	})
-	if err != nil {
-		return fail(err)
-	}
-
-	consumer, err := buildConsumer(cfg)
 	if err != nil {
 		return fail(err)
 	}
@@ -184,20 +225,85 @@ func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
 		dlq.Producer = kafka.NewDLQProducer(producer, cfg.DLQTopic)
 		pc.DLQ = &dlq
 	}
-	c.proc, err = processor.New(consumer, processor.Factory[processor.KafkaPayload](c.factory), pc)
-	if err != nil {
-		return fail(errors.Join(err, consumer.Close()))
+	c.cfg, c.pc = cfg, pc
+	if c.proc, err = c.newProcessor(); err != nil {
+		return fail(err)
 	}
 	return c, nil
+}
+
+// newProcessor builds a Kafka consumer and a processor running the factory on it.
+func (c *Consumer) newProcessor() (*processor.StreamProcessor[processor.KafkaPayload], error) {
+	consumer, err := buildConsumer(c.cfg)
+	if err != nil {
+		return nil, err
+	}
+	proc, err := processor.New(consumer, processor.Factory[processor.KafkaPayload](c.factory), c.pc)
+	if err != nil {
+		return nil, errors.Join(err, consumer.Close())
+	}
+	return proc, nil
+}
+
+// awaitProducer connects cfg's producer, trying again while the brokers are
+// unreachable, with a pause growing from brokerRetryFirst to brokerRetryMax, until
+// cfg.BrokerWait has passed or ctx is done.
+func awaitProducer(ctx context.Context, connect producerFunc, cfg ConsumerConfig) (closingWriter, error) {
+	log, wait := cfg.Logger, cfg.BrokerWait
+	start := time.Now()
+	pause := brokerRetryFirst
+	var t *time.Timer
+	for attempt := 1; ; attempt++ {
+		p, err := connect(ctx, cfg)
+		if err == nil {
+			if attempt > 1 {
+				log.Info("Kafka brokers reachable; starting", zap.Strings("brokers", cfg.Brokers), zap.Duration("waited", time.Since(start).Round(time.Millisecond)))
+			}
+			return p, nil
+		}
+		waited := time.Since(start)
+		if waited+pause > wait {
+			return nil, fmt.Errorf("segments: Kafka brokers %v unreachable for %v (BrokerWait %v), %d attempts: %w", cfg.Brokers, waited.Round(time.Millisecond), wait, attempt, err)
+		}
+		log.Warn("Kafka brokers unreachable; waiting for them before starting",
+			zap.Strings("brokers", cfg.Brokers), zap.Int("attempt", attempt), zap.Duration("waited", waited.Round(time.Millisecond)),
+			zap.Duration("retry_in", pause), zap.Duration("broker_wait", wait), zap.Error(err))
+		if t == nil {
+			t = time.NewTimer(pause)
+			defer t.Stop()
+		} else {
+			t.Reset(pause)
+		}
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("segments: waiting for Kafka brokers %v: %w (last error: %w)", cfg.Brokers, ctx.Err(), err)
+		}
+		pause = min(2*pause, brokerRetryMax)
+	}
 }
 
 // Workers returns the status of the flusher's workers; see Factory.Workers.
 func (c *Consumer) Workers() []WorkerStatus { return c.factory.Workers() }
 
 // Run consumes until ctx is cancelled (nil is returned) or processing fails, then
-// closes the producer, waiting at most StopTimeout for its last messages.
+// closes the producer, waiting at most StopTimeout for its last messages. When
+// processing fails because Redis lost the span buffer's data, Run rejoins the group
+// with a new Kafka consumer, which reads every partition again from its committed
+// offset, and goes on.
 func (c *Consumer) Run(ctx context.Context) error {
 	err := c.proc.Run(ctx)
+	for err != nil && ctx.Err() == nil && errors.Is(err, ErrRedisLost) {
+		c.m.count("spans.buffer.rewinds", 1)
+		c.log.Error("span buffer rewinding: rejoining the group so that every partition is read again from its committed offset", zap.Error(err))
+		proc, perr := c.newProcessor()
+		if perr != nil {
+			err = errors.Join(err, fmt.Errorf("segments: rebuilding the consumer after a Redis loss: %w", perr))
+			break
+		}
+		c.proc = proc
+		err = c.proc.Run(ctx)
+	}
 	closeCtx, cancel := context.WithTimeout(context.Background(), c.factory.cfg.Flusher.StopTimeout)
 	defer cancel()
 	if cerr := c.producer.Close(closeCtx); cerr != nil {
@@ -206,9 +312,11 @@ func (c *Consumer) Run(ctx context.Context) error {
 	return err
 }
 
-// buildProducer builds the producer of segments and the DLQ on cfg's backend, with the
-// consumer's network, security and client settings.
-func buildProducer(cfg ConsumerConfig) (closingWriter, error) {
+// connectProducer builds the producer of segments and the DLQ on cfg's backend,
+// with the consumer's network, security and client settings, and returns it once a
+// broker answers. sarama's constructor connects; franz-go's does not, so its
+// producer is pinged, within brokerAttempt.
+func connectProducer(ctx context.Context, cfg ConsumerConfig) (closingWriter, error) {
 	log := cfg.Logger.Named("producer")
 	if cfg.Backend == Sarama {
 		p, err := kafka.NewProducer(kafka.ProducerConfig{Brokers: cfg.Brokers, Sarama: kafka.ClientSettings(cfg.Kafka.Sarama), Logger: log, Metrics: cfg.Metrics})
@@ -221,6 +329,11 @@ func buildProducer(cfg ConsumerConfig) (closingWriter, error) {
 	p, err := franz.NewProducer(franz.ProducerConfig{Brokers: cfg.Brokers, ClientID: f.ClientID, TLS: f.TLS, SASL: f.SASL, Logger: log, Metrics: cfg.Metrics})
 	if err != nil {
 		return nil, err
+	}
+	pingCtx, cancel := context.WithTimeout(ctx, brokerAttempt)
+	defer cancel()
+	if err := p.Ping(pingCtx); err != nil {
+		return nil, errors.Join(err, p.Close(pingCtx))
 	}
 	return p, nil
 }

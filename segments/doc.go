@@ -3,7 +3,12 @@
 // Kafka. Package store holds the Redis side (span model, decoding, layout, Lua
 // scripts, ingest, flush, output); this package runs it as a strategy chain:
 //
-//	decode -> Batch -> ingest -> flusher -> CommitOffsets
+//	decode -> Batch -> ingest -> flusher -> commit gate -> CommitOffsets
+//
+// By default a batch's offsets are committed only once every segment it wrote
+// into has been produced (CommitAfterFlush): Kafka is the log of record and Redis a
+// working set, so when Redis loses its data (ErrRedisLost) the consumer reads the
+// partitions again from their committed offsets.
 //
 // NewConsumer is the ready-made service: a Kafka consumer, a StreamProcessor with
 // the Factory below and a dead-letter queue for spans that do not decode. Factory is

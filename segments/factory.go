@@ -35,6 +35,10 @@ type FactoryConfig struct {
 	// (default 2). Above 1, the next batch is decoded and written while an earlier
 	// one's round trip is under way; batches are still committed in order.
 	IngestConcurrency int
+	// CommitMode says when a batch's offsets are committed: once every segment it
+	// wrote into is flushed (CommitAfterFlush, the default), or once it is in Redis
+	// (CommitAfterIngest).
+	CommitMode CommitMode
 	// Logger receives the logs. Default zap.NewNop().
 	Logger *zap.Logger
 	// Metrics receives the metrics, named spans.buffer.*. Default metrics.Noop{}.
@@ -53,7 +57,12 @@ const (
 // Factory builds the span buffer's chain for the assigned partitions of one input
 // topic:
 //
-//	decode -> Batch -> ingest -> flusher -> CommitOffsets
+//	decode -> Batch -> ingest -> flusher -> commit gate -> CommitOffsets
+//
+// With CommitAfterFlush the commit gate lets a partition's offsets through only once
+// the segments its spans went into are produced (see docs/spanbuffer.md); with
+// CommitAfterIngest there is no gate. When Redis has lost its data the chain fails
+// with an error wrapping ErrRedisLost.
 //
 // Ingest writes up to IngestConcurrency batches at once and forwards them in order;
 // a batch moves its partitions' clocks only when it is forwarded, so a clock never
@@ -99,6 +108,9 @@ func NewFactory(cfg FactoryConfig) (*Factory, error) {
 	if err := defaults.Durations(defaults.Duration{Name: "segments: FactoryConfig.BatchTime", Value: &cfg.BatchTime, Default: DefaultBatchTime}); err != nil {
 		return nil, err
 	}
+	if cfg.CommitMode != CommitAfterFlush && cfg.CommitMode != CommitAfterIngest {
+		return nil, fmt.Errorf("segments: FactoryConfig.CommitMode is %d; use CommitAfterFlush or CommitAfterIngest", cfg.CommitMode)
+	}
 	if cfg.Buffer.Logger == nil {
 		cfg.Buffer.Logger = cfg.Logger.Named("buffer")
 	}
@@ -135,8 +147,19 @@ func (f *Factory) Create(commit processor.CommitFunc, partitions []processor.Par
 		grace = store.DefaultTimeout
 	}
 	clock := newKafkaClock(grace)
-	fl := newFlusher(f.buf, clock, strategies.NewCommitOffsets[int](commit, opts...), f.cfg.Flusher)
-	ingest := newIngester(f.buf, clock, fl, f.cfg.IngestConcurrency, f.cfg.Flusher.RedisTimeout, f.log, safeMetrics{m: f.m, log: f.log})
+	var tracker *commitTracker
+	var commitStep processor.Strategy[int] = strategies.NewCommitOffsets[int](commit, opts...)
+	if f.cfg.CommitMode == CommitAfterFlush {
+		tracker = newCommitTracker()
+		ttl := f.cfg.Buffer.TTL
+		if ttl == 0 {
+			ttl = store.DefaultTTL
+		}
+		// Past the TTL, what a commit waits for has expired from Redis.
+		commitStep = &commitGate{tracker: tracker, next: commitStep, maxAge: ttl, log: f.log}
+	}
+	fl := newFlusher(f.buf, clock, commitStep, tracker, f.cfg.Flusher)
+	ingest := newIngester(f.buf, clock, fl, tracker, f.cfg.IngestConcurrency, f.cfg.Flusher.RedisTimeout, f.log, safeMetrics{m: f.m, log: f.log})
 	batch, err := strategies.NewBatch(strategies.BatchLimits[store.Span]{MaxSize: f.cfg.BatchSize, MaxWait: f.cfg.BatchTime}, processor.Strategy[[]processor.Message[store.Span]](ingest), opts...)
 	if err != nil {
 		ingest.stop()

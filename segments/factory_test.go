@@ -31,14 +31,21 @@ func newChain(t *testing.T, rootTimeout time.Duration, batchSize int, batchTime 
 
 func newChainWith(t *testing.T, buffer store.Config, batchSize int, batchTime time.Duration) *chain {
 	t.Helper()
+	// A commit here stands for "in Redis" (see ingested); these tests are about
+	// the clocks, not about committing behind the flush.
+	return newChainMode(t, buffer, batchSize, batchTime, CommitAfterIngest, newProducer(nil))
+}
+
+func newChainMode(t *testing.T, buffer store.Config, batchSize int, batchTime time.Duration, mode CommitMode, prod *producer) *chain {
+	t.Helper()
 	c := &chain{offsets: make(map[int32]int64), committed: make(map[int32]int64)}
 	client, _ := flusherRedis(t)
-	prod := newProducer(nil)
 	f, err := NewFactory(FactoryConfig{
 		Redis:     client,
 		Buffer:    buffer,
 		Flusher:   fastConfig(prod),
 		BatchSize: batchSize, BatchTime: batchTime,
+		CommitMode: mode,
 	})
 	if err != nil {
 		t.Fatalf("NewFactory: %v", err)

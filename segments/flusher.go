@@ -93,6 +93,12 @@ type FlusherConfig struct {
 	// CheckInterval is how often workers' health and Redis's memory are checked
 	// (default 1 s).
 	CheckInterval time.Duration
+	// MaxUncommittedSpans bounds, when offsets are committed behind the flush
+	// (CommitAfterFlush), the spans whose offsets wait for their segments to be
+	// flushed: above it Submit rejects, so the consumer pauses until flushes catch
+	// up (default DefaultMaxUncommittedSpans). Up to IngestConcurrency batches
+	// already on their way to Redis come on top.
+	MaxUncommittedSpans int
 	// OmitTraceParent leaves out the traceparent header (HeaderTraceParent) that
 	// every message of a segment otherwise carries: the W3C trace context of the
 	// segment's root span, so that downstream work on the segment continues its
@@ -155,6 +161,12 @@ func (c FlusherConfig) withDefaults() (FlusherConfig, error) {
 	if c.MaxRestarts == 0 {
 		c.MaxRestarts = DefaultMaxRestarts
 	}
+	switch {
+	case c.MaxUncommittedSpans < 0:
+		return c, fmt.Errorf("segments: FlusherConfig.MaxUncommittedSpans is %d; set it > 0, or 0 for %d", c.MaxUncommittedSpans, DefaultMaxUncommittedSpans)
+	case c.MaxUncommittedSpans == 0:
+		c.MaxUncommittedSpans = DefaultMaxUncommittedSpans
+	}
 	if c.MaxMemoryRatio == 0 {
 		c.MaxMemoryRatio = 1
 	}
@@ -185,9 +197,12 @@ type flusher struct {
 	buf   *store.Buffer
 	clock *kafkaClock
 	next  processor.Strategy[int]
-	cfg   FlusherConfig
-	log   *zap.Logger
-	m     safeMetrics
+	// tracker, when offsets are committed behind the flush, is told by the workers
+	// which payload sets they flushed; nil otherwise.
+	tracker *commitTracker
+	cfg     FlusherConfig
+	log     *zap.Logger
+	m       safeMetrics
 
 	// memRatio holds the float64 bits of Redis's last measured memory ratio.
 	memRatio atomic.Uint64
@@ -220,9 +235,9 @@ type flusher struct {
 // newFlusher returns a flusher over buf that flushes each shard at its time on
 // clock and forwards messages to next. cfg has its defaults filled in already
 // (FlusherConfig.withDefaults); start starts the workers.
-func newFlusher(buf *store.Buffer, clock *kafkaClock, next processor.Strategy[int], cfg FlusherConfig) *flusher {
+func newFlusher(buf *store.Buffer, clock *kafkaClock, next processor.Strategy[int], tracker *commitTracker, cfg FlusherConfig) *flusher {
 	return &flusher{
-		buf: buf, clock: clock, next: next, cfg: cfg, log: cfg.Logger,
+		buf: buf, clock: clock, next: next, tracker: tracker, cfg: cfg, log: cfg.Logger,
 		m:    safeMetrics{m: cfg.Metrics, log: cfg.Logger},
 		busy: make(map[int32]bool),
 	}
@@ -284,6 +299,9 @@ func (f *flusher) setShards(shards []int32) {
 		return
 	}
 	f.setShardsLocked(shards)
+	if f.tracker != nil {
+		f.tracker.keep(shards)
+	}
 }
 
 func (f *flusher) setShardsLocked(shards []int32) {
@@ -323,8 +341,9 @@ func (f *flusher) setShardsLocked(shards []int32) {
 }
 
 // Submit forwards msg to the next step, unless the workers have not all reported
-// since start, a worker has been at its limit for longer than BackpressureAfter, or
-// Redis's memory is above MaxMemoryRatio: then it rejects msg.
+// since start, a worker has been at its limit for longer than BackpressureAfter,
+// Redis's memory is above MaxMemoryRatio, or more than MaxUncommittedSpans spans
+// wait for their flush to be committed: then it rejects msg.
 func (f *flusher) Submit(msg processor.Message[int]) error {
 	if !f.ready.Load() {
 		// Starting up: no worker flushes yet, so the spans held upstream do not wait
@@ -342,6 +361,14 @@ func (f *flusher) submit(msg processor.Message[int]) error {
 	if ratio := math.Float64frombits(f.memRatio.Load()); ratio > f.cfg.MaxMemoryRatio {
 		f.m.count("spans.buffer.flusher.hard_backpressure", 1)
 		return processor.ErrMessageRejected
+	}
+	if f.tracker != nil {
+		n := f.tracker.pending()
+		f.m.gauge("spans.buffer.flusher.uncommitted_spans", float64(n))
+		if n > f.cfg.MaxUncommittedSpans {
+			f.m.count("spans.buffer.flusher.commit_backpressure", 1)
+			return processor.ErrMessageRejected
+		}
 	}
 	now := time.Now()
 	f.mu.Lock()

@@ -80,7 +80,7 @@ func newRig(t *testing.T, client redis.UniversalClient, bufCfg store.Config, cfg
 		t.Fatalf("FlusherConfig: %v", err)
 	}
 	clock := newKafkaClock(0)
-	return &rig{buf: buf, clock: clock, fl: newFlusher(buf, clock, strategies.NewNoop[int](), cfg), logs: logs}
+	return &rig{buf: buf, clock: clock, fl: newFlusher(buf, clock, strategies.NewNoop[int](), nil, cfg), logs: logs}
 }
 
 // startWait starts the flusher on shards and waits until it accepts messages (every

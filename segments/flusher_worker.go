@@ -144,9 +144,17 @@ func (w *worker) cycle() (more bool, err error) {
 	ctx, cancel := context.WithTimeout(w.ctx, f.cfg.RedisTimeout)
 	segs, stats, err := f.buf.Flush(ctx, shards, assigned, f.clock)
 	cancel()
+	if errors.Is(err, store.ErrRedisLost) {
+		// Retrying would not bring the spans back: the chain must read them again.
+		f.fail(fmt.Errorf("segments: flusher worker %d: %w", w.index, err))
+		return false, err
+	}
 	if err != nil {
 		f.m.count("spans.buffer.flusher.errors", 1, metrics.Tag{Key: "step", Value: "flush"})
 		return false, err
+	}
+	if f.tracker != nil {
+		f.tracker.cover(stats.DroppedSalts)
 	}
 	for _, s := range stats.Shards {
 		more = more || s.AtLimit
@@ -169,6 +177,15 @@ func (w *worker) cycle() (more bool, err error) {
 		if doneErr != nil {
 			f.m.count("spans.buffer.flusher.errors", 1, metrics.Tag{Key: "step", Value: "done"})
 			err = errors.Join(err, doneErr)
+		}
+		// Only after Done, whatever it did (see commitTracker): the segments were
+		// produced and acknowledged, and what Done removed is removed.
+		if f.tracker != nil {
+			var salts []string
+			for _, seg := range acked {
+				salts = append(salts, seg.Salts()...)
+			}
+			f.tracker.cover(salts)
 		}
 	}
 	return more, err

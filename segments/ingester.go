@@ -39,6 +39,10 @@ type ingester struct {
 	log          *zap.Logger
 	m            safeMetrics
 
+	// tracker, when offsets are committed behind the flush, records each batch's
+	// offsets at Submit and its payload sets before its first write.
+	tracker *commitTracker
+
 	pending inflight.Queue[*ingestBatch]
 
 	// stop cancels every write in flight when the step is joined or terminated.
@@ -57,6 +61,8 @@ type ingestBatch struct {
 	// clocked says the partitions' clocks have moved past the batch already, so a
 	// batch the next step rejected does not move them twice.
 	clocked bool
+	// tracked is the batch's entry in the commit tracker; nil without one.
+	tracked *trackedBatch
 }
 
 // batchTimes is what one batch holds of each partition. As a store.Clock it gives
@@ -72,9 +78,11 @@ type partitionTime struct {
 
 func (b batchTimes) Now(shard int32) time.Time { return b[shard].oldest }
 
-func newIngester(buf *store.Buffer, clock *kafkaClock, next processor.Strategy[int], max int, redisTimeout time.Duration, log *zap.Logger, m safeMetrics) *ingester {
+// newIngester returns the ingest step; tracker is nil when offsets are committed
+// once spans are in Redis.
+func newIngester(buf *store.Buffer, clock *kafkaClock, next processor.Strategy[int], tracker *commitTracker, max int, redisTimeout time.Duration, log *zap.Logger, m safeMetrics) *ingester {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &ingester{buf: buf, clock: clock, next: next, max: max, redisTimeout: redisTimeout, log: log, m: m, stopCtx: ctx, stop: cancel}
+	return &ingester{buf: buf, clock: clock, next: next, tracker: tracker, max: max, redisTimeout: redisTimeout, log: log, m: m, stopCtx: ctx, stop: cancel}
 }
 
 // Submit starts writing the batch in msg. It rejects while max batches are in
@@ -93,6 +101,10 @@ func (s *ingester) Submit(msg processor.Message[[]processor.Message[store.Span]]
 	}
 	b := &ingestBatch{msg: msg}
 	if msg.Filtered() {
+		if s.tracker != nil {
+			// Its offsets are committed in their place among the batches'.
+			s.tracker.begin(msg.Committable, nil, msg.Timestamp)
+		}
 		s.pending.Push(b, nil)
 		return nil
 	}
@@ -108,6 +120,13 @@ func (s *ingester) Submit(msg processor.Message[[]processor.Message[store.Span]]
 		b.parts[m.Payload.Partition] = p
 	}
 	b.spans = len(spans)
+	if s.tracker != nil {
+		counts := make(map[int32]int, len(b.parts))
+		for shard, p := range b.parts {
+			counts[shard] = p.spans
+		}
+		b.tracked = s.tracker.begin(msg.Committable, counts, msg.Timestamp)
+	}
 	done := make(chan struct{})
 	s.writers.Add(1)
 	go s.write(b, spans, done)
@@ -121,6 +140,10 @@ func (s *ingester) Submit(msg processor.Message[[]processor.Message[store.Span]]
 func (s *ingester) write(b *ingestBatch, spans []store.Span, done chan<- struct{}) {
 	defer s.writers.Done()
 	defer close(done)
+	if b.tracked != nil {
+		// Before the write is sent: see commitTracker.
+		s.tracker.register(b.tracked, store.BatchSalts(spans))
+	}
 	var retry *time.Timer
 	for {
 		ctx, cancel := context.WithTimeout(s.stopCtx, s.redisTimeout)

@@ -77,7 +77,7 @@ func newIngestRig(t *testing.T, client redis.UniversalClient, concurrency int) *
 		return m.Payload, nil
 	}, processor.Strategy[int](strategies.NewNoop[int]()))
 	clock := newKafkaClock(0)
-	in := newIngester(f.buf, clock, rec, concurrency, f.cfg.Flusher.RedisTimeout, f.log, safeMetrics{m: f.m, log: f.log})
+	in := newIngester(f.buf, clock, rec, nil, concurrency, f.cfg.Flusher.RedisTimeout, f.log, safeMetrics{m: f.m, log: f.log})
 	r := &ingestRig{in: in, buf: f.buf, clock: clock, out: &out, offsets: make(map[int32]int64)}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

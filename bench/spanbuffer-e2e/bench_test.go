@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/creekstream/creek/kafka/kafkatest"
@@ -43,7 +44,21 @@ const (
 	rootTimeout   = 200 * time.Millisecond
 )
 
+// BenchmarkSpanBufferBacklog runs the backlog once per commit mode: behind the flush
+// (the default) and as soon as spans are in Redis (the old mode), side by side.
+// Besides the throughput it samples, every 100 ms, how many ingested spans the
+// group has not committed: what a consumer killed at that moment would have read
+// again, on top of what it held in memory.
 func BenchmarkSpanBufferBacklog(b *testing.B) {
+	for _, mode := range []struct {
+		name string
+		mode segments.CommitMode
+	}{{"commit=after-flush", segments.CommitAfterFlush}, {"commit=after-ingest", segments.CommitAfterIngest}} {
+		b.Run(mode.name, func(b *testing.B) { runBacklog(b, mode.mode) })
+	}
+}
+
+func runBacklog(b *testing.B, mode segments.CommitMode) {
 	brokers, redisAddr := os.Getenv(kafkatest.EnvBrokers), os.Getenv("CREEK_REDIS_ADDR")
 	if brokers == "" || redisAddr == "" {
 		b.Skip("needs CREEK_KAFKA_BROKERS and CREEK_REDIS_ADDR: run scripts/kafka-start and scripts/redis-start, source scripts/.run/*.env")
@@ -66,13 +81,15 @@ func BenchmarkSpanBufferBacklog(b *testing.B) {
 	}
 
 	m := newProgress(total)
+	group := env.Group()
 	c, err := segments.NewConsumer(segments.ConsumerConfig{
-		Brokers: env.Brokers, Group: env.Group(), InputTopic: in, OutputTopic: out,
+		Brokers: env.Brokers, Group: group, InputTopic: in, OutputTopic: out,
 		Redis:     rdb,
 		Buffer:    store.Config{RootTimeout: rootTimeout, Timeout: 5 * time.Second},
 		Flusher:   segments.FlusherConfig{IdleInterval: 50 * time.Millisecond},
 		BatchSize: 1000, BatchTime: 50 * time.Millisecond,
-		Metrics: m,
+		CommitMode: mode,
+		Metrics:    m,
 	})
 	if err != nil {
 		b.Fatal(err)
@@ -86,6 +103,7 @@ func BenchmarkSpanBufferBacklog(b *testing.B) {
 	runCtx, stop := context.WithCancel(ctx)
 	runErr := make(chan error, 1)
 	go func() { runErr <- c.Run(runCtx) }()
+	behind := sampleUncommitted(runCtx, b, env.Brokers, group, m)
 	select {
 	case <-m.done:
 	case err := <-runErr:
@@ -102,6 +120,7 @@ func BenchmarkSpanBufferBacklog(b *testing.B) {
 	if err := <-runErr; err != nil {
 		b.Error(err)
 	}
+	lag := <-behind
 
 	delays, spans := flushDelays(ctx, b, env.Client, out, deadline, m)
 	if spans < total {
@@ -118,7 +137,61 @@ func BenchmarkSpanBufferBacklog(b *testing.B) {
 	b.ReportMetric(busy.Seconds()/elapsed.Seconds(), "machine-busy-cores")
 	b.ReportMetric(float64(pct(0.5).Milliseconds()), "flush-delay-p50-ms")
 	b.ReportMetric(float64(pct(0.99).Milliseconds()), "flush-delay-p99-ms")
+	b.ReportMetric(float64(lag.max), "uncommitted-max-spans")
+	b.ReportMetric(lag.mean(), "uncommitted-mean-spans")
+	b.ReportMetric(float64(lag.max)/(float64(total)/elapsed.Seconds()), "uncommitted-max-s")
 	b.ReportMetric(0, "ns/op")
+}
+
+// uncommitted is what sampleUncommitted saw.
+type uncommitted struct {
+	max, sum, samples int64
+}
+
+func (u uncommitted) mean() float64 {
+	if u.samples == 0 {
+		return 0
+	}
+	return float64(u.sum) / float64(u.samples)
+}
+
+// sampleUncommitted samples, every 100 ms until ctx is done, the spans ingested but
+// not committed by the group (the input topic's offsets start at 0, so the
+// committed offsets add up to the spans committed). The result comes on the
+// channel once ctx is done.
+func sampleUncommitted(ctx context.Context, b *testing.B, brokers []string, group string, m *progress) <-chan uncommitted {
+	out := make(chan uncommitted, 1)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		b.Fatal(err)
+	}
+	adm := kadm.NewClient(cl)
+	go func() {
+		defer cl.Close()
+		var u uncommitted
+		defer func() { out <- u }()
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			ingested := m.ingestedCount()
+			offsets, err := adm.FetchOffsets(ctx, group)
+			if err != nil {
+				continue // the run is ending, or the broker is busy: skip the sample
+			}
+			var committed int64
+			offsets.Each(func(o kadm.OffsetResponse) { committed += max(o.At, 0) }) // -1: none committed
+			lag := max(ingested-committed, 0)
+			u.max = max(u.max, lag)
+			u.sum += lag
+			u.samples++
+		}
+	}()
+	return out
 }
 
 // produceBacklog writes traces of spansPerTrace spans, each trace in one partition,
@@ -247,6 +320,12 @@ func (p *progress) acked() int64 {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.ackd
+}
+
+func (p *progress) ingestedCount() int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.ingested
 }
 
 func (p *progress) segments() int {

@@ -152,6 +152,16 @@ func (p *Producer) Produce(ctx context.Context, topic string, payload processor.
 	return d
 }
 
+// Ping returns once a broker answers, or with the error of the last attempt when ctx
+// is done. kgo connects lazily, so NewProducer succeeds with no broker reachable;
+// Ping is how a caller finds out before it starts.
+func (p *Producer) Ping(ctx context.Context) error {
+	if err := p.cl.Ping(ctx); err != nil {
+		return fmt.Errorf("franz: no broker answers: %w", err)
+	}
+	return nil
+}
+
 // Close stops accepting messages and waits, within ctx, until every message
 // handed to kgo has been written or has failed and its delivery is resolved. If
 // ctx ends first, the messages still buffered fail with kgo's client-closed error

@@ -47,6 +47,11 @@ type Buffer struct {
 	// queue a segment that the other batch's script had just merged away and drop
 	// the live one. On a single Redis the script updates the queues atomically.
 	clusterIngest sync.Mutex
+
+	// markerMu guards marker, the token of the namespace's marker this buffer last
+	// saw in Redis ("" before its first flush); see checkMarker.
+	markerMu sync.Mutex
+	marker   string
 }
 
 // New returns a Buffer on client with cfg, after filling in cfg's defaults and

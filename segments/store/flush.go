@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -55,6 +56,10 @@ type FlushStats struct {
 	LockContention int
 	// Shards has one entry per shard flushed, in the order given.
 	Shards []ShardStats
+	// DroppedSalts are the payload sets (as FlushedSegment.Salts names them) of the
+	// segments the flush removed because none of their payloads were left: their
+	// spans are dropped, counted in Dropped and logged, and will never be flushed.
+	DroppedSalts []string
 }
 
 // ShardStats is one shard's part of a flush.
@@ -95,10 +100,14 @@ func (b *Buffer) Flush(ctx context.Context, shards []int32, assigned int, clock 
 		times[i] = clock.Now(shard)
 	}
 
-	// 1. Due segments and queue sizes.
+	// 1. The marker, due segments and queue sizes.
 	due := make([]*redis.ZSliceCmd, len(shards))
 	sizes := make([]*redis.IntCmd, len(shards))
+	var marker *redis.StringCmd
+	before := b.knownMarker()
 	if err := b.pipeline(ctx, func(p redis.Pipeliner) {
+		// Read with its expiry refreshed: the marker lives as long as flushes run.
+		marker = p.GetEx(ctx, b.keys.marker(), b.cfg.TTL)
 		for i, shard := range shards {
 			q := b.queueKey(shard)
 			due[i] = p.ZRangeByScoreWithScores(ctx, q, &redis.ZRangeBy{
@@ -108,6 +117,10 @@ func (b *Buffer) Flush(ctx context.Context, shards []int32, assigned int, clock 
 		}
 	}); err != nil {
 		return nil, stats, fmt.Errorf("store: reading flush queues: %w", err)
+	}
+	token, err := b.checkMarker(ctx, before, marker.Val(), errors.Is(marker.Err(), redis.Nil))
+	if err != nil {
+		return nil, stats, err
 	}
 	segs := make(map[string]*FlushedSegment)
 	var order []*FlushedSegment
@@ -193,11 +206,19 @@ func (b *Buffer) Flush(ctx context.Context, shards []int32, assigned int, clock 
 		out[seg.Key] = *seg
 	}
 
+	// What was loaded is only whole if Redis was not emptied meanwhile.
+	if err := b.confirmMarker(ctx, token); err != nil {
+		return nil, stats, err
+	}
+
 	// Entries without data are removed now: there is nothing to produce.
 	if len(empty) > 0 {
 		stats.Expired += len(empty)
 		if err := b.Done(ctx, toMap(empty)); err != nil {
 			return nil, stats, err
+		}
+		for _, seg := range empty {
+			stats.DroppedSalts = append(stats.DroppedSalts, seg.Salts()...)
 		}
 	}
 	b.recordFlush(start, stats)

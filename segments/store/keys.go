@@ -35,6 +35,10 @@ func (k keys) count(seg string) string           { return k.prefix + "ic:" + seg
 func (k keys) bytes(seg string) string           { return k.prefix + "ibc:" + seg }
 func (k keys) lock(seg string) string            { return k.prefix + "fl:" + seg }
 
+// marker is the key whose random value tells a buffer that Redis still holds what
+// it wrote; see Buffer.checkMarker.
+func (k keys) marker() string { return k.prefix + "marker" }
+
 func (k keys) queue(slice string, shard int32) string {
 	if slice == "" {
 		return k.prefix + "q:" + strconv.FormatInt(int64(shard), 10)
