@@ -28,8 +28,9 @@ type DLQPolicy[T any] struct {
 	// fails as for MaxInvalidRatio. 0 means no limit.
 	MaxConsecutiveInvalid int
 	// BufferBytesPerPartition bounds the raw messages kept per partition until they
-	// are committed (default 4 MiB). An invalid message no longer in the buffer is
-	// read again through the consumer's Fetcher.
+	// are committed (default 4 MiB). An invalid message no longer in the buffer, or
+	// larger than the bound and so never kept, is read again through the consumer's
+	// Fetcher.
 	BufferBytesPerPartition int
 	// MaxPendingPerPartition bounds the DLQ deliveries awaited per partition (default
 	// 2000); when full, the processor waits for the oldest.
@@ -205,22 +206,24 @@ func (d *dlq[T]) partition(p Partition) *dlqPartition[T] {
 }
 
 // record keeps the raw message msg, read from pos, evicting the oldest entries of its
-// partition to stay within the byte bound.
+// partition to stay within the byte bound. A message larger than the whole bound is
+// not kept and evicts nothing: emptying the buffer would not make room for it, and
+// every invalid message pushed out would have to be read from the broker again.
 func (d *dlq[T]) record(pos Position, msg Message[T]) {
 	dp := d.partition(pos.Partition)
 	dp.polled++
 	size := d.policy.Size(msg.Payload)
 	limit := d.policy.BufferBytesPerPartition
+	if size > limit {
+		d.evicted++
+		return
+	}
 	for dp.bytes+size > limit && dp.head < len(dp.entries) {
 		e := dp.entries[dp.head]
 		dp.entries[dp.head] = dlqEntry[T]{}
 		dp.head++
 		dp.bytes -= e.size
 		d.evicted++
-	}
-	if size > limit {
-		d.evicted++
-		return
 	}
 	dp.entries = append(dp.entries, dlqEntry[T]{offset: pos.Offset, size: size, msg: msg})
 	dp.bytes += size
