@@ -16,7 +16,10 @@ import (
 // go there, and how much of the raw input the processor keeps to send them.
 type DLQPolicy[T any] struct {
 	// Producer sends invalid messages to the dead-letter queue. Required; for Kafka
-	// use kafka.NewDLQProducer.
+	// use kafka.NewDLQProducer. Its size limits (sarama's Producer.MaxMessageBytes and
+	// franz-go's ProducerBatchMaxBytes, both 1 MB by default, and the DLQ topic's
+	// max.message.bytes) must admit the largest input message: a larger invalid one
+	// fails every delivery and holds its partition until GiveUpAfter.
 	Producer DLQProducer[T]
 	// MaxInvalidRatio is the largest ratio of invalid to valid messages of one
 	// partition that is still dead-lettered; past it the processor fails with an
