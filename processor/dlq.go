@@ -16,7 +16,10 @@ import (
 // go there, and how much of the raw input the processor keeps to send them.
 type DLQPolicy[T any] struct {
 	// Producer sends invalid messages to the dead-letter queue. Required; for Kafka
-	// use kafka.NewDLQProducer.
+	// use kafka.NewDLQProducer. Its size limits (sarama's Producer.MaxMessageBytes and
+	// franz-go's ProducerBatchMaxBytes, both 1 MB by default, and the DLQ topic's
+	// max.message.bytes) must admit the largest input message: a larger invalid one
+	// fails every delivery and holds its partition until GiveUpAfter.
 	Producer DLQProducer[T]
 	// MaxInvalidRatio is the largest ratio of invalid to valid messages of one
 	// partition that is still dead-lettered; past it the processor fails with an
@@ -28,8 +31,9 @@ type DLQPolicy[T any] struct {
 	// fails as for MaxInvalidRatio. 0 means no limit.
 	MaxConsecutiveInvalid int
 	// BufferBytesPerPartition bounds the raw messages kept per partition until they
-	// are committed (default 4 MiB). An invalid message no longer in the buffer is
-	// read again through the consumer's Fetcher.
+	// are committed (default 4 MiB). An invalid message no longer in the buffer, or
+	// larger than the bound and so never kept, is read again through the consumer's
+	// Fetcher.
 	BufferBytesPerPartition int
 	// MaxPendingPerPartition bounds the DLQ deliveries awaited per partition (default
 	// 2000); when full, the processor waits for the oldest.
@@ -205,22 +209,24 @@ func (d *dlq[T]) partition(p Partition) *dlqPartition[T] {
 }
 
 // record keeps the raw message msg, read from pos, evicting the oldest entries of its
-// partition to stay within the byte bound.
+// partition to stay within the byte bound. A message larger than the whole bound is
+// not kept and evicts nothing: emptying the buffer would not make room for it, and
+// every invalid message pushed out would have to be read from the broker again.
 func (d *dlq[T]) record(pos Position, msg Message[T]) {
 	dp := d.partition(pos.Partition)
 	dp.polled++
 	size := d.policy.Size(msg.Payload)
 	limit := d.policy.BufferBytesPerPartition
+	if size > limit {
+		d.evicted++
+		return
+	}
 	for dp.bytes+size > limit && dp.head < len(dp.entries) {
 		e := dp.entries[dp.head]
 		dp.entries[dp.head] = dlqEntry[T]{}
 		dp.head++
 		dp.bytes -= e.size
 		d.evicted++
-	}
-	if size > limit {
-		d.evicted++
-		return
 	}
 	dp.entries = append(dp.entries, dlqEntry[T]{offset: pos.Offset, size: size, msg: msg})
 	dp.bytes += size

@@ -403,3 +403,50 @@ func TestInvalidMessagesAtTheEndAreCommitted(t *testing.T) {
 		})
 	}
 }
+
+// TestDLQOversizedMessageKeepsTheBuffer: a message larger than the whole buffer is
+// not kept, and does not push out the messages kept before it, so that invalid
+// messages reported after it are sent from the buffer and not read again from the
+// broker (where each read costs a round trip and, next to a large message, reading
+// it again).
+func TestDLQOversizedMessageKeepsTheBuffer(t *testing.T) {
+	rec := metricstest.NewRecorder()
+	dlq := &fakeDLQ{}
+	var reported int
+	cfg := processor.Config[string]{CommitPolicy: processor.ImmediateCommit(), Metrics: rec,
+		DLQ: &processor.DLQPolicy[string]{Producer: dlq, Size: sizeOf, BufferBytesPerPartition: 16}}
+	h := newHarness(t, cfg, func(s *processortest.Strategy[string]) {
+		s.OnSubmit = func(s *processortest.Strategy[string], m processor.Message[string]) error {
+			s.Hold(m)
+			return nil
+		}
+		// Offsets 0 and 1 are found invalid only once all four are in, as a
+		// strategy working in batches or on other goroutines reports them.
+		s.OnPoll = func(s *processortest.Strategy[string]) error {
+			if len(s.Payloads()) < 4 {
+				return nil
+			}
+			if reported < 2 {
+				reported++
+				return &processor.InvalidMessageError{Partition: p0, Offset: int64(reported - 1), Reason: "late"}
+			}
+			return s.Release()
+		}
+	})
+	h.Consumer.Produce(p0, "bad-0", "bad-1", strings.Repeat("x", 17), "ok-3")
+	h.Start()
+	h.Consumer.Assign(p0)
+	h.WaitUntil("offset 4 committed", func() bool { return h.Consumer.Committed(p0) == 4 })
+	if err := h.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := dlq.payloads(), []string{"bad-0", "bad-1"}; !slices.Equal(got, want) {
+		t.Errorf("dead-lettered %v, want %v", got, want)
+	}
+	if n := h.Consumer.Fetches(); n != 0 {
+		t.Errorf("%d messages read again; want none, both invalid ones were in the buffer", n)
+	}
+	if got := rec.Counter("consumer.dlq_buffer.exceeded"); got != 1 {
+		t.Errorf("dlq_buffer.exceeded = %d, want 1 (the oversized message alone)", got)
+	}
+}

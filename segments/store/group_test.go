@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -214,7 +215,7 @@ func TestGroupMatchesReference(t *testing.T) {
 // BenchmarkGroupChain groups one batch holding a single chain, each span the child
 // of the one before it, in batch order and reversed.
 func BenchmarkGroupChain(b *testing.B) {
-	for _, n := range []int{10_000, 100_000} {
+	for _, n := range []int{10_000, 20_000, 40_000, 100_000} {
 		for _, order := range []string{"forward", "reversed"} {
 			batch := chain(n, true)
 			if order == "reversed" {
@@ -232,18 +233,34 @@ func BenchmarkGroupChain(b *testing.B) {
 	}
 }
 
-// BenchmarkIngestChain ingests one batch holding a chain of 100 000 spans, all one
-// subsegment and so one add script call with every span id, into the real
-// redis-server at CREEK_REDIS_ADDR (database 9, emptied before each batch), and
-// flushes the segment once to check the spans are all there. ns/op is one batch.
+// BenchmarkIngestChain ingests one batch holding a chain of 10 000 to 100 000 spans,
+// all one subsegment and so one add script call with every span id, into miniredis
+// and into the real redis-server at CREEK_REDIS_ADDR (database 9) when that is set;
+// Redis is emptied before each batch. After the timed batches it flushes the segment
+// once to check every span is there and cleans it up. ns/op is one batch; on
+// redis-server script-ms/op is the add script's own time (INFO commandstats).
 func BenchmarkIngestChain(b *testing.B) {
-	addr := os.Getenv("CREEK_REDIS_ADDR")
-	if addr == "" {
-		b.Skip("CREEK_REDIS_ADDR not set; run scripts/redis-start and source scripts/.run/redis.env")
+	type backend struct {
+		name   string
+		client *redis.Client
+		real   bool
 	}
-	const n = 100_000
-	c := redis.NewClient(&redis.Options{Addr: addr, DB: realRedisDB})
-	defer c.Close()
+	m := miniredis.RunT(b)
+	backends := []backend{{"miniredis", redis.NewClient(&redis.Options{Addr: m.Addr()}), false}}
+	if addr := os.Getenv("CREEK_REDIS_ADDR"); addr != "" {
+		backends = append(backends, backend{"redis-server", redis.NewClient(&redis.Options{Addr: addr, DB: realRedisDB}), true})
+	}
+	for _, be := range backends {
+		defer be.client.Close()
+		for _, n := range []int{10_000, 20_000, 40_000, 100_000} {
+			b.Run(fmt.Sprintf("%s/spans=%d", be.name, n), func(b *testing.B) {
+				benchIngestChain(b, be.client, be.real, n)
+			})
+		}
+	}
+}
+
+func benchIngestChain(b *testing.B, c *redis.Client, real bool, n int) {
 	ctx := context.Background()
 	buf := newTestBuffer(b, c, Config{})
 	batch := chain(n, true)
@@ -257,18 +274,24 @@ func BenchmarkIngestChain(b *testing.B) {
 		if err := c.FlushDB(ctx).Err(); err != nil {
 			b.Fatal(err)
 		}
-		if err := c.ConfigResetStat(ctx).Err(); err != nil {
-			b.Fatal(err)
+		if real {
+			if err := c.ConfigResetStat(ctx).Err(); err != nil {
+				b.Fatal(err)
+			}
 		}
 		b.StartTimer()
 		ingest(b, buf, at(0), batch...)
-		b.StopTimer()
-		_, usec := scriptStats(b, c)
-		script += time.Duration(usec) * time.Microsecond
-		b.StartTimer()
+		if real {
+			b.StopTimer()
+			_, usec := scriptStats(b, c)
+			script += time.Duration(usec) * time.Microsecond
+			b.StartTimer()
+		}
 	}
 	b.StopTimer()
-	b.ReportMetric(float64(script.Milliseconds())/float64(b.N), "script-ms/op")
+	if real {
+		b.ReportMetric(float64(script.Milliseconds())/float64(b.N), "script-ms/op")
+	}
 	segs, got := flushed(b, buf, at(11))
 	if len(got) != 1 || len(segs[segKeyA(batch[0].SpanID)].Spans) != n {
 		b.Fatalf("flushed %d segments, want one segment of %d spans", len(got), n)
