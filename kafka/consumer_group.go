@@ -5,11 +5,11 @@ package kafka
 // closes, and drainErrors. sarama calls Setup and Cleanup once per session and
 // ConsumeClaim on a goroutine of its own per claimed partition, concurrently.
 //
-// None of this touches the loop's fields (cb, active, paused, held, ready, cur).
-// It reaches the loop only by changing what mu guards (session, announced,
-// revoking, pending, nextEpoch, failure) under mu, then setting eventsPending and
-// signalling wake; and through the channels: readers send batches on queue, take
-// slices back from free and stop waiting for the loop when closing is closed.
+// None of this touches the loop's poller. It reaches the loop only through ev,
+// posting assignments and revocations while it holds mu (which guards session,
+// announced, revoking and nextEpoch), so that they keep their order, and a fatal
+// error; and through the channels: readers send batches on queue, take slices
+// back from free and stop waiting for the loop when closing is closed.
 // Readers also put their claims in marks, which has a lock of its own (lag.go).
 
 import (
@@ -121,15 +121,7 @@ func fatal(err error) bool {
 		errors.Is(err, sarama.ErrFencedInstancedId)
 }
 
-func (c *Consumer) fail(err error) {
-	c.mu.Lock()
-	if c.failure == nil {
-		c.failure = err
-	}
-	c.eventsPending.Store(true)
-	c.mu.Unlock()
-	c.signal()
-}
+func (c *Consumer) fail(err error) { c.ev.Fail(err) }
 
 // drainErrors logs what the group reports in the background; sarama drops errors
 // nobody reads, so they would otherwise vanish.
@@ -137,13 +129,6 @@ func (c *Consumer) drainErrors() {
 	defer close(c.errorsEnd)
 	for err := range c.group.Errors() {
 		c.log.Warn("consumer group error", zap.Error(err))
-	}
-}
-
-func (c *Consumer) signal() {
-	select {
-	case c.wake <- struct{}{}:
-	default:
 	}
 }
 
@@ -191,7 +176,7 @@ func (h handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Con
 			}
 			b, open := c.fill(m, msgs)
 			select {
-			case c.queue <- batch{p: p, epoch: epoch, msgs: b}:
+			case c.queue <- batch{P: p, Epoch: epoch, Recs: b}:
 			case <-done:
 				c.release(p, true)
 				return nil
@@ -261,9 +246,7 @@ func (c *Consumer) announce(sess sarama.ConsumerGroupSession, p processor.Partit
 			add(processor.Partition{Topic: topic, Index: i})
 		}
 	}
-	c.pending = append(c.pending, event{assign: added})
-	c.eventsPending.Store(true)
-	c.signal()
+	c.ev.Assign(added)
 	return c.announced[p]
 }
 
@@ -272,29 +255,22 @@ func (c *Consumer) announce(sess sarama.ConsumerGroupSession, p processor.Partit
 func (c *Consumer) release(p processor.Partition, all bool) {
 	c.mu.Lock()
 	rv := c.revoking[p]
+	// moving is what this call waits for, for the log.
+	moving := []processor.Partition{p}
 	if rv == nil {
-		var moving []processor.Partition
+		moving = nil
 		if all {
 			moving = slices.Collect(maps.Keys(c.announced))
 		} else if _, ok := c.announced[p]; ok {
 			moving = []processor.Partition{p}
 		}
 		if len(moving) > 0 {
-			// Revocations the loop has not picked up yet are merged, so that
-			// partitions leaving together reach OnRevoke together.
-			if n := len(c.pending); n > 0 && c.pending[n-1].revoke != nil {
-				rv = c.pending[n-1].revoke
-				rv.partitions = append(rv.partitions, moving...)
-			} else {
-				rv = &revocation{partitions: moving, done: make(chan struct{})}
-				c.pending = append(c.pending, event{revoke: rv})
-			}
+			// A revocation the loop has not picked up yet takes these too.
+			rv = c.ev.Revoke(moving, false)
 			for _, q := range moving {
 				delete(c.announced, q)
 				c.revoking[q] = rv
 			}
-			c.eventsPending.Store(true)
-			c.signal()
 		}
 	}
 	c.mu.Unlock()
@@ -304,10 +280,10 @@ func (c *Consumer) release(p processor.Partition, all bool) {
 	t := time.NewTimer(c.cfg.RevokeTimeout)
 	defer t.Stop()
 	select {
-	case <-rv.done:
+	case <-rv.Done():
 	case <-c.closing:
 	case <-t.C:
 		c.log.Warn("revoked partitions released before the processor handled the revocation; their uncommitted messages will be read again by the next owner",
-			zap.Stringers("partitions", rv.partitions), zap.Duration("revoke_timeout", c.cfg.RevokeTimeout))
+			zap.Stringers("partitions", moving), zap.Duration("revoke_timeout", c.cfg.RevokeTimeout))
 	}
 }
