@@ -148,7 +148,7 @@ func (h handler) Setup(sess sarama.ConsumerGroupSession) error {
 // Cleanup revokes what the session's readers did not, such as partitions whose
 // reader never started, before the session's partitions go.
 func (h handler) Cleanup(sess sarama.ConsumerGroupSession) error {
-	h.c.release(processor.Partition{}, true)
+	h.c.release(processor.Partition{}, true, sess.Context())
 	h.c.mu.Lock()
 	if h.c.session == sess {
 		h.c.session = nil
@@ -171,24 +171,25 @@ func (h handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Con
 			if !ok {
 				// The claim was revoked: only this partition moves under the
 				// cooperative protocol, the whole assignment under an eager one.
-				c.release(p, !c.cooperative)
+				// A session that ended closes it too.
+				c.release(p, !c.cooperative || sess.Context().Err() != nil, sess.Context())
 				return nil
 			}
 			b, open := c.fill(m, msgs)
 			select {
 			case c.queue <- batch{P: p, Epoch: epoch, Recs: b}:
 			case <-done:
-				c.release(p, true)
+				c.release(p, true, sess.Context())
 				return nil
 			case <-c.closing:
 				return nil
 			}
 			if !open {
-				c.release(p, !c.cooperative)
+				c.release(p, !c.cooperative || sess.Context().Err() != nil, sess.Context())
 				return nil
 			}
 		case <-done:
-			c.release(p, true)
+			c.release(p, true, sess.Context())
 			return nil
 		case <-c.closing:
 			return nil
@@ -250,9 +251,29 @@ func (c *Consumer) announce(sess sarama.ConsumerGroupSession, p processor.Partit
 	return c.announced[p]
 }
 
-// release revokes p (or, with all, every announced partition) and waits, at most
-// RevokeTimeout, until the loop has run OnRevoke for it.
-func (c *Consumer) release(p processor.Partition, all bool) {
+// sessionLost reports whether the session whose context is ctx ended because
+// the member lost its place in the group rather than for a rebalance or Close:
+// the coordinator no longer knows the member or its generation (the session
+// timed out, or the member was fenced), or the heartbeat gave up on an
+// unreachable coordinator. Its partitions may belong to another member by now.
+func sessionLost(ctx context.Context) bool {
+	cause := context.Cause(ctx)
+	switch {
+	case cause == nil,
+		errors.Is(cause, context.Canceled),
+		errors.Is(cause, sarama.ErrRebalanceInProgress),
+		errors.Is(cause, sarama.ErrSessionPartitionCountChanged),
+		errors.Is(cause, sarama.ErrSessionConsumeClaimExited):
+		return false
+	}
+	return true
+}
+
+// release revokes p (or, with all, every announced partition), as lost if the
+// session, whose context is sessCtx, was lost, and waits, at most
+// RevokeTimeout, until the loop has run OnRevoke or OnLost for it.
+func (c *Consumer) release(p processor.Partition, all bool, sessCtx context.Context) {
+	lost := sessionLost(sessCtx)
 	c.mu.Lock()
 	rv := c.revoking[p]
 	// moving is what this call waits for, for the log.
@@ -265,8 +286,11 @@ func (c *Consumer) release(p processor.Partition, all bool) {
 			moving = []processor.Partition{p}
 		}
 		if len(moving) > 0 {
+			if lost {
+				c.log.Warn("kafka: group session lost", zap.Error(context.Cause(sessCtx)))
+			}
 			// A revocation the loop has not picked up yet takes these too.
-			rv = c.ev.Revoke(moving, false)
+			rv = c.ev.Revoke(moving, lost)
 			for _, q := range moving {
 				delete(c.announced, q)
 				c.revoking[q] = rv

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/creekstream/creek/kafka"
@@ -281,5 +282,24 @@ func TestProducerResolvesDeliveriesInOrder(t *testing.T) {
 	}
 	if _, err := franz.NewProducer(franz.ProducerConfig{}); err == nil || !strings.HasPrefix(err.Error(), "franz: ") {
 		t.Fatalf("NewProducer without brokers = %v, want a franz: error", err)
+	}
+}
+
+func TestConsumerSessionLost(t *testing.T) {
+	for _, fault := range []kafkatest.SessionFault{
+		kafkatest.HeartbeatError(kerr.IllegalGeneration, 1),
+		kafkatest.HeartbeatError(kerr.UnknownMemberID, 1),
+	} {
+		t.Run(fault.Name, func(t *testing.T) {
+			cl, err := kafkatest.Start()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cl.Close()
+			env := kafkatest.NewOn(t, cl)
+			topic := env.Topic(2)
+			env.Fill(topic, 2, 5, plain)
+			kafkatest.CheckSessionLost(t, cl, newConsumer(t, env, env.Group(), ""), topic, 2, 5, fault)
+		})
 	}
 }
