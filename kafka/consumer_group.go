@@ -23,6 +23,7 @@ import (
 	"github.com/IBM/sarama"
 	"go.uber.org/zap"
 
+	"github.com/creekstream/creek/kafka/internal/topicwait"
 	"github.com/creekstream/creek/processor"
 )
 
@@ -31,7 +32,7 @@ import (
 func (c *Consumer) consume(ctx context.Context, topics []string) {
 	defer close(c.consumeEnd)
 	h := handler{c}
-	var wait topicWait
+	var wait topicwait.Wait
 	for {
 		err := c.group.Consume(ctx, topics, h)
 		if ctx.Err() != nil || errors.Is(err, sarama.ErrClosedConsumerGroup) {
@@ -53,9 +54,9 @@ func (c *Consumer) consume(ctx context.Context, topics []string) {
 			if !c.waitingForTopics.Swap(true) {
 				// A session came between, so this is a new wait (a topic
 				// deleted while consumed): it is logged from its own start.
-				wait = topicWait{}
+				wait = topicwait.Wait{}
 			}
-			wait.log(c, c.missingTopics(topics))
+			wait.Missing(c.log, c.cfg.MissingTopicLogInterval, c.missingTopics(topics))
 		default:
 			c.log.Warn("consumer group session failed; rejoining", zap.Strings("topics", topics), zap.Error(err))
 		}
@@ -71,27 +72,6 @@ func (c *Consumer) consume(ctx context.Context, topics []string) {
 
 // retryBackoff is the default pause between a failed Consume and the next.
 const retryBackoff = time.Second
-
-// topicWait rate-limits the log of a wait for missing topics: every attempt
-// finds them missing, and a line per attempt would bury everything else.
-type topicWait struct {
-	since, logged time.Time
-}
-
-func (w *topicWait) log(c *Consumer, missing []string) {
-	now := time.Now()
-	if w.since.IsZero() {
-		w.since = now
-	}
-	if !w.logged.IsZero() && now.Sub(w.logged) < c.cfg.MissingTopicLogInterval {
-		c.log.Debug("kafka: subscribed topics still missing; retrying", zap.Strings("missing", missing))
-		return
-	}
-	w.logged = now
-	c.log.Warn("kafka: waiting for subscribed topics to be created; the consumer does not create them",
-		zap.Strings("missing", missing), zap.Duration("waited", now.Sub(w.since).Round(time.Millisecond)),
-		zap.Duration("log_interval", c.cfg.MissingTopicLogInterval))
-}
 
 // missingTopics returns the topics the client's metadata does not know, which
 // after a refresh that found some unknown are the ones the cluster lacks.
@@ -137,7 +117,7 @@ type handler struct{ c *Consumer }
 
 func (h handler) Setup(sess sarama.ConsumerGroupSession) error {
 	if h.c.waitingForTopics.Swap(false) {
-		h.c.log.Info("kafka: the subscribed topics exist now; consuming")
+		h.c.log.Info(topicwait.Over)
 	}
 	h.c.mu.Lock()
 	h.c.session = sess

@@ -7,6 +7,7 @@ package franz
 //     starts, and kgo's rebalance callbacks, which run on kgo's group goroutine.
 //   - poll.go runs on the processor's loop, the goroutine that calls Poll.
 //   - commit.go and fetch.go run on whichever goroutine calls Commit or Fetch.
+//   - topics.go runs on the topic waiter goroutine Subscribe starts.
 //   - lag.go runs on the refresher goroutine Subscribe starts, and answers
 //     Watermarks on the loop.
 //
@@ -18,11 +19,13 @@ package franz
 // reader, the loop and Commit share; the callbacks post to ev while holding it,
 // so that events reach the loop in the order they happened. The loop alone owns
 // poller (the assignment, pauses and batches as the loop knows them),
-// subscribed, and stop, readEnd and refreshEnd, which Subscribe sets and Close
-// waits on (the reader and the refresher close theirs as they return). closeOnce
-// and closeErr are Close's; calls counts the Commit and Fetch calls Close waits
-// for. marks, the owned partitions' high watermarks, has a lock of its own; it is
-// changed where owned is, and taken after mu.
+// subscribed, and stop, readEnd, refreshEnd and waitEnd, which Subscribe sets and
+// Close waits on (the reader, the refresher and the topic waiter close theirs
+// as they return). closeOnce and closeErr are Close's; calls counts the Commit
+// and Fetch calls Close waits for. marks, the owned partitions' high
+// watermarks, has a lock of its own; it is changed where owned is, and taken
+// after mu. topicRetry, which tests shorten before Subscribe, is the topic
+// waiter's.
 
 import (
 	"context"
@@ -73,6 +76,8 @@ type Consumer struct {
 	ev *poll.Events
 	// closing is closed by Close so that the reader and callbacks stop waiting.
 	closing chan struct{}
+	// topicRetry spaces the topic waiter's looks at the cluster; tests shorten it.
+	topicRetry time.Duration
 	// refreshInterval spaces the ListOffsets that refresh marks: 0 means
 	// watermarks.RefreshInterval; tests shorten it.
 	refreshInterval time.Duration
@@ -97,9 +102,10 @@ type Consumer struct {
 	subscribed bool
 
 	// Set by Subscribe and waited on by Close, both on the loop.
-	stop       context.CancelFunc // ends the reader
+	stop       context.CancelFunc // ends the reader and the topic waiter
 	readEnd    chan struct{}      // closed when the reader has returned
 	refreshEnd chan struct{}      // closed when the watermark refresher has returned
+	waitEnd    chan struct{}      // closed when the topic waiter has returned
 
 	// calls counts Commit and Fetch calls still talking to a broker.
 	calls sync.WaitGroup
@@ -132,6 +138,7 @@ func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
 		ev:          poll.NewEvents(),
 		closing:     make(chan struct{}),
 		owned:       make(map[processor.Partition]uint64),
+		topicRetry:  topicRetry,
 	}
 	c.poller = poll.NewPoller(c.ev, poll.Client[*kgo.Record]{
 		Queue:    c.queue,
@@ -157,7 +164,12 @@ func (c *Consumer) Instrument(inst processor.Instruments) {
 	c.log = c.given.Logger.With(zap.String("group", c.cfg.GroupID))
 }
 
-// Subscribe joins the group for topics. It may be called once.
+// Subscribe joins the group for topics. It may be called once. A name that
+// cannot be a Kafka topic (see kafka.ValidateTopic) fails it at once. Topics
+// that do not exist yet are waited for: kgo consumes those that exist and picks
+// the others up once created, and until then the wait is logged every
+// MissingTopicLogInterval; the consumer never creates them, and refuses
+// ClientOptions that enable kgo.AllowAutoTopicCreation.
 func (c *Consumer) Subscribe(topics []string, cb processor.RebalanceCallbacks) error {
 	select {
 	case <-c.closing:
@@ -170,10 +182,14 @@ func (c *Consumer) Subscribe(topics []string, cb processor.RebalanceCallbacks) e
 	if len(topics) == 0 {
 		return errors.New("franz: Subscribe needs at least one topic")
 	}
-	for _, t := range topics {
-		if why := validTopic(t); why != "" {
-			return fmt.Errorf("franz: topic %q cannot exist: %s", t, why)
+	var invalid []error
+	for _, topic := range topics {
+		if err := kafka.ValidateTopic(topic); err != nil {
+			invalid = append(invalid, err)
 		}
+	}
+	if len(invalid) > 0 {
+		return errors.Join(invalid...)
 	}
 	bal, err := balancer(c.cfg.Assignor)
 	if err != nil {
@@ -198,6 +214,10 @@ func (c *Consumer) Subscribe(topics []string, cb processor.RebalanceCallbacks) e
 	if err != nil {
 		return fmt.Errorf("franz: client for %v: %w", c.cfg.Brokers, err)
 	}
+	if auto, _ := cl.OptValue(kgo.AllowAutoTopicCreation).(bool); auto {
+		cl.Close()
+		return errors.New("franz: ConsumerConfig.ClientOptions enable kgo.AllowAutoTopicCreation; the consumer never creates topics (a mistyped name would be created empty and consumed for ever), so drop the option")
+	}
 	c.subscribed = true
 	c.poller.Start(cb, c.log)
 	c.mu.Lock()
@@ -207,8 +227,10 @@ func (c *Consumer) Subscribe(topics []string, cb processor.RebalanceCallbacks) e
 	c.stop = stop
 	c.readEnd = make(chan struct{})
 	c.refreshEnd = make(chan struct{})
+	c.waitEnd = make(chan struct{})
 	go c.read(ctx, cl)
 	go c.refreshWatermarks(cl)
+	go c.waitForTopics(ctx, cl, slices.Clone(topics))
 	return nil
 }
 
@@ -228,6 +250,7 @@ func (c *Consumer) Close() error {
 		c.stop()
 		<-c.readEnd
 		<-c.refreshEnd
+		<-c.waitEnd
 		c.calls.Wait()
 		ctx, cancel := context.WithTimeout(context.Background(), c.cfg.CloseTimeout)
 		defer cancel()

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/creekstream/creek/kafka"
@@ -61,12 +62,30 @@ func TestSubscribeRejectsATopicThatCannotExist(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	err = c.Subscribe([]string{"no spaces allowed"}, processor.RebalanceCallbacks{})
-	if err == nil || !strings.Contains(err.Error(), `"no spaces allowed"`) {
-		t.Fatalf("Subscribe = %v; want an error naming the topic", err)
+	err = c.Subscribe([]string{"no spaces allowed", "fine", ".."}, processor.RebalanceCallbacks{})
+	for _, bad := range []string{"no spaces allowed", ".."} {
+		// The rules and their wording are package kafka's, for both backends.
+		if want := kafka.ValidateTopic(bad).Error(); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Subscribe = %v; want an error containing kafka.ValidateTopic's %q", err, want)
+		}
 	}
 	if _, _, err := c.Poll(context.Background(), time.Millisecond); !errors.Is(err, kafka.ErrNotSubscribed) {
 		t.Fatalf("Poll before a successful Subscribe = %v, want kafka.ErrNotSubscribed", err)
+	}
+}
+
+func TestSubscribeRefusesAutoTopicCreation(t *testing.T) {
+	c, err := franz.NewConsumer(franz.ConsumerConfig{
+		Brokers: []string{"127.0.0.1:1"}, GroupID: "g",
+		ClientOptions: []kgo.Opt{kgo.AllowAutoTopicCreation()},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	err = c.Subscribe([]string{"orders"}, processor.RebalanceCallbacks{})
+	if err == nil || !strings.HasPrefix(err.Error(), "franz: ") || !strings.Contains(err.Error(), "AllowAutoTopicCreation") {
+		t.Fatalf("Subscribe with kgo.AllowAutoTopicCreation = %v; want a franz: error naming the option", err)
 	}
 }
 

@@ -32,6 +32,12 @@
 // hand-out of records, the pause bookkeeping and the running of events are
 // package kafka's too, shared through an internal package.
 //
+// Topics are handled as package kafka handles them: Subscribe refuses a name
+// kafka.ValidateTopic refuses; a topic that does not exist yet is waited for,
+// with the same rate-limited log (MissingTopicLogInterval); the consumer never
+// creates a topic, and refuses kgo.AllowAutoTopicCreation among ClientOptions. A
+// name the broker itself refuses fails Poll.
+//
 // Configuration errors, and the errors the package wraps, start with "franz: ".
 // Where the two backends mean the same thing, the sentinel errors are package
 // kafka's (kafka.ErrClosed, kafka.ErrNotSubscribed, kafka.ErrOffsetGone,
