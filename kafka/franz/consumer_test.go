@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/creekstream/creek/kafka"
@@ -320,5 +322,49 @@ func TestConsumerSessionLost(t *testing.T) {
 			env.Fill(topic, 2, 5, plain)
 			kafkatest.CheckSessionLost(t, cl, newConsumer(t, env, env.Group(), ""), topic, 2, 5, fault)
 		})
+	}
+}
+
+func TestConsumerFailsWhenTheBrokerRefusesATopic(t *testing.T) {
+	const refused = "creek-refused"
+	cl, err := kafkatest.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	// The in-process broker answers UNKNOWN_TOPIC_OR_PARTITION for any name;
+	// a real one with stricter rules answers INVALID_TOPIC_EXCEPTION.
+	cl.ControlKey(kmsg.Metadata.Int16(), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		cl.KeepControl()
+		mreq := req.(*kmsg.MetadataRequest)
+		if !slices.ContainsFunc(mreq.Topics, func(rt kmsg.MetadataRequestTopic) bool { return rt.Topic != nil && *rt.Topic == refused }) {
+			return nil, nil, false
+		}
+		resp := mreq.ResponseKind().(*kmsg.MetadataResponse)
+		resp.Version = mreq.Version
+		for _, rt := range mreq.Topics {
+			st := kmsg.NewMetadataResponseTopic()
+			st.Topic = rt.Topic
+			st.ErrorCode = kerr.InvalidTopicException.Code
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+	env := kafkatest.NewOn(t, cl)
+	c := newConsumer(t, env, env.Group(), "")
+	defer c.Close()
+	if err := c.Subscribe([]string{refused}, processor.RebalanceCallbacks{}); err != nil {
+		t.Fatalf("Subscribe: %v", err)
+	}
+	ctx := env.Context(waitFor)
+	for {
+		_, _, err := c.Poll(ctx, 100*time.Millisecond)
+		if err == nil {
+			continue
+		}
+		if !errors.Is(err, kerr.InvalidTopicException) || !strings.Contains(err.Error(), refused) || !strings.HasPrefix(err.Error(), "franz: ") {
+			t.Fatalf("Poll error = %v, want a franz: error wrapping kerr.InvalidTopicException that names %s", err, refused)
+		}
+		return
 	}
 }
