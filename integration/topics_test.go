@@ -5,43 +5,73 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/creekstream/creek/kafka"
+	"github.com/creekstream/creek/kafka/franz"
 	"github.com/creekstream/creek/kafka/kafkatest"
 	"github.com/creekstream/creek/processor"
 )
 
-// runOn runs a processor for topics with consumer configuration cc (Brokers and
-// Sarama filled in, and GroupID if empty) and returns the running member.
-func runOn(t *testing.T, env *kafkatest.Env, cc kafka.ConsumerConfig, f processor.Factory[payload], topics ...string) *member {
+// runOn runs a processor on backend b for topics in group (a new one if empty),
+// its consumer logging to log (the test's if nil), and returns the running member.
+func runOn(t *testing.T, b backend, env *kafkatest.Env, group string, log *zap.Logger, f processor.Factory[payload], topics ...string) *member {
 	t.Helper()
-	cc.Brokers, cc.Sarama = env.Brokers, kafkatest.SaramaConfig()
-	if cc.GroupID == "" {
-		cc.GroupID = env.Group()
+	if group == "" {
+		group = env.Group()
 	}
-	if cc.Logger == nil {
-		cc.Logger = zaptest.NewLogger(t)
+	if log == nil {
+		log = zaptest.NewLogger(t)
 	}
-	c, err := kafka.NewConsumer(cc)
-	if err != nil {
-		t.Fatalf("NewConsumer: %v", err)
-	}
-	return runMember(t, c, f, processor.Config[payload]{
+	return runMember(t, loggingConsumer(t, b, env, group, log), f, processor.Config[payload]{
 		Topics:       topics,
 		CommitPolicy: processor.CommitPolicy{MinInterval: 100 * time.Millisecond},
 	})
 }
 
+// loggingConsumer is b.consumer with the consumer's log sent to log, which the
+// missing-topic test reads; the settings are the backends table's.
+func loggingConsumer(t *testing.T, b backend, env *kafkatest.Env, group string, log *zap.Logger) processor.Consumer[payload] {
+	t.Helper()
+	var (
+		c   processor.Consumer[payload]
+		err error
+	)
+	switch b.name {
+	case "sarama":
+		c, err = kafka.NewConsumer(kafka.ConsumerConfig{
+			Brokers: env.Brokers, GroupID: group, Sarama: kafkatest.SaramaConfig(), Logger: log,
+		})
+	case "franz":
+		c, err = franz.NewConsumer(franz.ConsumerConfig{
+			Brokers: env.Brokers, GroupID: group,
+			HeartbeatInterval: 200 * time.Millisecond,
+			Logger:            log,
+			ClientOptions:     []kgo.Opt{kgo.FetchMaxWait(200 * time.Millisecond)},
+		})
+	default:
+		t.Fatalf("no logging consumer for backend %q; add it here", b.name)
+	}
+	if err != nil {
+		t.Fatalf("%s consumer: %v", b.name, err)
+	}
+	return c
+}
+
 func TestRunFailsAtOnceNamingATopicKafkaCannotHold(t *testing.T) {
+	eachBackend(t, testRunFailsOnInvalidTopic)
+}
+
+func testRunFailsOnInvalidTopic(t *testing.T, b backend) {
 	env := kafkatest.New(t)
 	n := &notifier{}
 	a := newApp(n, newSeen(n))
 	start := time.Now()
-	err := runOn(t, env, kafka.ConsumerConfig{}, a, "bad topic!").result()
+	err := runOn(t, b, env, "", nil, a, "bad topic!").result()
 	if err == nil || !strings.HasPrefix(err.Error(), "processor: ") || !strings.Contains(err.Error(), `topic "bad topic!" is invalid`) {
 		t.Fatalf("Run = %v, want a processor: error saying topic \"bad topic!\" is invalid", err)
 	}
@@ -56,6 +86,10 @@ func TestRunFailsAtOnceNamingATopicKafkaCannotHold(t *testing.T) {
 }
 
 func TestMissingTopicIsWaitedForNotCreatedAndConsumedOnceCreated(t *testing.T) {
+	eachBackend(t, testMissingTopicIsWaitedFor)
+}
+
+func testMissingTopicIsWaitedFor(t *testing.T, b backend) {
 	env := kafkatest.New(t)
 	topic, group := env.Name("topic"), env.Group()
 	core, logs := observer.New(zapcore.DebugLevel)
@@ -64,7 +98,7 @@ func TestMissingTopicIsWaitedForNotCreatedAndConsumedOnceCreated(t *testing.T) {
 		zapcore.RegisterHooks(core, func(zapcore.Entry) error { n.Notify(); return nil })))
 	s := newSeen(n)
 	// The default log interval, 10 s, against retries once a second.
-	m := runOn(t, env, kafka.ConsumerConfig{GroupID: group, Logger: log}, newApp(n, s), topic)
+	m := runOn(t, b, env, group, log, newApp(n, s), topic)
 
 	missing := zap.Strings("missing", []string{topic})
 	count := func(msg string) int { return logs.FilterMessage(msg).FilterField(missing).Len() }

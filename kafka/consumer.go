@@ -14,17 +14,18 @@ package kafka
 // The struct's first group of fields, cfg to closing, is set by NewConsumer, never
 // reassigned after Subscribe and read from every goroutine (Instrument, which runs
 // before Subscribe, may replace log, given and cfg.Logger); its channels (queue,
-// free, wake, closing) and the atomic eventsPending are how the two sides reach
-// each other. mu guards session, announced, revoking,
-// pending, nextEpoch, failure and closed, the state both sides change. The loop
-// alone owns cb, subscribed, active, paused, held, ready and cur, and stop,
-// consumeEnd, errorsEnd and refreshEnd, which Subscribe sets and Close waits on
-// (consume, drainErrors and the refresher close them as they return); closeOnce
-// and closeErr are Close's. marks, the claimed partitions' high watermarks, has
-// a lock of its own. fetchMu guards fetcher; calls counts the Commit and Fetch
-// calls Close waits for. retryBackoff, which tests shorten before Subscribe, and the atomic
-// waitingForTopics, which consume sets and the handler's Setup clears, are the
-// group side's alone.
+// free, closing) and ev, the mailbox of package poll, are how the two sides reach
+// each other. mu guards session, announced, revoking, nextEpoch and closed, the
+// state sarama's goroutines share; they post to ev while holding it, so that
+// events reach the loop in the order they happened. The loop alone owns poller
+// (the assignment, pauses and batches as the loop knows them), subscribed, and
+// stop, consumeEnd, errorsEnd and refreshEnd, which Subscribe sets and Close
+// waits on (consume, drainErrors and the refresher close them as they return);
+// closeOnce and closeErr are Close's. marks, the claimed partitions' high
+// watermarks, has a lock of its own. fetchMu guards fetcher; calls counts the
+// Commit and Fetch calls Close waits for. retryBackoff, which tests shorten
+// before Subscribe, and the atomic waitingForTopics, which consume sets and the
+// handler's Setup clears, are the group side's alone.
 
 import (
 	"context"
@@ -38,6 +39,7 @@ import (
 	"github.com/IBM/sarama"
 	"go.uber.org/zap"
 
+	"github.com/creekstream/creek/kafka/internal/poll"
 	"github.com/creekstream/creek/kafka/internal/watermarks"
 	"github.com/creekstream/creek/processor"
 )
@@ -103,11 +105,8 @@ type Consumer struct {
 	queue     chan batch
 	free      chan []*sarama.ConsumerMessage
 	batchSize int
-	// eventsPending is set while pending or failure has something for the loop, so
-	// that a Poll answered from the current batch takes the lock only then.
-	eventsPending atomic.Bool
-	// wake tells Poll that events are pending; it holds at most one signal.
-	wake chan struct{}
+	// ev carries assignment changes and a fatal error to the loop.
+	ev *poll.Events
 	// closing is closed by Close so that readers stop waiting for Poll.
 	closing chan struct{}
 
@@ -118,21 +117,14 @@ type Consumer struct {
 	// mu guards the state shared by sarama's goroutines and the loop.
 	mu        sync.Mutex
 	session   sarama.ConsumerGroupSession
-	announced map[processor.Partition]uint64      // told (or about to be told) to the loop, with epoch
-	revoking  map[processor.Partition]*revocation // revocations the loop has not handled yet
-	pending   []event
+	announced map[processor.Partition]uint64           // told (or about to be told) to the loop, with epoch
+	revoking  map[processor.Partition]*poll.Revocation // revocations the loop has not handled yet
 	nextEpoch uint64
-	failure   error // a fatal error from the group, returned by Poll
-	closed    bool  // set by Close before it waits for calls
+	closed    bool // set by Close before it waits for calls
 
 	// The loop's own state, touched only by the goroutine calling Poll.
-	cb         processor.RebalanceCallbacks
+	poller     *poll.Poller[*sarama.ConsumerMessage]
 	subscribed bool
-	active     map[processor.Partition]uint64 // the assignment as the loop knows it
-	paused     map[processor.Partition]bool
-	held       map[processor.Partition][]batch // read while paused, delivered on Resume
-	ready      []batch                         // resumed batches, delivered before the queue
-	cur        batch                           // the batch Poll is handing out
 
 	// Set by Subscribe and waited on by Close, both on the loop.
 	stop       context.CancelFunc // ends the Consume loop
@@ -148,34 +140,12 @@ type Consumer struct {
 }
 
 // batch is a run of messages a partition reader took from its claim at once, all
-// of partition p. epoch identifies the claim they were read under, so that messages
-// of an earlier claim of the same partition are recognised after a revocation.
-// Poll hands them out from next on.
-type batch struct {
-	p     processor.Partition
-	epoch uint64
-	msgs  []*sarama.ConsumerMessage
-	next  int
-}
-
-func (b *batch) remaining() int { return len(b.msgs) - b.next }
+// of one partition, stamped with the claim's epoch.
+type batch = poll.Batch[*sarama.ConsumerMessage]
 
 // maxBatch bounds a batch: large enough that the queue's cost per message is
 // small, small enough that a batch is a fraction of the default queue bound.
 const maxBatch = 256
-
-// event is an assignment change waiting for Poll: exactly one field is set.
-type event struct {
-	assign map[processor.Partition]uint64
-	revoke *revocation
-}
-
-// revocation is a set of partitions that leave the assignment together. done is
-// closed once the loop has run OnRevoke for them.
-type revocation struct {
-	partitions []processor.Partition
-	done       chan struct{}
-}
 
 var (
 	_ processor.Consumer[processor.KafkaPayload] = (*Consumer)(nil)
@@ -210,7 +180,7 @@ func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
 	// at most batchSize.
 	batchSize := min(maxBatch, cfg.ChannelBufferSize)
 	queued := (cfg.ChannelBufferSize + batchSize - 1) / batchSize
-	return &Consumer{
+	c := &Consumer{
 		cfg:          cfg,
 		log:          cfg.Logger.With(zap.String("group", cfg.GroupID)),
 		given:        given,
@@ -222,14 +192,21 @@ func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
 		queue:        make(chan batch, queued),
 		free:         make(chan []*sarama.ConsumerMessage, queued+1),
 		batchSize:    batchSize,
-		wake:         make(chan struct{}, 1),
+		ev:           poll.NewEvents(),
 		closing:      make(chan struct{}),
 		announced:    make(map[processor.Partition]uint64),
-		revoking:     make(map[processor.Partition]*revocation),
-		active:       make(map[processor.Partition]uint64),
-		paused:       make(map[processor.Partition]bool),
-		held:         make(map[processor.Partition][]batch),
-	}, nil
+		revoking:     make(map[processor.Partition]*poll.Revocation),
+	}
+	c.poller = poll.NewPoller(c.ev, poll.Client[*sarama.ConsumerMessage]{
+		Queue:    c.queue,
+		Closing:  c.closing,
+		Closed:   ErrClosed,
+		Pause:    group.Pause,
+		Resume:   group.Resume,
+		Released: c.released,
+		Recycle:  c.recycle,
+	})
+	return c, nil
 }
 
 // Instrument gives the consumer the processor's logger if ConsumerConfig.Logger was
@@ -279,7 +256,7 @@ func (c *Consumer) Subscribe(topics []string, cb processor.RebalanceCallbacks) e
 // with a name the client would refuse.
 func (c *Consumer) subscribe(topics []string, cb processor.RebalanceCallbacks) {
 	c.subscribed = true
-	c.cb = cb
+	c.poller.Start(cb, c.log)
 	ctx, stop := context.WithCancel(context.Background())
 	c.stop = stop
 	c.consumeEnd = make(chan struct{})

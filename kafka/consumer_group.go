@@ -5,11 +5,11 @@ package kafka
 // closes, and drainErrors. sarama calls Setup and Cleanup once per session and
 // ConsumeClaim on a goroutine of its own per claimed partition, concurrently.
 //
-// None of this touches the loop's fields (cb, active, paused, held, ready, cur).
-// It reaches the loop only by changing what mu guards (session, announced,
-// revoking, pending, nextEpoch, failure) under mu, then setting eventsPending and
-// signalling wake; and through the channels: readers send batches on queue, take
-// slices back from free and stop waiting for the loop when closing is closed.
+// None of this touches the loop's poller. It reaches the loop only through ev,
+// posting assignments and revocations while it holds mu (which guards session,
+// announced, revoking and nextEpoch), so that they keep their order, and a fatal
+// error; and through the channels: readers send batches on queue, take slices
+// back from free and stop waiting for the loop when closing is closed.
 // Readers also put their claims in marks, which has a lock of its own (lag.go).
 
 import (
@@ -23,6 +23,7 @@ import (
 	"github.com/IBM/sarama"
 	"go.uber.org/zap"
 
+	"github.com/creekstream/creek/kafka/internal/topicwait"
 	"github.com/creekstream/creek/processor"
 )
 
@@ -31,7 +32,7 @@ import (
 func (c *Consumer) consume(ctx context.Context, topics []string) {
 	defer close(c.consumeEnd)
 	h := handler{c}
-	var wait topicWait
+	var wait topicwait.Wait
 	for {
 		err := c.group.Consume(ctx, topics, h)
 		if ctx.Err() != nil || errors.Is(err, sarama.ErrClosedConsumerGroup) {
@@ -53,9 +54,9 @@ func (c *Consumer) consume(ctx context.Context, topics []string) {
 			if !c.waitingForTopics.Swap(true) {
 				// A session came between, so this is a new wait (a topic
 				// deleted while consumed): it is logged from its own start.
-				wait = topicWait{}
+				wait = topicwait.Wait{}
 			}
-			wait.log(c, c.missingTopics(topics))
+			wait.Missing(c.log, c.cfg.MissingTopicLogInterval, c.missingTopics(topics))
 		default:
 			c.log.Warn("consumer group session failed; rejoining", zap.Strings("topics", topics), zap.Error(err))
 		}
@@ -71,27 +72,6 @@ func (c *Consumer) consume(ctx context.Context, topics []string) {
 
 // retryBackoff is the default pause between a failed Consume and the next.
 const retryBackoff = time.Second
-
-// topicWait rate-limits the log of a wait for missing topics: every attempt
-// finds them missing, and a line per attempt would bury everything else.
-type topicWait struct {
-	since, logged time.Time
-}
-
-func (w *topicWait) log(c *Consumer, missing []string) {
-	now := time.Now()
-	if w.since.IsZero() {
-		w.since = now
-	}
-	if !w.logged.IsZero() && now.Sub(w.logged) < c.cfg.MissingTopicLogInterval {
-		c.log.Debug("kafka: subscribed topics still missing; retrying", zap.Strings("missing", missing))
-		return
-	}
-	w.logged = now
-	c.log.Warn("kafka: waiting for subscribed topics to be created; the consumer does not create them",
-		zap.Strings("missing", missing), zap.Duration("waited", now.Sub(w.since).Round(time.Millisecond)),
-		zap.Duration("log_interval", c.cfg.MissingTopicLogInterval))
-}
 
 // missingTopics returns the topics the client's metadata does not know, which
 // after a refresh that found some unknown are the ones the cluster lacks.
@@ -121,15 +101,7 @@ func fatal(err error) bool {
 		errors.Is(err, sarama.ErrFencedInstancedId)
 }
 
-func (c *Consumer) fail(err error) {
-	c.mu.Lock()
-	if c.failure == nil {
-		c.failure = err
-	}
-	c.eventsPending.Store(true)
-	c.mu.Unlock()
-	c.signal()
-}
+func (c *Consumer) fail(err error) { c.ev.Fail(err) }
 
 // drainErrors logs what the group reports in the background; sarama drops errors
 // nobody reads, so they would otherwise vanish.
@@ -140,19 +112,12 @@ func (c *Consumer) drainErrors() {
 	}
 }
 
-func (c *Consumer) signal() {
-	select {
-	case c.wake <- struct{}{}:
-	default:
-	}
-}
-
 // handler is the sarama.ConsumerGroupHandler of a Consumer.
 type handler struct{ c *Consumer }
 
 func (h handler) Setup(sess sarama.ConsumerGroupSession) error {
 	if h.c.waitingForTopics.Swap(false) {
-		h.c.log.Info("kafka: the subscribed topics exist now; consuming")
+		h.c.log.Info(topicwait.Over)
 	}
 	h.c.mu.Lock()
 	h.c.session = sess
@@ -163,7 +128,7 @@ func (h handler) Setup(sess sarama.ConsumerGroupSession) error {
 // Cleanup revokes what the session's readers did not, such as partitions whose
 // reader never started, before the session's partitions go.
 func (h handler) Cleanup(sess sarama.ConsumerGroupSession) error {
-	h.c.release(processor.Partition{}, true)
+	h.c.release(processor.Partition{}, true, sess.Context())
 	h.c.mu.Lock()
 	if h.c.session == sess {
 		h.c.session = nil
@@ -186,24 +151,25 @@ func (h handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Con
 			if !ok {
 				// The claim was revoked: only this partition moves under the
 				// cooperative protocol, the whole assignment under an eager one.
-				c.release(p, !c.cooperative)
+				// A session that ended closes it too.
+				c.release(p, !c.cooperative || sess.Context().Err() != nil, sess.Context())
 				return nil
 			}
 			b, open := c.fill(m, msgs)
 			select {
-			case c.queue <- batch{p: p, epoch: epoch, msgs: b}:
+			case c.queue <- batch{P: p, Epoch: epoch, Recs: b}:
 			case <-done:
-				c.release(p, true)
+				c.release(p, true, sess.Context())
 				return nil
 			case <-c.closing:
 				return nil
 			}
 			if !open {
-				c.release(p, !c.cooperative)
+				c.release(p, !c.cooperative || sess.Context().Err() != nil, sess.Context())
 				return nil
 			}
 		case <-done:
-			c.release(p, true)
+			c.release(p, true, sess.Context())
 			return nil
 		case <-c.closing:
 			return nil
@@ -261,40 +227,54 @@ func (c *Consumer) announce(sess sarama.ConsumerGroupSession, p processor.Partit
 			add(processor.Partition{Topic: topic, Index: i})
 		}
 	}
-	c.pending = append(c.pending, event{assign: added})
-	c.eventsPending.Store(true)
-	c.signal()
+	c.ev.Assign(added)
 	return c.announced[p]
 }
 
-// release revokes p (or, with all, every announced partition) and waits, at most
-// RevokeTimeout, until the loop has run OnRevoke for it.
-func (c *Consumer) release(p processor.Partition, all bool) {
+// sessionLost reports whether the session whose context is ctx ended because
+// the member lost its place in the group rather than for a rebalance or Close:
+// the coordinator no longer knows the member or its generation (the session
+// timed out, or the member was fenced), or the heartbeat gave up on an
+// unreachable coordinator. Its partitions may belong to another member by now.
+func sessionLost(ctx context.Context) bool {
+	cause := context.Cause(ctx)
+	switch {
+	case cause == nil,
+		errors.Is(cause, context.Canceled),
+		errors.Is(cause, sarama.ErrRebalanceInProgress),
+		errors.Is(cause, sarama.ErrSessionPartitionCountChanged),
+		errors.Is(cause, sarama.ErrSessionConsumeClaimExited):
+		return false
+	}
+	return true
+}
+
+// release revokes p (or, with all, every announced partition), as lost if the
+// session, whose context is sessCtx, was lost, and waits, at most
+// RevokeTimeout, until the loop has run OnRevoke or OnLost for it.
+func (c *Consumer) release(p processor.Partition, all bool, sessCtx context.Context) {
+	lost := sessionLost(sessCtx)
 	c.mu.Lock()
 	rv := c.revoking[p]
+	// moving is what this call waits for, for the log.
+	moving := []processor.Partition{p}
 	if rv == nil {
-		var moving []processor.Partition
+		moving = nil
 		if all {
 			moving = slices.Collect(maps.Keys(c.announced))
 		} else if _, ok := c.announced[p]; ok {
 			moving = []processor.Partition{p}
 		}
 		if len(moving) > 0 {
-			// Revocations the loop has not picked up yet are merged, so that
-			// partitions leaving together reach OnRevoke together.
-			if n := len(c.pending); n > 0 && c.pending[n-1].revoke != nil {
-				rv = c.pending[n-1].revoke
-				rv.partitions = append(rv.partitions, moving...)
-			} else {
-				rv = &revocation{partitions: moving, done: make(chan struct{})}
-				c.pending = append(c.pending, event{revoke: rv})
+			if lost {
+				c.log.Warn("kafka: group session lost", zap.Error(context.Cause(sessCtx)))
 			}
+			// A revocation the loop has not picked up yet takes these too.
+			rv = c.ev.Revoke(moving, lost)
 			for _, q := range moving {
 				delete(c.announced, q)
 				c.revoking[q] = rv
 			}
-			c.eventsPending.Store(true)
-			c.signal()
 		}
 	}
 	c.mu.Unlock()
@@ -304,10 +284,10 @@ func (c *Consumer) release(p processor.Partition, all bool) {
 	t := time.NewTimer(c.cfg.RevokeTimeout)
 	defer t.Stop()
 	select {
-	case <-rv.done:
+	case <-rv.Done():
 	case <-c.closing:
 	case <-t.C:
 		c.log.Warn("revoked partitions released before the processor handled the revocation; their uncommitted messages will be read again by the next owner",
-			zap.Stringers("partitions", rv.partitions), zap.Duration("revoke_timeout", c.cfg.RevokeTimeout))
+			zap.Stringers("partitions", moving), zap.Duration("revoke_timeout", c.cfg.RevokeTimeout))
 	}
 }

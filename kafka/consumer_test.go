@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/creekstream/creek/kafka/kafkatest"
 	"github.com/creekstream/creek/processor"
@@ -352,6 +353,30 @@ func TestConsumerBatchesKeepOrderAndBound(t *testing.T) {
 					t.Errorf("%s: offsets %v..., want 0 to 299 in order", p, offs[:min(len(offs), 5)])
 				}
 			}
+		})
+	}
+}
+
+func TestConsumerSessionLost(t *testing.T) {
+	for _, fault := range []kafkatest.SessionFault{
+		kafkatest.HeartbeatError(kerr.IllegalGeneration, 1),
+		kafkatest.HeartbeatError(kerr.UnknownMemberID, 1),
+		// sarama ends the session when the coordinator stays unavailable for
+		// Metadata.Retry.Max+1 heartbeats.
+		kafkatest.HeartbeatError(kerr.CoordinatorNotAvailable, kafkatest.SaramaConfig().Metadata.Retry.Max+1),
+	} {
+		t.Run(fault.Name, func(t *testing.T) {
+			cl, err := kafkatest.Start()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cl.Close()
+			env := kafkatest.NewOn(t, cl)
+			topic := env.Topic(2)
+			produce(t, env, topic, indexes(2), 5)
+			c := newTestConsumer(t, env, env.Group(), "")
+			c.retryBackoff = 50 * time.Millisecond
+			kafkatest.CheckSessionLost(t, cl, c, topic, 2, 5, fault)
 		})
 	}
 }

@@ -8,6 +8,19 @@
 // again by offset. Under the cooperative-sticky assignor a rebalance revokes only
 // the partitions that move and the others keep flowing.
 //
+// A group session that ends without a rebalance loses its partitions: they may
+// belong to another member already, so the consumer calls
+// RebalanceCallbacks.OnLost for them instead of OnRevoke (OnRevoke if OnLost is
+// nil), and never commits for them itself. sarama says why a session ended in
+// the cause of its context: the coordinator answering a heartbeat with
+// UNKNOWN_MEMBER_ID or ILLEGAL_GENERATION (the session timed out, or the member
+// was replaced), FENCED_INSTANCE_ID (another process took the static member's
+// place), coordinator or connection errors the heartbeat
+// gave up on after Metadata.Retry.Max retries, or a claim not released within
+// the rebalance timeout. A rebalance, Close and the other ends of a session
+// revoke. The consumer then rejoins, and the partitions it is given again are
+// read from their committed offsets.
+//
 // Topic names are checked against Kafka's rules (ValidateTopic) when the consumer
 // subscribes; a topic that does not exist yet is waited for, with a rate-limited
 // log, and never created by the consumer, whose metadata requests have

@@ -97,6 +97,11 @@ type ConsumerConfig struct {
 	// MaxPollRecords bounds the records one poll of kgo returns; DefaultQueuedPolls
 	// such polls may wait for the processor. Default 1024.
 	MaxPollRecords int
+	// MissingTopicLogInterval is how often the wait for subscribed topics that do
+	// not exist yet is logged (at Warn, naming them): once when the wait begins,
+	// then at most once per interval until they all exist. The consumer looks
+	// every second meanwhile. Default 10 s (kafka.DefaultMissingTopicLogInterval).
+	MissingTopicLogInterval time.Duration
 	// Logger receives the consumer's and kgo's diagnostics. Default: the logger of
 	// the processor it runs in (see Consumer.Instrument), else zap.NewNop().
 	Logger *zap.Logger
@@ -135,6 +140,7 @@ func (cfg ConsumerConfig) build() (ConsumerConfig, error) {
 		{"HeartbeatInterval", &cfg.HeartbeatInterval, DefaultHeartbeatInterval},
 		{"FetchTimeout", &cfg.FetchTimeout, DefaultFetchTimeout},
 		{"CloseTimeout", &cfg.CloseTimeout, DefaultCloseTimeout},
+		{"MissingTopicLogInterval", &cfg.MissingTopicLogInterval, kafka.DefaultMissingTopicLogInterval},
 	}
 	for _, d := range durations {
 		switch {
@@ -208,22 +214,4 @@ func (cfg ConsumerConfig) resetOffset() kgo.Offset {
 		return kgo.NewOffset().AtEnd()
 	}
 	return kgo.NewOffset().AtStart()
-}
-
-// validTopic reports why topic cannot exist in Kafka, or "" if it can.
-func validTopic(topic string) string {
-	switch {
-	case topic == "":
-		return "it is empty"
-	case topic == "." || topic == "..":
-		return "it is . or .."
-	case len(topic) > 249:
-		return "it is longer than 249 characters"
-	}
-	for _, r := range topic {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
-			return fmt.Sprintf("it holds %q; use only ASCII letters, digits, '.', '_' and '-'", r)
-		}
-	}
-	return ""
 }

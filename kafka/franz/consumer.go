@@ -7,20 +7,25 @@ package franz
 //     starts, and kgo's rebalance callbacks, which run on kgo's group goroutine.
 //   - poll.go runs on the processor's loop, the goroutine that calls Poll.
 //   - commit.go and fetch.go run on whichever goroutine calls Commit or Fetch.
+//   - topics.go runs on the topic waiter goroutine Subscribe starts.
 //   - lag.go runs on the refresher goroutine Subscribe starts, and answers
 //     Watermarks on the loop.
 //
 // The fields cfg to closing are set by NewConsumer, never reassigned after
 // Subscribe and read from every goroutine (Instrument, which runs before
-// Subscribe, may replace log, given and cfg.Logger); the channels (queue, wake,
-// closing) and the atomic eventsPending are how the sides reach each other. mu guards cl, owned,
-// nextEpoch, pending, failure and closed, which the callbacks, the reader, the
-// loop and Commit share. The loop alone owns cb, subscribed, active, paused, held,
-// ready and cur, and stop, readEnd and refreshEnd, which Subscribe sets and Close
-// waits on (the reader and the refresher close theirs as they return). closeOnce
-// and closeErr are Close's; calls counts the Commit and Fetch calls Close waits
-// for. marks, the owned partitions' high watermarks, has a lock of its own; it is
-// changed where owned is, and taken after mu.
+// Subscribe, may replace log, given and cfg.Logger); the channels (queue,
+// closing) and ev, the mailbox of package poll, are how the sides reach each
+// other. mu guards cl, owned, nextEpoch and closed, which the callbacks, the
+// reader, the loop and Commit share; the callbacks post to ev while holding it,
+// so that events reach the loop in the order they happened. The loop alone owns
+// poller (the assignment, pauses and batches as the loop knows them),
+// subscribed, and stop, readEnd, refreshEnd and waitEnd, which Subscribe sets and
+// Close waits on (the reader, the refresher and the topic waiter close theirs
+// as they return). closeOnce and closeErr are Close's; calls counts the Commit
+// and Fetch calls Close waits for. marks, the owned partitions' high
+// watermarks, has a lock of its own; it is changed where owned is, and taken
+// after mu. topicRetry, which tests shorten before Subscribe, is the topic
+// waiter's.
 
 import (
 	"context"
@@ -28,7 +33,6 @@ import (
 	"fmt"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -36,6 +40,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/creekstream/creek/kafka"
+	"github.com/creekstream/creek/kafka/internal/poll"
 	"github.com/creekstream/creek/kafka/internal/watermarks"
 	"github.com/creekstream/creek/processor"
 )
@@ -67,13 +72,12 @@ type Consumer struct {
 	cooperative bool
 	// queue carries batches from the reader to Poll.
 	queue chan batch
-	// eventsPending is set while pending or failure has something for the loop, so
-	// that a Poll answered from the current batch takes the lock only then.
-	eventsPending atomic.Bool
-	// wake tells Poll that events are pending; it holds at most one signal.
-	wake chan struct{}
+	// ev carries assignment changes and a fatal error to the loop.
+	ev *poll.Events
 	// closing is closed by Close so that the reader and callbacks stop waiting.
 	closing chan struct{}
+	// topicRetry spaces the topic waiter's looks at the cluster; tests shorten it.
+	topicRetry time.Duration
 	// refreshInterval spaces the ListOffsets that refresh marks: 0 means
 	// watermarks.RefreshInterval; tests shorten it.
 	refreshInterval time.Duration
@@ -91,52 +95,25 @@ type Consumer struct {
 	cl        *kgo.Client                    // the group client, set by Subscribe
 	owned     map[processor.Partition]uint64 // owned in the group, with the claim's epoch
 	nextEpoch uint64
-	pending   []event
-	failure   error // a fatal error, returned by Poll
-	closed    bool  // set by Close before it waits for calls
+	closed    bool // set by Close before it waits for calls
 
 	// The loop's own state, touched only by the goroutine calling Poll.
-	cb         processor.RebalanceCallbacks
+	poller     *poll.Poller[*kgo.Record]
 	subscribed bool
-	active     map[processor.Partition]uint64 // the assignment as the loop knows it
-	paused     map[processor.Partition]bool
-	held       map[processor.Partition][]batch // read while paused, delivered on Resume
-	ready      []batch                         // resumed batches, delivered before the queue
-	cur        batch                           // the batch Poll is handing out
 
 	// Set by Subscribe and waited on by Close, both on the loop.
-	stop       context.CancelFunc // ends the reader
+	stop       context.CancelFunc // ends the reader and the topic waiter
 	readEnd    chan struct{}      // closed when the reader has returned
 	refreshEnd chan struct{}      // closed when the watermark refresher has returned
+	waitEnd    chan struct{}      // closed when the topic waiter has returned
 
 	// calls counts Commit and Fetch calls still talking to a broker.
 	calls sync.WaitGroup
 }
 
-// batch is a run of records of partition p that one poll returned. epoch
-// identifies the claim they were read under. Poll hands them out from next on.
-type batch struct {
-	p     processor.Partition
-	epoch uint64
-	recs  []*kgo.Record
-	next  int
-}
-
-func (b *batch) remaining() int { return len(b.recs) - b.next }
-
-// event is an assignment change waiting for Poll: exactly one field is set.
-type event struct {
-	assign map[processor.Partition]uint64
-	revoke *revocation
-}
-
-// revocation is a set of partitions that leave the assignment together. done is
-// closed once the loop has run OnRevoke for them.
-type revocation struct {
-	partitions []processor.Partition
-	lost       bool
-	done       chan struct{}
-}
+// batch is a run of records of one partition that one poll returned, stamped
+// with the partition's claim.
+type batch = poll.Batch[*kgo.Record]
 
 var (
 	_ processor.Consumer[processor.KafkaPayload] = (*Consumer)(nil)
@@ -152,19 +129,26 @@ func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Consumer{
+	c := &Consumer{
 		cfg:         cfg,
 		log:         cfg.Logger.With(zap.String("group", cfg.GroupID)),
 		given:       given,
 		cooperative: cfg.Assignor == AssignorCooperativeSticky,
 		queue:       make(chan batch, DefaultQueuedPolls),
-		wake:        make(chan struct{}, 1),
+		ev:          poll.NewEvents(),
 		closing:     make(chan struct{}),
 		owned:       make(map[processor.Partition]uint64),
-		active:      make(map[processor.Partition]uint64),
-		paused:      make(map[processor.Partition]bool),
-		held:        make(map[processor.Partition][]batch),
-	}, nil
+		topicRetry:  topicRetry,
+	}
+	c.poller = poll.NewPoller(c.ev, poll.Client[*kgo.Record]{
+		Queue:    c.queue,
+		Closing:  c.closing,
+		Closed:   kafka.ErrClosed,
+		Pause:    func(byTopic map[string][]int32) { c.client().PauseFetchPartitions(byTopic) },
+		Resume:   func(byTopic map[string][]int32) { c.client().ResumeFetchPartitions(byTopic) },
+		Released: c.released,
+	})
+	return c, nil
 }
 
 // Instrument gives the consumer, and the kgo clients it makes, the processor's
@@ -180,7 +164,12 @@ func (c *Consumer) Instrument(inst processor.Instruments) {
 	c.log = c.given.Logger.With(zap.String("group", c.cfg.GroupID))
 }
 
-// Subscribe joins the group for topics. It may be called once.
+// Subscribe joins the group for topics. It may be called once. A name that
+// cannot be a Kafka topic (see kafka.ValidateTopic) fails it at once. Topics
+// that do not exist yet are waited for: kgo consumes those that exist and picks
+// the others up once created, and until then the wait is logged every
+// MissingTopicLogInterval; the consumer never creates them, and refuses
+// ClientOptions that enable kgo.AllowAutoTopicCreation.
 func (c *Consumer) Subscribe(topics []string, cb processor.RebalanceCallbacks) error {
 	select {
 	case <-c.closing:
@@ -193,10 +182,14 @@ func (c *Consumer) Subscribe(topics []string, cb processor.RebalanceCallbacks) e
 	if len(topics) == 0 {
 		return errors.New("franz: Subscribe needs at least one topic")
 	}
-	for _, t := range topics {
-		if why := validTopic(t); why != "" {
-			return fmt.Errorf("franz: topic %q cannot exist: %s", t, why)
+	var invalid []error
+	for _, topic := range topics {
+		if err := kafka.ValidateTopic(topic); err != nil {
+			invalid = append(invalid, err)
 		}
+	}
+	if len(invalid) > 0 {
+		return errors.Join(invalid...)
 	}
 	bal, err := balancer(c.cfg.Assignor)
 	if err != nil {
@@ -224,8 +217,12 @@ func (c *Consumer) Subscribe(topics []string, cb processor.RebalanceCallbacks) e
 	if err != nil {
 		return fmt.Errorf("franz: client for %v: %w", c.cfg.Brokers, err)
 	}
+	if auto, _ := cl.OptValue(kgo.AllowAutoTopicCreation).(bool); auto {
+		cl.Close()
+		return errors.New("franz: ConsumerConfig.ClientOptions enable kgo.AllowAutoTopicCreation; the consumer never creates topics (a mistyped name would be created empty and consumed for ever), so drop the option")
+	}
 	c.subscribed = true
-	c.cb = cb
+	c.poller.Start(cb, c.log)
 	c.mu.Lock()
 	c.cl = cl
 	c.mu.Unlock()
@@ -233,8 +230,10 @@ func (c *Consumer) Subscribe(topics []string, cb processor.RebalanceCallbacks) e
 	c.stop = stop
 	c.readEnd = make(chan struct{})
 	c.refreshEnd = make(chan struct{})
+	c.waitEnd = make(chan struct{})
 	go c.read(ctx, cl)
 	go c.refreshWatermarks(cl)
+	go c.waitForTopics(ctx, cl, slices.Clone(topics))
 	return nil
 }
 
@@ -254,6 +253,7 @@ func (c *Consumer) Close() error {
 		c.stop()
 		<-c.readEnd
 		<-c.refreshEnd
+		<-c.waitEnd
 		c.calls.Wait()
 		ctx, cancel := context.WithTimeout(context.Background(), c.cfg.CloseTimeout)
 		defer cancel()
@@ -341,27 +341,12 @@ func (c *Consumer) stamp(fetches kgo.Fetches) []batch {
 		if !ok {
 			return
 		}
-		out = append(out, batch{p: p, epoch: epoch, recs: ftp.Records})
+		out = append(out, batch{P: p, Epoch: epoch, Recs: ftp.Records})
 	})
 	return out
 }
 
-func (c *Consumer) fail(err error) {
-	c.mu.Lock()
-	if c.failure == nil {
-		c.failure = err
-	}
-	c.eventsPending.Store(true)
-	c.mu.Unlock()
-	c.signal()
-}
-
-func (c *Consumer) signal() {
-	select {
-	case c.wake <- struct{}{}:
-	default:
-	}
-}
+func (c *Consumer) fail(err error) { c.ev.Fail(err) }
 
 // onAssigned is kgo's OnPartitionsAssigned; it runs on kgo's group goroutine and
 // queues an assignment event.
@@ -382,14 +367,8 @@ func (c *Consumer) onAssigned(_ context.Context, _ *kgo.Client, assigned map[str
 			c.marks.Claim(p, c.nextEpoch, -1, nil)
 		}
 	}
-	if len(added) > 0 {
-		c.pending = append(c.pending, event{assign: added})
-		c.eventsPending.Store(true)
-	}
+	c.ev.Assign(added)
 	c.mu.Unlock()
-	if len(added) > 0 {
-		c.signal()
-	}
 }
 
 // onRevoked is kgo's OnPartitionsRevoked. It runs on kgo's group goroutine, and
@@ -431,20 +410,16 @@ func (c *Consumer) release(parts map[string][]int32, lost bool) {
 		c.mu.Unlock()
 		return
 	}
-	rv := &revocation{partitions: moving, lost: lost, done: make(chan struct{})}
-	c.pending = append(c.pending, event{revoke: rv})
-	c.eventsPending.Store(true)
+	rv := c.ev.Revoke(moving, lost)
 	c.mu.Unlock()
-	c.signal()
 	if lost {
-		c.log.Warn("partitions lost: the group session ended; their uncommitted work cannot be committed and will be read again",
-			zap.Stringers("partitions", moving))
+		// The loop logs it as it runs OnLost.
 		return
 	}
 	t := time.NewTimer(c.cfg.RevokeTimeout)
 	defer t.Stop()
 	select {
-	case <-rv.done:
+	case <-rv.Done():
 	case <-c.closing:
 	case <-t.C:
 		c.log.Warn("revoked partitions released before the processor handled the revocation; their uncommitted messages will be read again by the next owner",

@@ -4,10 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/creekstream/creek/kafka"
@@ -60,12 +64,30 @@ func TestSubscribeRejectsATopicThatCannotExist(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	err = c.Subscribe([]string{"no spaces allowed"}, processor.RebalanceCallbacks{})
-	if err == nil || !strings.Contains(err.Error(), `"no spaces allowed"`) {
-		t.Fatalf("Subscribe = %v; want an error naming the topic", err)
+	err = c.Subscribe([]string{"no spaces allowed", "fine", ".."}, processor.RebalanceCallbacks{})
+	for _, bad := range []string{"no spaces allowed", ".."} {
+		// The rules and their wording are package kafka's, for both backends.
+		if want := kafka.ValidateTopic(bad).Error(); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Subscribe = %v; want an error containing kafka.ValidateTopic's %q", err, want)
+		}
 	}
 	if _, _, err := c.Poll(context.Background(), time.Millisecond); !errors.Is(err, kafka.ErrNotSubscribed) {
 		t.Fatalf("Poll before a successful Subscribe = %v, want kafka.ErrNotSubscribed", err)
+	}
+}
+
+func TestSubscribeRefusesAutoTopicCreation(t *testing.T) {
+	c, err := franz.NewConsumer(franz.ConsumerConfig{
+		Brokers: []string{"127.0.0.1:1"}, GroupID: "g",
+		ClientOptions: []kgo.Opt{kgo.AllowAutoTopicCreation()},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	err = c.Subscribe([]string{"orders"}, processor.RebalanceCallbacks{})
+	if err == nil || !strings.HasPrefix(err.Error(), "franz: ") || !strings.Contains(err.Error(), "AllowAutoTopicCreation") {
+		t.Fatalf("Subscribe with kgo.AllowAutoTopicCreation = %v; want a franz: error naming the option", err)
 	}
 }
 
@@ -281,5 +303,68 @@ func TestProducerResolvesDeliveriesInOrder(t *testing.T) {
 	}
 	if _, err := franz.NewProducer(franz.ProducerConfig{}); err == nil || !strings.HasPrefix(err.Error(), "franz: ") {
 		t.Fatalf("NewProducer without brokers = %v, want a franz: error", err)
+	}
+}
+
+func TestConsumerSessionLost(t *testing.T) {
+	for _, fault := range []kafkatest.SessionFault{
+		kafkatest.HeartbeatError(kerr.IllegalGeneration, 1),
+		kafkatest.HeartbeatError(kerr.UnknownMemberID, 1),
+	} {
+		t.Run(fault.Name, func(t *testing.T) {
+			cl, err := kafkatest.Start()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cl.Close()
+			env := kafkatest.NewOn(t, cl)
+			topic := env.Topic(2)
+			env.Fill(topic, 2, 5, plain)
+			kafkatest.CheckSessionLost(t, cl, newConsumer(t, env, env.Group(), ""), topic, 2, 5, fault)
+		})
+	}
+}
+
+func TestConsumerFailsWhenTheBrokerRefusesATopic(t *testing.T) {
+	const refused = "creek-refused"
+	cl, err := kafkatest.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	// The in-process broker answers UNKNOWN_TOPIC_OR_PARTITION for any name;
+	// a real one with stricter rules answers INVALID_TOPIC_EXCEPTION.
+	cl.ControlKey(kmsg.Metadata.Int16(), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		cl.KeepControl()
+		mreq := req.(*kmsg.MetadataRequest)
+		if !slices.ContainsFunc(mreq.Topics, func(rt kmsg.MetadataRequestTopic) bool { return rt.Topic != nil && *rt.Topic == refused }) {
+			return nil, nil, false
+		}
+		resp := mreq.ResponseKind().(*kmsg.MetadataResponse)
+		resp.Version = mreq.Version
+		for _, rt := range mreq.Topics {
+			st := kmsg.NewMetadataResponseTopic()
+			st.Topic = rt.Topic
+			st.ErrorCode = kerr.InvalidTopicException.Code
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+	env := kafkatest.NewOn(t, cl)
+	c := newConsumer(t, env, env.Group(), "")
+	defer c.Close()
+	if err := c.Subscribe([]string{refused}, processor.RebalanceCallbacks{}); err != nil {
+		t.Fatalf("Subscribe: %v", err)
+	}
+	ctx := env.Context(waitFor)
+	for {
+		_, _, err := c.Poll(ctx, 100*time.Millisecond)
+		if err == nil {
+			continue
+		}
+		if !errors.Is(err, kerr.InvalidTopicException) || !strings.Contains(err.Error(), refused) || !strings.HasPrefix(err.Error(), "franz: ") {
+			t.Fatalf("Poll error = %v, want a franz: error wrapping kerr.InvalidTopicException that names %s", err, refused)
+		}
+		return
 	}
 }

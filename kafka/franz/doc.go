@@ -17,12 +17,26 @@
 // returns records and the moment the reader stamps each partition's records with
 // the claim (epoch) they were read under; then it allows rebalances and queues
 // the records. kgo's OnPartitionsAssigned, OnPartitionsRevoked and
-// OnPartitionsLost record events that Poll turns into OnAssign and OnRevoke calls
-// on the processor's goroutine; a revocation waits (at most RevokeTimeout) until
-// the processor has handled it, so the processor commits before the partitions
-// go. Lost partitions reach the processor as a revocation, as with the sarama
-// backend, but Commit refuses them at once: their offsets cannot be committed any
-// more. Queued records of a partition the processor no longer owns are dropped.
+// OnPartitionsLost record events that Poll turns into OnAssign, OnRevoke and
+// OnLost calls on the processor's goroutine; a revocation waits (at most
+// RevokeTimeout) until the processor has handled it, so the processor commits
+// before the partitions go. kgo reports partitions lost when the group session
+// ends without a rebalance: any heartbeat, join or sync error other than
+// REBALANCE_IN_PROGRESS, such as UNKNOWN_MEMBER_ID or ILLEGAL_GENERATION after
+// the session timed out, or FENCED_INSTANCE_ID (which kgo also reports as a
+// fetch error, and the consumer takes as fatal). They reach OnLost (OnRevoke if
+// OnLost is nil) without waiting, Commit refuses them at once (ErrNotOwned), and
+// the consumer commits nothing for them itself; kgo rejoins, and partitions
+// assigned again are read from their committed offsets.
+// Queued records of a partition the processor no longer owns are dropped. The
+// hand-out of records, the pause bookkeeping and the running of events are
+// package kafka's too, shared through an internal package.
+//
+// Topics are handled as package kafka handles them: Subscribe refuses a name
+// kafka.ValidateTopic refuses; a topic that does not exist yet is waited for,
+// with the same rate-limited log (MissingTopicLogInterval); the consumer never
+// creates a topic, and refuses kgo.AllowAutoTopicCreation among ClientOptions. A
+// name the broker itself refuses fails Poll.
 //
 // Configuration errors, and the errors the package wraps, start with "franz: ".
 // Where the two backends mean the same thing, the sentinel errors are package

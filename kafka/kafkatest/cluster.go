@@ -2,8 +2,10 @@ package kafkatest
 
 import (
 	"fmt"
+	"testing"
 
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // Cluster is an in-process Kafka broker listening on 127.0.0.1.
@@ -60,3 +62,28 @@ func (c *Cluster) Addrs() []string { return c.kf.ListenAddrs() }
 
 // Close stops the broker and drops everything it stored.
 func (c *Cluster) Close() { c.kf.Close() }
+
+// ControlKey runs fn on each request of kind key (a kmsg.Key) the broker
+// receives, until fn handles one: a handled request gets fn's response, or its
+// connection is closed if fn returns an error. fn returning false lets the
+// broker answer as usual, which is how a test observes requests. Tests use it
+// to inject faults, such as a Heartbeat answered with an error code.
+func (c *Cluster) ControlKey(key int16, fn func(kmsg.Request) (kmsg.Response, error, bool)) {
+	c.kf.ControlKey(key, fn)
+}
+
+// KeepControl, called inside a ControlKey function, keeps the function for later
+// requests even though it handled this one.
+func (c *Cluster) KeepControl() { c.kf.KeepControl() }
+
+// NewOn returns an Env on c, for tests that need a broker they can inject faults
+// into; c is not closed for them.
+func NewOn(t testing.TB, c *Cluster) *Env {
+	t.Helper()
+	cl, err := NewClient(c.Addrs())
+	if err != nil {
+		t.Fatalf("kafkatest: %v", err)
+	}
+	t.Cleanup(cl.Close)
+	return &Env{Brokers: c.Addrs(), Client: cl, t: t}
+}

@@ -1,0 +1,52 @@
+package franz
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/zap"
+
+	"github.com/creekstream/creek/processor"
+)
+
+// BenchmarkPollHandout measures Poll alone, without a broker, over polls of one
+// partition queued as the reader queues them.
+func BenchmarkPollHandout(b *testing.B) {
+	p := processor.Partition{Topic: "t", Index: 0}
+	c, err := NewConsumer(ConsumerConfig{Brokers: []string{"127.0.0.1:1"}, GroupID: "g", Logger: zap.NewNop()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	c.subscribed = true
+	c.poller.Start(processor.RebalanceCallbacks{}, zap.NewNop())
+	c.ev.Assign(map[processor.Partition]uint64{p: 1})
+	runHandout(b, c, func(recs []*kgo.Record) { c.queue <- batch{P: p, Epoch: 1, Recs: recs} })
+}
+
+// runHandout polls b.N records from c, queued in rounds of 4 polls of 1024
+// records through send with the timer stopped, so that only Poll is timed.
+func runHandout(b *testing.B, c *Consumer, send func([]*kgo.Record)) {
+	r := &kgo.Record{Value: make([]byte, 100)}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for n := 0; n < b.N; {
+		b.StopTimer()
+		for range DefaultQueuedPolls {
+			recs := make([]*kgo.Record, DefaultMaxPollRecords)
+			for i := range recs {
+				recs[i] = r
+			}
+			send(recs)
+		}
+		b.StartTimer()
+		for range DefaultQueuedPolls * DefaultMaxPollRecords {
+			_, ok, err := c.Poll(context.Background(), time.Second)
+			if err != nil || !ok {
+				b.Fatal(ok, err)
+			}
+		}
+		n += DefaultQueuedPolls * DefaultMaxPollRecords
+	}
+}
