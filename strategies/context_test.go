@@ -154,7 +154,8 @@ func TestUserFunctionContextCancelled(t *testing.T) {
 // work that finishes within the join timeout: its result is committed.
 func TestUserFunctionFinishingInTimeIsCommitted(t *testing.T) {
 	p0 := processor.Partition{Topic: "t", Index: 0}
-	b := newBlocker(1)
+	// The last message blocks too, so the revocation cannot come before it is read.
+	b := newBlocker(1, 2)
 	factory := processor.FactoryFunc[int](func(commit processor.CommitFunc, _ []processor.Partition) (processor.Strategy[int], error) {
 		return NewRunTaskConcurrently(b.fn, 4, 8, NewCommitOffsets[int](commit))
 	})
@@ -162,7 +163,7 @@ func TestUserFunctionFinishingInTimeIsCommitted(t *testing.T) {
 	h.Consumer.Produce(p0, 0, 1, 2)
 	h.Consumer.Assign(p0)
 	h.Start()
-	b.await(t, "the blocked call to start", func(s map[int]bool, _ map[int]error) bool { return s[1] })
+	b.await(t, "the blocked calls to start", func(s map[int]bool, _ map[int]error) bool { return s[1] && s[2] })
 	revoked := h.Consumer.Revoke(p0)
 	close(b.release)
 	h.Await(revoked, "the revocation")
