@@ -19,7 +19,10 @@ import (
 	"github.com/creekstream/creek/segments/store"
 )
 
-const waitLong = 10 * time.Second
+// waitLong bounds the waits for what must happen. Passing waits return as soon as it
+// does; the bound is wide because on a loaded two-core machine under -race a chain of
+// worker restarts (TestFlusherRestartLimit waits for eleven) ran past 10 s.
+const waitLong = 60 * time.Second
 
 // hang returns a behaviour whose deliveries stay unresolved until the test ends, as
 // with a broker that does not answer.
