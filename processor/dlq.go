@@ -407,6 +407,17 @@ func isDone(d *Delivery) bool {
 	}
 }
 
+// busy reports whether a delivery is outstanding or a failed one waits for its
+// retry: the loop then comes round every dlqTickInterval to move them along.
+func (d *dlq[T]) busy() bool {
+	for _, dp := range d.parts {
+		if len(dp.pending) > 0 || dp.held {
+			return true
+		}
+	}
+	return false
+}
+
 // held reports whether part is held back by failed deliveries.
 func (d *dlq[T]) held(part Partition) bool {
 	dp, ok := d.parts[part]

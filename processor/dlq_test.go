@@ -275,6 +275,25 @@ func TestDLQOutageLosesNothing(t *testing.T) {
 	}
 }
 
+// TestDLQRetriesWithoutTraffic: a failed delivery is retried, and the commit held
+// for it made, while nothing else arrives and the poll timeout is an hour: the loop
+// comes round for the deliveries instead of waiting a whole PollTimeout each time.
+func TestDLQRetriesWithoutTraffic(t *testing.T) {
+	dlq := &fakeDLQ{err: errors.New("dlq broker down")}
+	h := newHarness(t, processor.Config[string]{CommitPolicy: processor.ImmediateCommit(), PollTimeout: time.Hour,
+		DLQ: &processor.DLQPolicy[string]{Producer: dlq, Size: sizeOf, RetryBackoff: 5 * time.Millisecond, MaxRetryBackoff: 20 * time.Millisecond}}, invalidAt(1))
+	dlq.n = h.Events
+	h.produce(p0, 0, 2)
+	h.Start()
+	h.Consumer.Assign(p0)
+	h.WaitUntil("two failed deliveries", func() bool { return len(dlq.payloads()) >= 2 })
+	dlq.setErr(nil)
+	h.WaitUntil("offset 2 committed once the DLQ takes the message", func() bool { return h.Consumer.Committed(p0) == 2 })
+	if err := h.Stop(); err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+}
+
 func TestDLQGiveUp(t *testing.T) {
 	cases := []struct {
 		name     string

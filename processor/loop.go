@@ -192,6 +192,12 @@ func (p *StreamProcessor[T]) pollConsumer(ctx context.Context, mayWait bool, msg
 	if p.bp.paused {
 		timeout = p.cfg.PausedPollTimeout
 	}
+	if mayWait && p.dlq != nil && timeout > dlqTickInterval && p.dlq.busy() {
+		// Deliveries are looked at and retried only when the loop comes round, and
+		// a commit held for them waits as long: with no traffic, a full PollTimeout
+		// per round put seconds between a retry's due time and the retry.
+		timeout = dlqTickInterval
+	}
 	var ok bool
 	*msg, ok, err = p.consumer.Poll(ctx, timeout)
 	if p.cbErr != nil {
