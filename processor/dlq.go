@@ -543,7 +543,7 @@ func (d *dlq[T]) forget(ps []Partition) {
 	for _, p := range ps {
 		if dp, ok := d.parts[p]; ok {
 			if n := len(dp.failed); n > 0 {
-				d.log.Warn("processor: revoked partition had dead-letter deliveries still failing; its next owner reads them again",
+				d.log.Warn("processor: a partition left with dead-letter deliveries still failing; its next owner reads them again",
 					zap.Stringer("partition", p), zap.Int("messages", n))
 			}
 			delete(d.parts, p)
