@@ -570,7 +570,8 @@ func (pr *producer) wait(t *testing.T, d time.Duration) {
 // done twice.
 type accounting struct {
 	in, out, lost, duplicates int
-	// allowed is what was in flight at the kills: the duplicates a restart may make.
+	// allowed is what was in flight since the last commit at the kills (or the
+	// outage): the duplicates the case may make.
 	allowed int
 	// rewound counts processings of a position after the group's committed offset
 	// had been seen past it: redeliveries of work that was committed.
@@ -580,7 +581,7 @@ type accounting struct {
 }
 
 func (a accounting) String() string {
-	return fmt.Sprintf("in %d / out %d / lost %d / duplicates %d (in flight at kills %d, re-read after commit %d, wrong value %d)",
+	return fmt.Sprintf("in %d / out %d / lost %d / duplicates %d (allowed: in flight since the last commit %d; re-read after commit %d; wrong value %d)",
 		a.in, a.out, a.lost, a.duplicates, a.allowed, a.rewound, a.wrong)
 }
 
@@ -657,7 +658,7 @@ func (a accounting) check(t *testing.T, label string) {
 		t.Errorf("chaos: %s: %d messages processed again after the group had committed past them", label, a.rewound)
 	}
 	if a.duplicates > a.allowed {
-		t.Errorf("chaos: %s: %d duplicates, more than the %d in flight since the last commit at the kills", label, a.duplicates, a.allowed)
+		t.Errorf("chaos: %s: %d duplicates, more than the %d in flight since the last commit", label, a.duplicates, a.allowed)
 	}
 }
 

@@ -167,9 +167,6 @@ func (s *suite) churn(t *testing.T, backend, assignor string) {
 // outage stops the broker mid-stream and starts it again on the same data and
 // port: every consumer must stay alive through it and lose nothing.
 func (s *suite) outage(t *testing.T, backend string) {
-	if os.Getenv("CREEK_CHAOS_OUTAGE") == "skip" {
-		t.Skip("chaos: CREEK_CHAOS_OUTAGE=skip")
-	}
 	s.requireOwnBroker(t)
 	c := s.newProcessorCase(t, backend, "range")
 	for i := range 3 {
@@ -216,6 +213,26 @@ func (s *suite) outage(t *testing.T, backend string) {
 		}
 	}
 	c.finish(t, pr, allowed).check(t, "broker-outage/"+backend)
+	for _, p := range c.fleet.all() {
+		n, first := grepLog(p.stderr, "lost")
+		t.Logf("chaos: %s logged %d warnings or errors naming lost partitions; first: %s", p.name, n, first)
+	}
+}
+
+// grepLog counts the WARN and ERROR lines of file that contain word, ignoring
+// case, and returns the first.
+func grepLog(file, word string) (int, string) {
+	b, _ := os.ReadFile(file)
+	n, first := 0, ""
+	for _, l := range strings.Split(string(b), "\n") {
+		if (strings.Contains(l, "\tWARN\t") || strings.Contains(l, "\tERROR\t")) && strings.Contains(strings.ToLower(l), word) {
+			if n == 0 {
+				first = l
+			}
+			n++
+		}
+	}
+	return n, first
 }
 
 // requireOwnBroker skips (fails with CREEK_REQUIRE_REAL=1) unless the broker under
