@@ -3,6 +3,7 @@ package chaos
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -135,20 +136,20 @@ func (p *proc) tail() string {
 	return strings.Join(lines[max(0, len(lines)-15):], "\n")
 }
 
-// fleet runs the child processes of one case. mu guards procs; every process has
-// a goroutine that waits for it and reports an exit the test did not ask for on
-// unexpected.
+// fleet runs the child processes of one case. mu guards procs and unexpected;
+// every process has a goroutine that waits for it and adds an exit the test did
+// not ask for to unexpected, which checkAlive reports and empties.
 type fleet struct {
 	t          *testing.T
 	dir        string
 	mu         sync.Mutex
 	procs      []*proc
-	unexpected chan *proc
+	unexpected []*proc
 	waiters    sync.WaitGroup
 }
 
 func newFleet(t *testing.T) *fleet {
-	f := &fleet{t: t, dir: t.TempDir(), unexpected: make(chan *proc, 64)}
+	f := &fleet{t: t, dir: t.TempDir()}
 	t.Cleanup(func() {
 		// A case that failed half way leaves processes running: kill them all.
 		for _, p := range f.all() {
@@ -202,7 +203,9 @@ func (f *fleet) start(name, bin string, args ...string) *proc {
 		errf.Close()
 		close(p.done)
 		if !p.stopped.Load() {
-			f.unexpected <- p
+			f.mu.Lock()
+			f.unexpected = append(f.unexpected, p)
+			f.mu.Unlock()
 		}
 	}()
 	return p
@@ -283,13 +286,12 @@ func (f *fleet) checkGraceful(terminated []*proc) {
 // checkAlive fails the test for every process that exited without being asked to.
 func (f *fleet) checkAlive(when string) {
 	f.t.Helper()
-	for {
-		select {
-		case p := <-f.unexpected:
-			f.t.Errorf("chaos: %s exited on its own %s (%v); stderr:\n%s", p.name, when, p.err, p.tail())
-		default:
-			return
-		}
+	f.mu.Lock()
+	exited := f.unexpected
+	f.unexpected = nil
+	f.mu.Unlock()
+	for _, p := range exited {
+		f.t.Errorf("chaos: %s exited on its own %s (%v); stderr:\n%s", p.name, when, p.err, p.tail())
 	}
 }
 
@@ -602,6 +604,12 @@ func account(t *testing.T, cl *kafkatest.Client, topic string, ends map[int32]in
 	for _, r := range recs {
 		input[[2]int64{int64(r.Partition), r.Offset}] = string(r.Value)
 	}
+	return tallyUp(input, lines, commits)
+}
+
+// tallyUp compares input, the value at each position, with what the processes
+// recorded.
+func tallyUp(input map[[2]int64]string, lines []processing, commits []commitSample) accounting {
 	a := accounting{in: len(input)}
 	byPos := make(map[[2]int64][]processing, len(input))
 	for _, l := range lines {
@@ -619,7 +627,7 @@ func account(t *testing.T, cl *kafkatest.Client, topic string, ends map[int32]in
 	a.out = a.in - a.lost
 	for k, ps := range byPos {
 		a.duplicates += len(ps) - 1
-		slices.SortFunc(ps, func(x, y processing) int { return int(x.at - y.at) })
+		slices.SortFunc(ps, func(x, y processing) int { return cmp.Compare(x.at, y.at) })
 		for _, p := range ps[1:] {
 			if committedPastBefore(commits, int32(k[0]), k[1], p.at) {
 				a.rewound++
