@@ -22,6 +22,8 @@
 //     segments.NewConsumer) are killed with SIGKILL while a flush is under way and
 //     restarted; every span must come out, in its own segment (lost / duplicates /
 //     misplaced).
+//   - spanbuffer-shared-redis: two span buffer deployments share one Redis; each
+//     must put out all of its spans and none of the other's.
 //
 // The suite runs only when CREEK_CHAOS is set, "1" for the size CI affords and
 // "full" for the larger one, because it stops the broker other tests may be using.

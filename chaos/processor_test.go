@@ -43,6 +43,7 @@ func TestChaos(t *testing.T) {
 		}
 	})
 	t.Run("spanbuffer-kill9", s.spanbufferKill9)
+	t.Run("spanbuffer-shared-redis", s.spanbufferShared)
 }
 
 // processorCase is the setup every processor case shares: a topic, a group, the

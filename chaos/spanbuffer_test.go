@@ -30,15 +30,17 @@ type traceSet struct {
 	segment map[string]string
 }
 
-// makeTraces builds n traces: a root segment with children and grandchildren, and
-// under some children a nested segment of their own. A trace's spans are shuffled,
-// so children often come before their parents, and share a partition.
-func makeTraces(n int) traceSet {
-	rng := rand.New(rand.NewPCG(3, 4))
+// makeTraces builds the traces first to first+n-1: a root segment with children
+// and grandchildren, and under some children a nested segment of their own. A
+// trace's spans are shuffled, so children often come before their parents, and
+// share a partition. Sets of disjoint ranges share no trace or span id.
+func makeTraces(first, n int) traceSet {
+	rng := rand.New(rand.NewPCG(3, uint64(first)))
 	ts := traceSet{segment: make(map[string]string)}
-	seq := uint64(0)
+	// A trace has at most 17 spans, so 32 ids per trace keep the ranges apart.
+	seq := uint64(first) * 32
 	id := func() string { seq++; return fmt.Sprintf("%016x", seq*0x9e3779b97f4a7c15) }
-	for i := range n {
+	for i := first; i < first+n; i++ {
 		trace := fmt.Sprintf("%032x", uint64(i+1)*0x2545f4914f6cdd1d)
 		h := fnv.New32a()
 		h.Write([]byte(trace))
@@ -150,13 +152,44 @@ func (r *segmentReader) count() (messages, spans int) {
 // spanAccounting is the span buffer case's result.
 type spanAccounting struct {
 	in, out, lost, duplicates, misplaced, bad int
-	example                                   string // one misplaced span, for the failure message
+	// foreign counts spans that came out here but belong to another deployment.
+	foreign int
+	example string // one misplaced span, for the failure message
+}
+
+func (a spanAccounting) String() string {
+	return fmt.Sprintf("in %d / out %d / lost %d / duplicates %d / misplaced %d (foreign %d, undecodable %d)",
+		a.in, a.out, a.lost, a.duplicates, a.misplaced, a.foreign, a.bad)
+}
+
+// check logs a and fails the test on a lost, misplaced, foreign or undecodable
+// output; duplicates are reported, not bounded.
+func (a spanAccounting) check(t *testing.T, label string) {
+	t.Helper()
+	t.Logf("chaos: %s: %s", label, a)
+	if a.lost > 0 {
+		t.Errorf("chaos: %s: %d spans never came out", label, a.lost)
+	}
+	if a.misplaced > 0 {
+		t.Errorf("chaos: %s: %d spans came out in a segment not their own; e.g. %s", label, a.misplaced, a.example)
+	}
+	if a.foreign > 0 {
+		t.Errorf("chaos: %s: %d spans of another deployment came out here", label, a.foreign)
+	}
+	if a.bad > 0 {
+		t.Errorf("chaos: %s: %d output messages are not segments", label, a.bad)
+	}
 }
 
 func (r *segmentReader) account(ts traceSet) spanAccounting {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	a := spanAccounting{in: len(ts.segment), bad: r.bad}
+	for span := range r.seen {
+		if _, ok := ts.segment[span]; !ok {
+			a.foreign++
+		}
+	}
 	for span, want := range ts.segment {
 		got := r.seen[span]
 		if len(got) == 0 {
@@ -178,65 +211,111 @@ func (r *segmentReader) account(ts traceSet) spanAccounting {
 	return a
 }
 
-// spanbufferKill9 kill -9s span buffer processes right after a flush came out, so
-// that the next one is under way, restarts them, and checks every span comes out
-// in its own segment.
-func (s *suite) spanbufferKill9(t *testing.T) {
-	redisAddr := os.Getenv(EnvRedis)
-	if redisAddr == "" {
+// redisAddr returns the real Redis of the span buffer cases, or skips t (fails it
+// with CREEK_REQUIRE_REAL=1).
+func redisAddr(t *testing.T) string {
+	t.Helper()
+	addr := os.Getenv(EnvRedis)
+	if addr == "" {
 		if requireReal() {
 			t.Fatalf("chaos: %s is not set; start Redis with scripts/redis-start", EnvRedis)
 		}
 		t.Skipf("chaos: needs a real Redis; set %s (scripts/redis-start)", EnvRedis)
 	}
-	env := kafkatest.New(t)
-	in, out, group := env.Topic(spanPartitions), env.Topic(1), env.Group()
-	f := newFleet(t)
-	args := []string{"-brokers", strings.Join(s.brokers, ","), "-redis", redisAddr, "-group", group, "-in", in, "-out-topic", out}
-	for i := range 2 {
-		f.start(fmt.Sprintf("sb%d", i), s.spanbuf, args...)
-	}
-	reader := startSegmentReader(t, s.brokers, out)
-	ts := makeTraces(s.size.traces)
-	for _, r := range ts.records {
-		r.Topic = in
-	}
+	return addr
+}
 
-	// The producer writes whole traces, about spanRate spans a second.
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	produced := make(chan int, len(ts.records))
-	prodDone := make(chan error, 1)
+// deployment is one span buffer: its topics, group, process arguments, the trace
+// set it is fed and a reader of its segments.
+type deployment struct {
+	in, out, group string
+	args           []string
+	ts             traceSet
+	reader         *segmentReader
+}
+
+func (s *suite) newDeployment(t *testing.T, env *kafkatest.Env, redis string, first, traces int) *deployment {
+	d := &deployment{in: env.Topic(spanPartitions), out: env.Topic(1), group: env.Group(), ts: makeTraces(first, traces)}
+	d.args = []string{"-brokers", strings.Join(s.brokers, ","), "-redis", redis, "-group", d.group, "-in", d.in, "-out-topic", d.out}
+	for _, r := range d.ts.records {
+		r.Topic = d.in
+	}
+	d.reader = startSegmentReader(t, s.brokers, d.out)
+	return d
+}
+
+// produceSpans writes d's spans, whole traces at a time, about rate a second, on its
+// own goroutine. It sends the count written so far on produced after every batch
+// (produced must hold them all) and the outcome on the returned channel.
+func (d *deployment) produceSpans(ctx context.Context, cl *kafkatest.Client, rate int, produced chan<- int) <-chan error {
+	done := make(chan error, 1)
+	recs := d.ts.records
 	go func() {
-		step := max(s.size.spanRate/10, 1)
+		step := max(rate/10, 1)
 		tick := time.NewTicker(100 * time.Millisecond)
 		defer tick.Stop()
-		for i := 0; i < len(ts.records); {
-			end := min(i+step, len(ts.records))
-			for end < len(ts.records) && string(ts.records[end].Key) == string(ts.records[end-1].Key) {
+		for i := 0; i < len(recs); {
+			end := min(i+step, len(recs))
+			for end < len(recs) && string(recs[end].Key) == string(recs[end-1].Key) {
 				end++
 			}
 			pctx, pcancel := context.WithTimeout(ctx, 30*time.Second)
-			err := env.Client.Produce(pctx, ts.records[i:end]...)
+			err := cl.Produce(pctx, recs[i:end]...)
 			pcancel()
 			if err != nil {
-				prodDone <- err
+				done <- err
 				return
 			}
-			produced <- end
+			if produced != nil {
+				produced <- end
+			}
 			i = end
 			select {
 			case <-tick.C:
 			case <-ctx.Done():
-				prodDone <- ctx.Err()
+				done <- ctx.Err()
 				return
 			}
 		}
-		prodDone <- nil
+		done <- nil
 	}()
+	return done
+}
+
+// waitAllOut waits until every span of d came out, at most drainFor, while f's
+// processes stay alive.
+func (d *deployment) waitAllOut(f *fleet) {
+	deadline := time.Now().Add(drainFor)
+	for time.Now().Before(deadline) {
+		f.checkAlive("while the rest was flushed")
+		if _, spans := d.reader.count(); spans >= len(d.ts.segment) {
+			return
+		}
+		select {
+		case <-d.reader.changed:
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// spanbufferKill9 kill -9s span buffer processes right after a flush came out, so
+// that the next one is under way, restarts them, and checks every span comes out
+// in its own segment.
+func (s *suite) spanbufferKill9(t *testing.T) {
+	redis := redisAddr(t)
+	env := kafkatest.New(t)
+	d := s.newDeployment(t, env, redis, 0, s.size.traces)
+	f := newFleet(t)
+	for i := range 2 {
+		f.start(fmt.Sprintf("sb%d", i), s.spanbuf, d.args...)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	produced := make(chan int, len(d.ts.records))
+	prodDone := d.produceSpans(ctx, env.Client, s.size.spanRate, produced)
 
 	rng := rand.New(rand.NewPCG(5, 6))
-	total := len(ts.records)
+	total := len(d.ts.records)
 	kills, next := 0, total/(s.size.spanKills+1)
 	lastMessages := 0
 	for done := false; !done; {
@@ -251,8 +330,8 @@ func (s *suite) spanbufferKill9(t *testing.T) {
 				continue
 			}
 			// Kill on the next segment message: a flush cycle is under way.
-			waitChange(t, reader, lastMessages)
-			lastMessages, _ = reader.count()
+			waitChange(t, d.reader, lastMessages)
+			lastMessages, _ = d.reader.count()
 			f.checkAlive("before a kill")
 			running := f.running()
 			victim := running[rng.IntN(len(running))]
@@ -260,37 +339,47 @@ func (s *suite) spanbufferKill9(t *testing.T) {
 			kills++
 			next = total * (kills + 1) / (s.size.spanKills + 1)
 			t.Logf("chaos: kill -9 %s after %d spans produced, %d segment messages out", victim.name, n, lastMessages)
-			f.start(fmt.Sprintf("sb%d", kills+1), s.spanbuf, args...)
+			f.start(fmt.Sprintf("sb%d", kills+1), s.spanbuf, d.args...)
 		}
 	}
-	deadline := time.Now().Add(drainFor)
-	for {
-		f.checkAlive("while the rest was flushed")
-		if _, spans := reader.count(); spans >= len(ts.segment) {
-			break
+	d.waitAllOut(f)
+	f.stopAll(60 * time.Second)
+	f.checkAlive("before the end")
+	messages, _ := d.reader.count()
+	t.Logf("chaos: spanbuffer-kill9: %d kills, %d segment messages", kills, messages)
+	d.reader.account(d.ts).check(t, "spanbuffer-kill9/sarama")
+}
+
+// spanbufferShared runs two span buffer deployments (groups and topics of their
+// own) on one Redis at once: each must put out all of its spans and none of the
+// other's.
+func (s *suite) spanbufferShared(t *testing.T) {
+	redis := redisAddr(t)
+	env := kafkatest.New(t)
+	ds := []*deployment{
+		s.newDeployment(t, env, redis, 0, s.size.traces/2),
+		s.newDeployment(t, env, redis, s.size.traces, s.size.traces/2),
+	}
+	f := newFleet(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	var dones []<-chan error
+	for i, d := range ds {
+		f.start(fmt.Sprintf("dep%d", i), s.spanbuf, d.args...)
+		dones = append(dones, d.produceSpans(ctx, env.Client, s.size.spanRate/2, nil))
+	}
+	for _, done := range dones {
+		if err := <-done; err != nil {
+			t.Fatalf("chaos: producing spans: %v", err)
 		}
-		if time.Now().After(deadline) {
-			break
-		}
-		select {
-		case <-reader.changed:
-		case <-time.After(time.Second):
-		}
+	}
+	for _, d := range ds {
+		d.waitAllOut(f)
 	}
 	f.stopAll(60 * time.Second)
 	f.checkAlive("before the end")
-	a := reader.account(ts)
-	messages, _ := reader.count()
-	t.Logf("chaos: spanbuffer-kill9/sarama: in %d / out %d / lost %d / duplicates %d / misplaced %d (segment messages %d, undecodable %d, kills %d)",
-		a.in, a.out, a.lost, a.duplicates, a.misplaced, messages, a.bad, kills)
-	if a.lost > 0 {
-		t.Errorf("chaos: span buffer: %d spans never came out", a.lost)
-	}
-	if a.misplaced > 0 {
-		t.Errorf("chaos: span buffer: %d spans came out in a segment not their own; e.g. %s", a.misplaced, a.example)
-	}
-	if a.bad > 0 {
-		t.Errorf("chaos: span buffer: %d output messages are not segments", a.bad)
+	for i, d := range ds {
+		d.reader.account(d.ts).check(t, fmt.Sprintf("spanbuffer-shared-redis/deployment%d", i))
 	}
 }
 
