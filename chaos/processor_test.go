@@ -44,6 +44,7 @@ func TestChaos(t *testing.T) {
 	})
 	t.Run("spanbuffer-kill9", s.spanbufferKill9)
 	t.Run("spanbuffer-shared-redis", s.spanbufferShared)
+	t.Run("spanbuffer-redis-loss", s.spanbufferRedisLoss)
 }
 
 // processorCase is the setup every processor case shares: a topic, a group, the
