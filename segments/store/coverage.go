@@ -67,12 +67,9 @@ func (b *Buffer) checkMarker(ctx context.Context, before, got string, isNil bool
 		// flush checks against it.
 		return cur, nil
 	case before == "":
-		token := got
-		if isNil {
-			var err error
-			if token, err = b.establishMarker(ctx); err != nil {
-				return "", err
-			}
+		token, err := b.markerOrNew(ctx, got, isNil)
+		if err != nil {
+			return "", err
 		}
 		// A first start, or a Redis emptied while no offsets of this buffer were
 		// waiting on it: nothing is missing.
@@ -84,12 +81,9 @@ func (b *Buffer) checkMarker(ctx context.Context, before, got string, isNil bool
 		// Another flush of this buffer has reported the loss already.
 		return cur, fmt.Errorf("%w (marker %s changed)", ErrRedisLost, b.keys.marker())
 	}
-	token := got
-	if isNil {
-		var err error
-		if token, err = b.establishMarker(ctx); err != nil {
-			return "", err
-		}
+	token, err := b.markerOrNew(ctx, got, isNil)
+	if err != nil {
+		return "", err
 	}
 	b.marker = token
 	b.cfg.Metrics.Increment("spans.buffer.redis_lost", 1)
@@ -100,6 +94,15 @@ func (b *Buffer) checkMarker(ctx context.Context, before, got string, isNil bool
 		state = "missing"
 	}
 	return token, fmt.Errorf("%w (marker %s %s)", ErrRedisLost, b.keys.marker(), state)
+}
+
+// markerOrNew returns the marker read (got), or, when there was none (isNil), the
+// one establishMarker writes.
+func (b *Buffer) markerOrNew(ctx context.Context, got string, isNil bool) (string, error) {
+	if !isNil {
+		return got, nil
+	}
+	return b.establishMarker(ctx)
 }
 
 // establishMarker writes a new marker unless another buffer of the namespace
