@@ -244,7 +244,7 @@ func (s *suite) requireOwnBroker(t *testing.T) {
 	t.Helper()
 	env, err := os.ReadFile(s.scripts + "/.run/kafka.env")
 	want := "export " + kafkatest.EnvBrokers + "=" + strings.Join(s.brokers, ",")
-	if err != nil || strings.TrimSpace(string(env)) != want {
+	if err != nil || !strings.Contains(string(env), want+"\n") {
 		msg := fmt.Sprintf("chaos: the broker outage needs the broker of this checkout's scripts/kafka-start (scripts/.run/kafka.env saying %q)", want)
 		if requireReal() {
 			t.Fatal(msg)
