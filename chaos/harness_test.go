@@ -46,7 +46,7 @@ type size struct {
 }
 
 var (
-	ciSize   = size{name: "ci", ids: 30000, rate: 1500, kills: 3, churnEvery: 1500 * time.Millisecond, outage: 5 * time.Second, traces: 1500, spanRate: 1500, spanKills: 3}
+	ciSize   = size{name: "ci", ids: 30000, rate: 1500, kills: 3, churnEvery: 1500 * time.Millisecond, outage: 30 * time.Second, traces: 1500, spanRate: 1500, spanKills: 3}
 	fullSize = size{name: "full", ids: 200000, rate: 5000, kills: 3, churnEvery: 2 * time.Second, outage: 30 * time.Second, traces: 12000, spanRate: 2000, spanKills: 6}
 )
 
