@@ -252,7 +252,6 @@ func awaitProducer(ctx context.Context, connect producerFunc, cfg ConsumerConfig
 	log, wait := cfg.Logger, cfg.BrokerWait
 	start := time.Now()
 	pause := brokerRetryFirst
-	var t *time.Timer
 	for attempt := 1; ; attempt++ {
 		p, err := connect(ctx, cfg)
 		if err == nil {
@@ -268,14 +267,9 @@ func awaitProducer(ctx context.Context, connect producerFunc, cfg ConsumerConfig
 		log.Warn("Kafka brokers unreachable; waiting for them before starting",
 			zap.Strings("brokers", cfg.Brokers), zap.Int("attempt", attempt), zap.Duration("waited", waited.Round(time.Millisecond)),
 			zap.Duration("retry_in", pause), zap.Duration("broker_wait", wait), zap.Error(err))
-		if t == nil {
-			t = time.NewTimer(pause)
-			defer t.Stop()
-		} else {
-			t.Reset(pause)
-		}
+		// A few attempts at most: a timer per pause costs nothing that matters.
 		select {
-		case <-t.C:
+		case <-time.After(pause):
 		case <-ctx.Done():
 			return nil, fmt.Errorf("segments: waiting for Kafka brokers %v: %w (last error: %w)", cfg.Brokers, ctx.Err(), err)
 		}

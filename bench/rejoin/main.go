@@ -64,6 +64,9 @@ func main() {
 	}
 }
 
+// adminTimeout bounds each admin call on the broker.
+const adminTimeout = 30 * time.Second
+
 func run(brokers, backends []string, rounds int, partitions int32, session time.Duration) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -73,11 +76,15 @@ func run(brokers, backends []string, rounds int, partitions int32, session time.
 	}
 	defer admin.Close()
 	topic := "creek-rejoin-" + suffix()
-	if err := admin.CreateTopic(ctx, topic, partitions); err != nil {
+	setup, cancelSetup := context.WithTimeout(ctx, adminTimeout)
+	defer cancelSetup()
+	if err := admin.CreateTopic(setup, topic, partitions); err != nil {
 		return err
 	}
 	defer func() {
-		if err := admin.DeleteTopic(context.Background(), topic); err != nil {
+		cleanup, cancel := context.WithTimeout(context.Background(), adminTimeout)
+		defer cancel()
+		if err := admin.DeleteTopic(cleanup, topic); err != nil {
 			log.Printf("rejoin: %v", err)
 		}
 	}()
