@@ -25,9 +25,12 @@ const (
 const setupTimeout = 30 * time.Second
 
 // RealBrokers returns the brokers named by CREEK_KAFKA_BROKERS, or nil.
-func RealBrokers() []string {
+func RealBrokers() []string { return brokerList(os.Getenv(EnvBrokers)) }
+
+// brokerList splits a comma-separated host:port list, dropping blanks.
+func brokerList(s string) []string {
 	var out []string
-	for _, b := range strings.Split(os.Getenv(EnvBrokers), ",") {
+	for _, b := range strings.Split(s, ",") {
 		if b = strings.TrimSpace(b); b != "" {
 			out = append(out, b)
 		}

@@ -4,7 +4,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"os"
-	"strings"
 	"testing"
 
 	"github.com/IBM/sarama"
@@ -36,8 +35,8 @@ type Secured struct {
 // test, or fails it when CREEK_REQUIRE_REAL=1.
 func RealSecured(t testing.TB) Secured {
 	t.Helper()
-	brokers := os.Getenv(EnvSASLSSLBrokers)
-	if brokers == "" {
+	brokers := brokerList(os.Getenv(EnvSASLSSLBrokers))
+	if len(brokers) == 0 {
 		if os.Getenv(EnvRequireReal) == "1" {
 			t.Fatalf("kafkatest: %s=1 but %s is not set; start a broker with scripts/kafka-start and source scripts/.run/kafka.env", EnvRequireReal, EnvSASLSSLBrokers)
 		}
@@ -52,7 +51,7 @@ func RealSecured(t testing.TB) Secured {
 		t.Fatalf("kafkatest: %s holds no PEM certificate", os.Getenv(EnvTLSCA))
 	}
 	return Secured{
-		Brokers:  strings.Split(brokers, ","),
+		Brokers:  brokers,
 		TLS:      &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
 		User:     os.Getenv(EnvSASLUser),
 		Password: os.Getenv(EnvSASLPassword),
