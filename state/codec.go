@@ -18,7 +18,9 @@ type Codec[V any] interface {
 type Int64 struct{}
 
 // Encode implements Codec.
-func (Int64) Encode(v int64) ([]byte, error) { return binary.BigEndian.AppendUint64(nil, uint64(v)), nil }
+func (Int64) Encode(v int64) ([]byte, error) {
+	return binary.BigEndian.AppendUint64(nil, uint64(v)), nil
+}
 
 // Decode implements Codec.
 func (Int64) Decode(b []byte) (int64, error) {
