@@ -49,23 +49,23 @@ type Config[V any] struct {
 func (c Config[V]) resolved() (Config[V], error) {
 	var errs []error
 	if c.Name == "" {
-		errs = append(errs, errors.New("Name is empty; name the state"))
+		errs = append(errs, errors.New("no Name: name the state"))
 	}
 	if c.Changelog == nil {
-		errs = append(errs, errors.New("Changelog is nil; give the changelog (NewKafkaChangelog) the state is kept in"))
+		errs = append(errs, errors.New("no Changelog: give the changelog (NewKafkaChangelog) the state is kept in"))
 	}
 	if c.Codec == nil {
-		errs = append(errs, errors.New("Codec is nil; give the codec of the values, such as state.JSON"))
+		errs = append(errs, errors.New("no Codec: give the codec of the values, such as state.JSON"))
 	}
 	if c.Storage == nil {
 		if c.Dir == "" {
-			errs = append(errs, errors.New("Dir is empty and Storage is nil; give the directory of the LevelDB stores, or a storage.Builder"))
+			errs = append(errs, errors.New("no Dir and no Storage: give the directory of the LevelDB stores, or a storage.Builder"))
 		} else {
 			c.Storage = storage.DefaultBuilder(filepath.Clean(c.Dir))
 		}
 	}
 	if c.MaxInFlight < 0 {
-		errs = append(errs, fmt.Errorf("MaxInFlight is %d; give a positive limit, or 0 for %d", c.MaxInFlight, DefaultMaxInFlight))
+		errs = append(errs, fmt.Errorf("negative MaxInFlight %d: give a positive limit, or 0 for %d", c.MaxInFlight, DefaultMaxInFlight))
 	} else if c.MaxInFlight == 0 {
 		c.MaxInFlight = DefaultMaxInFlight
 	}

@@ -332,11 +332,11 @@ func TestMisconfigurationFailsAtConstruction(t *testing.T) {
 		cfg  state.Config[int64]
 		want string
 	}{
-		{"no name", state.Config[int64]{Changelog: cl, Codec: state.Int64{}, Dir: "x"}, "Name is empty"},
-		{"no changelog", state.Config[int64]{Name: "n", Codec: state.Int64{}, Dir: "x"}, "Changelog is nil"},
-		{"no codec", state.Config[int64]{Name: "n", Changelog: cl, Dir: "x"}, "Codec is nil"},
-		{"no storage", state.Config[int64]{Name: "n", Changelog: cl, Codec: state.Int64{}}, "Dir is empty and Storage is nil"},
-		{"negative in flight", state.Config[int64]{Name: "n", Changelog: cl, Codec: state.Int64{}, Dir: "x", MaxInFlight: -1}, "MaxInFlight is -1"},
+		{"no name", state.Config[int64]{Changelog: cl, Codec: state.Int64{}, Dir: "x"}, "no Name"},
+		{"no changelog", state.Config[int64]{Name: "n", Codec: state.Int64{}, Dir: "x"}, "no Changelog"},
+		{"no codec", state.Config[int64]{Name: "n", Changelog: cl, Dir: "x"}, "no Codec"},
+		{"no storage", state.Config[int64]{Name: "n", Changelog: cl, Codec: state.Int64{}}, "no Dir and no Storage"},
+		{"negative in flight", state.Config[int64]{Name: "n", Changelog: cl, Codec: state.Int64{}, Dir: "x", MaxInFlight: -1}, "negative MaxInFlight -1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := state.NewStep(tc.cfg, identity, func(context.Context, string, processor.Message[string], int64, bool) (int64, error) { return 0, nil }, &recorder{})
@@ -347,7 +347,7 @@ func TestMisconfigurationFailsAtConstruction(t *testing.T) {
 	}
 	// In a pipeline the processor reports it when it validates the factory.
 	f := pipeline.Commit(state.Count(pipeline.From[string](), state.Config[int64]{Changelog: cl, Dir: "x"}, identity))
-	if err := f.Validate(); err == nil || !strings.Contains(err.Error(), "Name is empty") {
+	if err := f.Validate(); err == nil || !strings.Contains(err.Error(), "no Name") {
 		t.Fatalf("Validate: %v, want the state's configuration error", err)
 	}
 }
