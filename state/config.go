@@ -36,6 +36,9 @@ type Config[V any] struct {
 	// MaxInFlight is how many messages may wait for their changelog writes before
 	// the step rejects more; DefaultMaxInFlight when zero.
 	MaxInFlight int
+	// Table, if set, gives reads of the current values from outside the pipeline
+	// (see Table).
+	Table *Table[V]
 	// Logger and Metrics report restores and replays; they default to discarding.
 	Logger  *zap.Logger
 	Metrics metrics.Metrics

@@ -212,6 +212,9 @@ func (s *Step[T, V]) ready(p *partition[T, V]) (bool, error) {
 			return false, res.err
 		}
 		p.st, p.applied = res.st, res.pos.applied
+		if s.cfg.Table != nil {
+			s.cfg.Table.add(p.part.Index, p.st, s.cfg.Codec)
+		}
 		s.cfg.Metrics.Timing("state.restore_time", res.took)
 		s.cfg.Logger.Info("state: store restored", zap.String("state", s.cfg.Name), zap.Stringer("partition", p.part),
 			zap.Int("records", res.records), zap.Int64("applied_offset", res.pos.applied), zap.Duration("took", res.took))
@@ -237,6 +240,9 @@ func (s *Step[T, V]) close(p *partition[T, V]) error {
 	}
 	if p.st == nil {
 		return nil
+	}
+	if s.cfg.Table != nil {
+		s.cfg.Table.remove(p.part.Index, p.st)
 	}
 	if err := p.st.Close(); err != nil {
 		return fmt.Errorf("state: %s: close store of %s: %w", s.cfg.Name, p.part, err)
