@@ -10,7 +10,9 @@
 //	}, state.KafkaKey)
 //	factory := pipeline.Commit(pipeline.Produce(pipeline.Map(counts, encode), producer, "word-counts"))
 //
-// Update is the general step; Aggregate, Reduce and Count are built on it.
+// Update is the general step; Aggregate, Reduce, Count and WindowAggregate (tumbling
+// and hopping windows of event time with a grace period) are built on it, and a
+// Table reads the current values from outside the pipeline.
 //
 // # Restore
 //

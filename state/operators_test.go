@@ -28,12 +28,18 @@ func wordKey(w word) string { return w.Key }
 // partition 0, and returns the changes passed on as "key=value".
 func runStage[V any](t *testing.T, build func(pipeline.Stage[word, word]) pipeline.Stage[word, state.Change[word, V]], words []word) []string {
 	t.Helper()
+	return runStageFormat(t, build, words, func(c state.Change[word, V]) string { return fmt.Sprintf("%s=%v", c.Key, c.Value) })
+}
+
+// runStageFormat is runStage with the changes formatted by format.
+func runStageFormat[V any](t *testing.T, build func(pipeline.Stage[word, word]) pipeline.Stage[word, state.Change[word, V]], words []word, format func(state.Change[word, V]) string) []string {
+	t.Helper()
 	var mu sync.Mutex
 	var got []string
 	out := pipeline.Map(build(pipeline.From[word]()), func(_ context.Context, c state.Change[word, V]) (string, error) {
 		mu.Lock()
 		defer mu.Unlock()
-		got = append(got, fmt.Sprintf("%s=%v", c.Key, c.Value))
+		got = append(got, format(c))
 		return "", nil
 	})
 	h := processortest.NewHarness(t, nil, pipeline.Commit(out), processor.Config[word]{CommitPolicy: processor.ImmediateCommit()})

@@ -70,7 +70,7 @@ func countStep(t *testing.T, cfg state.Config[int64], next processor.Strategy[ch
 
 // submit offers m until the step takes it, polling between offers; the step
 // rejects while the partition's store restores in the background.
-func submit(t *testing.T, s processor.Strategy[string], m processor.Message[string]) {
+func submit[T any](t *testing.T, s processor.Strategy[T], m processor.Message[T]) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	tick := time.NewTicker(time.Millisecond)
