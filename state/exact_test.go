@@ -34,11 +34,17 @@ type observed struct {
 	replayed int
 	// last is the highest offset seen per partition.
 	last map[int32]int64
+	// byMember counts the changes each member passed on.
+	byMember map[string]int
 }
 
-func (o *observed) add(pos processor.Position, replayed bool) {
+func (o *observed) add(member string, pos processor.Position, replayed bool) {
 	o.mu.Lock()
 	o.seen++
+	if o.byMember == nil {
+		o.byMember = map[string]int{}
+	}
+	o.byMember[member]++
 	if replayed {
 		o.replayed++
 	}
@@ -53,10 +59,11 @@ func (o *observed) add(pos processor.Position, replayed bool) {
 // negative limit), which ends the processor's run without a commit, as a crash.
 type crasher[V any] struct {
 	strategies.Noop[state.Change[processor.KafkaPayload, V]]
-	next  processor.Strategy[state.Change[processor.KafkaPayload, V]]
-	limit int
-	taken int
-	obs   *observed
+	next   processor.Strategy[state.Change[processor.KafkaPayload, V]]
+	limit  int
+	taken  int
+	obs    *observed
+	member string
 }
 
 func (c *crasher[V]) Submit(m processor.Message[state.Change[processor.KafkaPayload, V]]) error {
@@ -68,7 +75,7 @@ func (c *crasher[V]) Submit(m processor.Message[state.Change[processor.KafkaPayl
 	}
 	c.taken++
 	if pos, ok := m.Origin(); ok {
-		c.obs.add(pos, m.Payload.Replayed)
+		c.obs.add(c.member, pos, m.Payload.Replayed)
 	}
 	return nil
 }
@@ -125,18 +132,18 @@ type countRun struct {
 	commitN int64
 }
 
-// run runs a processor until its crasher fails after limit changes, or, for a
-// negative limit, until it has seen the last offset of every partition; it then
-// stops it gracefully.
-func (r countRun) run(t *testing.T, limit int, ends map[int32]int64) {
+// start starts a processor whose crasher fails after limit changes (never for a
+// negative limit) with the given assignor, and returns its run's result channel
+// and the function that stops it gracefully.
+func (r countRun) start(t *testing.T, member string, limit int, assignor string) (<-chan error, context.CancelFunc) {
 	t.Helper()
-	c, err := franz.NewConsumer(franz.ConsumerConfig{Brokers: r.env.Brokers, GroupID: r.group, HeartbeatInterval: 200 * time.Millisecond})
+	c, err := franz.NewConsumer(franz.ConsumerConfig{Brokers: r.env.Brokers, GroupID: r.group, Assignor: assignor, HeartbeatInterval: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
 	counted := state.Count(pipeline.FromKafka(), r.cfg, state.KafkaKey)
 	out := pipeline.Through(counted, func(next processor.Strategy[state.Change[processor.KafkaPayload, int64]], _ []strategies.Option) (processor.Strategy[state.Change[processor.KafkaPayload, int64]], error) {
-		return &crasher[int64]{next: next, limit: limit, obs: r.obs}, nil
+		return &crasher[int64]{next: next, limit: limit, obs: r.obs, member: member}, nil
 	})
 	p, err := processor.New(c, pipeline.Commit(out), processor.Config[processor.KafkaPayload]{
 		Topics:       []string{r.topic},
@@ -146,15 +153,25 @@ func (r countRun) run(t *testing.T, limit int, ends map[int32]int64) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
-	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()
-	if limit >= 0 {
-		if err := <-done; !errors.Is(err, errCrash) {
-			t.Fatalf("run ended with %v, want the crash", err)
-		}
-		return
+	t.Cleanup(cancel)
+	return done, cancel
+}
+
+// crash runs a processor until its crasher fails after limit changes.
+func (r countRun) crash(t *testing.T, limit int) {
+	t.Helper()
+	done, _ := r.start(t, "crashing", limit, "")
+	if err := <-done; !errors.Is(err, errCrash) {
+		t.Fatalf("run ended with %v, want the crash", err)
 	}
+}
+
+// waitSeen waits until the changes of the last offset of every partition have
+// been seen.
+func (r countRun) waitSeen(t *testing.T, ends map[int32]int64) {
+	t.Helper()
 	await.Until(t, &r.obs.n, wait, "the last message of every partition", func() bool {
 		r.obs.mu.Lock()
 		defer r.obs.mu.Unlock()
@@ -165,7 +182,15 @@ func (r countRun) run(t *testing.T, limit int, ends map[int32]int64) {
 		}
 		return true
 	})
-	cancel()
+}
+
+// finish runs a processor until it has seen every partition's last message, then
+// stops it gracefully.
+func (r countRun) finish(t *testing.T, ends map[int32]int64) {
+	t.Helper()
+	done, stop := r.start(t, "last", -1, "")
+	r.waitSeen(t, ends)
+	stop()
 	if err := <-done; err != nil {
 		t.Fatalf("run: %v", err)
 	}
@@ -210,9 +235,9 @@ func TestCountIsExactAfterCrashes(t *testing.T) {
 			}
 			r := countRun{env: env, topic: topic, group: env.Group(), cfg: cfg, obs: &observed{last: map[int32]int64{}}, commitN: 400}
 			for range 3 {
-				r.run(t, 700, nil)
+				r.crash(t, 700)
 			}
-			r.run(t, -1, ends)
+			r.finish(t, ends)
 
 			got := counts(t, cl, partitions)
 			over := 0
@@ -231,6 +256,74 @@ func TestCountIsExactAfterCrashes(t *testing.T) {
 			if !tc.reapply && r.obs.replayed == 0 {
 				t.Errorf("no replayed message was skipped; the crashes did not replay anything, so the test shows nothing")
 			}
+		})
+	}
+}
+
+// TestCountIsExactWhenAMemberJoinsAndLeaves counts on the in-process broker while a
+// second member joins, takes partitions with their state, and leaves again, under
+// an eager and a cooperative assignor: the stores move with the partitions, and the
+// counts come out exact.
+func TestCountIsExactWhenAMemberJoinsAndLeaves(t *testing.T) {
+	for _, assignor := range []string{franz.AssignorRange, franz.AssignorCooperativeSticky} {
+		t.Run(assignor, func(t *testing.T) {
+			const partitions, n, keys = 4, 2000, 40
+			env := kafkatest.New(t)
+			topic := env.Topic(partitions)
+			cl, err := state.NewKafkaChangelog(env.Name("changelog"), kgo.SeedBrokers(env.Brokers...))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(cl.Close)
+			ctx, cancel := context.WithTimeout(context.Background(), wait)
+			defer cancel()
+			if err := cl.Create(ctx, partitions, 1); err != nil {
+				t.Fatal(err)
+			}
+			cfg := state.Config[int64]{Name: "counts", Changelog: cl, Storage: storage.MemoryBuilder()}
+			r := countRun{env: env, topic: topic, group: env.Group(), cfg: cfg, obs: &observed{last: map[int32]int64{}}, commitN: 100}
+			want := map[string]int64{}
+			more := func() map[int32]int64 {
+				for k, v := range input(t, env, topic, partitions, n, keys) {
+					want[k] += v
+				}
+				ends, err := env.Client.EndOffsets(ctx, topic)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return ends
+			}
+			ends := more()
+			doneA, stopA := r.start(t, "A", -1, assignor)
+			r.waitSeen(t, ends)
+			doneB, stopB := r.start(t, "B", -1, assignor)
+			// B has joined once A has had partitions revoked: wait for that by
+			// giving both more to do and seeing it all through.
+			ends = more()
+			r.waitSeen(t, ends)
+			stopB()
+			if err := <-doneB; err != nil {
+				t.Fatalf("member B: %v", err)
+			}
+			ends = more()
+			r.waitSeen(t, ends)
+			stopA()
+			if err := <-doneA; err != nil {
+				t.Fatalf("member A: %v", err)
+			}
+			r.obs.mu.Lock()
+			byB := r.obs.byMember["B"]
+			r.obs.mu.Unlock()
+			if byB == 0 {
+				t.Fatal("member B counted nothing; it never held a partition, so the test shows nothing")
+			}
+			got := counts(t, cl, partitions)
+			for key, w := range want {
+				if got[key] != w {
+					t.Errorf("key %s counted %d, want %d", key, got[key], w)
+				}
+			}
+			t.Logf("%d messages, %d changes seen (%d by the member that joined and left), %d replays skipped", 3*n, r.obs.seen, byB, r.obs.replayed)
 		})
 	}
 }
