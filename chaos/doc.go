@@ -18,6 +18,12 @@
 //   - broker-outage: the broker is stopped and started again on the same data and
 //     port (scripts/kafka-stop, then scripts/kafka-start with CREEK_KAFKA_KEEP_DATA=1);
 //     every member must stay alive through it.
+//   - state-kill9: keyed-state processes (cmd/chaos-state, state.Count on LevelDB
+//     stores with a compacted changelog) count a keyed stream while members are
+//     killed with SIGKILL and restarted on their store directories, and a member
+//     joins and leaves; the counts read back from the changelog must equal the
+//     input's per key. Its no-offset-check half turns the replay check off and
+//     must show an overcount.
 //   - spanbuffer-kill9: span buffer processes (cmd/chaos-spanbuffer, the ready-made
 //     segments.NewConsumer) are killed with SIGKILL while a flush is under way and
 //     restarted; every span must come out, in its own segment (lost / duplicates /

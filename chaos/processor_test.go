@@ -42,6 +42,10 @@ func TestChaos(t *testing.T) {
 			t.Run(b, func(t *testing.T) { s.outage(t, b) })
 		}
 	})
+	t.Run("state-kill9", func(t *testing.T) {
+		t.Run("offset-check", func(t *testing.T) { s.stateCount(t, false) })
+		t.Run("no-offset-check", func(t *testing.T) { s.stateCount(t, true) })
+	})
 	t.Run("spanbuffer-kill9", s.spanbufferKill9)
 	t.Run("spanbuffer-shared-redis", s.spanbufferShared)
 	t.Run("spanbuffer-redis-loss", s.spanbufferRedisLoss)
