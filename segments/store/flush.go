@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -32,6 +33,7 @@ type FlushedSegment struct {
 	pt        string
 	queues    []queueEntry
 	salts     []string
+	skip      []string // skipPrefix members: spans flushed already
 	spanIDs   []string
 	ingested  int64
 	bytes     int64
@@ -181,7 +183,13 @@ func (b *Buffer) Flush(ctx context.Context, shards []int32, assigned int, clock 
 			delete(segs, seg.Key)
 			continue
 		}
-		seg.salts = m.members.Val()
+		for _, member := range m.members.Val() {
+			if strings.HasPrefix(member, skipPrefix) {
+				seg.skip = append(seg.skip, member)
+			} else {
+				seg.salts = append(seg.salts, member)
+			}
+		}
 		seg.ingested, _ = m.count.Int64()
 		seg.bytes, _ = m.bytes.Int64()
 		if len(seg.salts) == 0 {
@@ -271,6 +279,9 @@ func (b *Buffer) loadPayloads(ctx context.Context, segs []*FlushedSegment, stats
 
 	for _, seg := range segs {
 		seen := make(map[string]bool)
+		for _, member := range seg.skip {
+			seen[member[len(skipPrefix):]] = true
+		}
 		var loaded int64
 		for _, member := range payloads[seg] {
 			raws, err := b.payloadsOf(member)
@@ -319,10 +330,13 @@ func (b *Buffer) Done(ctx context.Context, segs map[string]FlushedSegment) error
 	err := b.pipeline(ctx, func(p redis.Pipeliner) {
 		for _, seg := range segs {
 			pt := seg.pt
-			keys := []string{b.keys.memberKeys(pt, seg.RootID), b.keys.count(seg.Key), b.keys.bytes(seg.Key), b.keys.lock(seg.Key), b.keys.redirect(pt)}
-			args := make([]any, 0, 5+len(seg.salts)+len(seg.spanIDs))
-			args = append(args, seg.lockToken, seg.ingested, seg.bytes, seg.RootID, len(seg.salts))
+			keys := []string{b.keys.memberKeys(pt, seg.RootID), b.keys.count(seg.Key), b.keys.bytes(seg.Key), b.keys.lock(seg.Key), b.keys.redirect(pt), b.keys.flushed(pt)}
+			args := make([]any, 0, 6+len(seg.salts)+len(seg.skip)+len(seg.spanIDs))
+			args = append(args, seg.lockToken, seg.ingested, seg.bytes, seg.RootID, len(seg.salts)+len(seg.skip), max(b.cfg.RedeliveryWindow.Milliseconds(), 0))
 			for _, s := range seg.salts {
+				args = append(args, s)
+			}
+			for _, s := range seg.skip {
 				args = append(args, s)
 			}
 			for _, id := range seg.spanIDs {
