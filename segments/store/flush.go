@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -105,11 +104,14 @@ func (b *Buffer) Flush(ctx context.Context, shards []int32, assigned int, clock 
 	// 1. The marker, due segments and queue sizes.
 	due := make([]*redis.ZSliceCmd, len(shards))
 	sizes := make([]*redis.IntCmd, len(shards))
-	var marker *redis.StringCmd
-	before := b.knownMarker()
+	markerKeys, err := b.markerKeys(ctx)
+	if err != nil {
+		return nil, stats, err
+	}
+	var markers []*redis.StringCmd
+	before := b.knownMarkers()
 	if err := b.pipeline(ctx, func(p redis.Pipeliner) {
-		// Read with its expiry refreshed: the marker lives as long as flushes run.
-		marker = p.GetEx(ctx, b.keys.marker(), b.cfg.TTL)
+		markers = b.readMarkers(ctx, p, markerKeys)
 		for i, shard := range shards {
 			q := b.queueKey(shard)
 			due[i] = p.ZRangeByScoreWithScores(ctx, q, &redis.ZRangeBy{
@@ -120,7 +122,7 @@ func (b *Buffer) Flush(ctx context.Context, shards []int32, assigned int, clock 
 	}); err != nil {
 		return nil, stats, fmt.Errorf("store: reading flush queues: %w", err)
 	}
-	token, err := b.checkMarker(ctx, before, marker.Val(), errors.Is(marker.Err(), redis.Nil))
+	tokens, err := b.checkMarkers(ctx, before, markerKeys, markers)
 	if err != nil {
 		return nil, stats, err
 	}
@@ -215,7 +217,7 @@ func (b *Buffer) Flush(ctx context.Context, shards []int32, assigned int, clock 
 	}
 
 	// What was loaded is only whole if Redis was not emptied meanwhile.
-	if err := b.confirmMarker(ctx, token); err != nil {
+	if err := b.confirmMarkers(ctx, tokens); err != nil {
 		return nil, stats, err
 	}
 

@@ -45,8 +45,10 @@ func (k keys) flushed(pt string) string { return k.prefix + "fs:{" + pt + "}" }
 const skipPrefix = "~"
 
 // marker is the key whose random value tells a buffer that Redis still holds what
-// it wrote; see Buffer.checkMarker.
-func (k keys) marker() string { return k.prefix + "marker" }
+// it wrote; see Buffer.checkMarkers. On a Cluster there is one per slot range,
+// slotMarker, in a slot that tag hashes to.
+func (k keys) marker() string               { return k.prefix + "marker" }
+func (k keys) slotMarker(tag string) string { return k.prefix + "marker:{" + tag + "}" }
 
 func (k keys) queue(slice string, shard int32) string {
 	if slice == "" {
