@@ -57,6 +57,10 @@ type Buffer struct {
 	markers     map[string]string
 	markerSet   []string
 	markerSetAt time.Time
+
+	// flushed is what Done removed within the redelivery window, rewritten into
+	// Redis when it loses its data.
+	flushed flushedLog
 }
 
 // New returns a Buffer on client with cfg, after filling in cfg's defaults and

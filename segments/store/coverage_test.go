@@ -151,3 +151,35 @@ func TestSlotOf(t *testing.T) {
 		t.Errorf("tagInSlots(100, 100) = %q in slot %d", tag, slotOf(tag))
 	}
 }
+
+// After Redis lost its data, the spans the buffer flushed within the window are
+// remembered all the same: the tail of a flushed segment read again (the rewind)
+// forms no fragment.
+func TestFlushedSpansSurviveALostRedis(t *testing.T) {
+	eachStore(t, func(t *testing.T, s store) {
+		b := newTestBuffer(t, s.client, Config{})
+		if _, _, err := b.flushShards(at(0)); err != nil {
+			t.Fatalf("first flush: %v", err)
+		}
+		ingest(t, b, at(0), span(t, "a", "", 0), span(t, "b", "a", 0), span(t, "c", "b", 0))
+		segs, got := flushed(t, b, at(11))
+		if got[segKeyA(id("a"))] != "abc" {
+			t.Fatalf("flushed %v, want segment a of a, b and c", got)
+		}
+		done(t, b, segs)
+		s.reset(t)
+		if _, _, err := b.flushShards(at(20)); !errors.Is(err, ErrRedisLost) {
+			t.Fatalf("flush after FLUSHALL = %v, want ErrRedisLost", err)
+		}
+		stats, err := b.Ingest(bg, []Span{span(t, "c", "b", 0)}, At(at(1)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if stats.Redelivered != 1 {
+			t.Errorf("Ingest of c read again left out %d spans, want 1", stats.Redelivered)
+		}
+		if _, got := flushed(t, b, at(100)); len(got) != 0 {
+			t.Errorf("flushed %v at 100, want nothing", got)
+		}
+	})
+}

@@ -367,6 +367,9 @@ func (b *Buffer) Done(ctx context.Context, segs map[string]FlushedSegment) error
 	if err != nil {
 		return fmt.Errorf("store: removing flushed segments: %w", err)
 	}
+	if b.cfg.RedeliveryWindow > 0 {
+		b.flushed.add(segs, time.Now(), b.cfg.RedeliveryWindow)
+	}
 	return nil
 }
 

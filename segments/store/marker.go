@@ -165,6 +165,12 @@ func (b *Buffer) checkMarkers(ctx context.Context, before map[string]string, key
 		b.cfg.Metrics.Increment("spans.buffer.redis_lost", 1)
 		b.cfg.Logger.Error("Redis lost the span buffer's data: a marker is gone or was replaced; the spans not yet committed are read again from Kafka",
 			zap.Strings("markers", lost))
+		// Before the rewind reads them again: see flushedLog.
+		if n, err := b.rewriteFlushed(ctx); err != nil {
+			b.cfg.Logger.Warn("the records of spans flushed before the loss could not be rewritten; copies of them read again may come out a second time", zap.Error(err))
+		} else if n > 0 {
+			b.cfg.Logger.Info("rewrote the records of spans flushed before the Redis loss", zap.Int("spans", n))
+		}
 		return now, fmt.Errorf("%w (marker %s)", ErrRedisLost, strings.Join(lost, ", "))
 	case reported:
 		return now, fmt.Errorf("%w (a marker changed)", ErrRedisLost)
