@@ -25,3 +25,22 @@ func TestAccounting(t *testing.T) {
 		t.Errorf("inFlight of process 0 past offset 1 of partition 0 = %d, want 2 (offset 1 and partition 1's offset 0)", n)
 	}
 }
+
+// TestSpanAccounting checks the span buffer cases' bookkeeping on a made-up output.
+func TestSpanAccounting(t *testing.T) {
+	ts := traceSet{segment: map[string]string{"a": "a", "b": "a", "c": "a", "d": "d", "e": "d", "f": "d"}}
+	r := &segmentReader{bad: 1, seen: map[string][]string{
+		"a": {"a"},
+		"b": {"a", "a"}, // a duplicate in its own segment
+		"c": {"a", "b"}, // a stray copy in a fragment under b
+		"d": {"d"},      // e lost
+		"f": {"e"},      // misplaced: no copy in its own segment
+		"x": {"x"},      // another deployment's
+	}}
+	want := spanAccounting{in: 6, out: 5, lost: 1, duplicates: 2, misplaced: 1, stray: 1, foreign: 1, bad: 1,
+		example:      "span f belongs to segment d but came out under [e]",
+		strayExample: "span c belongs to segment a but came out under [a b]"}
+	if got := r.account(ts); got != want {
+		t.Fatalf("account = %+v, want %+v", got, want)
+	}
+}

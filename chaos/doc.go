@@ -27,7 +27,8 @@
 //   - spanbuffer-kill9: span buffer processes (cmd/chaos-spanbuffer, the ready-made
 //     segments.NewConsumer) are killed with SIGKILL while a flush is under way and
 //     restarted; every span must come out, in its own segment (lost / duplicates /
-//     misplaced); extra copies in fragments are counted as stray, not failed.
+//     misplaced, stray); an extra copy in a segment not its own (a fragment) fails
+//     the case as a misplaced span does.
 //   - spanbuffer-shared-redis: two span buffer deployments share one Redis; each
 //     must put out all of its spans and none of the other's.
 //   - spanbuffer-redis-loss: the redis-server is restarted empty mid-stream; every

@@ -153,12 +153,15 @@ func (r *segmentReader) count() (messages, spans int) {
 type spanAccounting struct {
 	in, out, lost, duplicates, misplaced, bad int
 	// stray counts extra copies in a segment not their own of spans that also came
-	// out in their own: a span read again after its segment was flushed (its batch
-	// not yet committed) forms a fragment without the segment's earlier spans.
+	// out in their own: what a span read again after its segment was flushed (its
+	// batch not yet committed) would form without the store's record of flushed
+	// spans, a fragment without the segment's earlier spans.
 	stray int
 	// foreign counts spans that came out here but belong to another deployment.
 	foreign int
-	example string // one misplaced span, for the failure message
+	// example and strayExample describe one misplaced span and one stray copy, for
+	// the failure messages.
+	example, strayExample string
 }
 
 func (a spanAccounting) String() string {
@@ -167,8 +170,8 @@ func (a spanAccounting) String() string {
 }
 
 // check logs a and fails the test on a lost, misplaced (no copy in its own
-// segment), foreign or undecodable output; duplicates and stray copies are reported,
-// not bounded.
+// segment), stray (a copy in a segment not its own besides one in its own), foreign
+// or undecodable output; duplicates in their own segment are reported, not bounded.
 func (a spanAccounting) check(t *testing.T, label string) {
 	t.Helper()
 	t.Logf("chaos: %s: %s", label, a)
@@ -177,6 +180,9 @@ func (a spanAccounting) check(t *testing.T, label string) {
 	}
 	if a.misplaced > 0 {
 		t.Errorf("chaos: %s: %d spans came out only in a segment not their own; e.g. %s", label, a.misplaced, a.example)
+	}
+	if a.stray > 0 {
+		t.Errorf("chaos: %s: %d extra copies of spans came out in a segment not their own; e.g. %s", label, a.stray, a.strayExample)
 	}
 	if a.foreign > 0 {
 		t.Errorf("chaos: %s: %d spans of another deployment came out here", label, a.foreign)
@@ -215,8 +221,11 @@ func (r *segmentReader) account(ts traceSet) spanAccounting {
 			if a.example == "" {
 				a.example = fmt.Sprintf("span %s belongs to segment %s but came out under %v", span, want, got)
 			}
-		default:
+		case own < len(got):
 			a.stray += len(got) - own
+			if a.strayExample == "" {
+				a.strayExample = fmt.Sprintf("span %s belongs to segment %s but came out under %v", span, want, got)
+			}
 		}
 	}
 	return a

@@ -199,7 +199,7 @@ func TestFactoryWaitsForANewPartitionsFirstSpan(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.f.buf.Ingest(bg, []store.Span{fragment}, store.At(lagging)); err != nil {
+	if _, err := c.f.buf.Ingest(bg, []store.Span{fragment}, store.At(lagging)); err != nil {
 		t.Fatalf("Ingest: %v", err)
 	}
 	// Partition 1 is read and known, at the wall clock; b waits for a parent.

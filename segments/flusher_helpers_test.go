@@ -138,7 +138,7 @@ func ingestRoot(t *testing.T, buf *store.Buffer, partition int32, n int, at time
 	if err != nil {
 		t.Fatalf("Decode: %v", err)
 	}
-	if err := buf.Ingest(context.Background(), []store.Span{s}, store.At(at)); err != nil {
+	if _, err := buf.Ingest(context.Background(), []store.Span{s}, store.At(at)); err != nil {
 		t.Fatalf("Ingest: %v", err)
 	}
 }

@@ -324,7 +324,7 @@ func TestFlusherBackpressure(t *testing.T) {
 			batch = append(batch, s)
 		}
 	}
-	if err := r.buf.Ingest(context.Background(), batch, store.At(time.Now())); err != nil {
+	if _, err := r.buf.Ingest(context.Background(), batch, store.At(time.Now())); err != nil {
 		t.Fatalf("Ingest: %v", err)
 	}
 	r.clock.setDrift(time.Hour)

@@ -58,7 +58,7 @@ func TestFlusherWritesTheRootSpansTraceParent(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if err := r.buf.Ingest(context.Background(), []store.Span{s}, store.At(at)); err != nil {
+				if _, err := r.buf.Ingest(context.Background(), []store.Span{s}, store.At(at)); err != nil {
 					t.Fatal(err)
 				}
 			}

@@ -147,9 +147,14 @@ func (s *ingester) write(b *ingestBatch, spans []store.Span, done chan<- struct{
 	var retry *time.Timer
 	for {
 		ctx, cancel := context.WithTimeout(s.stopCtx, s.redisTimeout)
-		err := s.buf.Ingest(ctx, spans, b.parts)
+		stats, err := s.buf.Ingest(ctx, spans, b.parts)
 		cancel()
 		if err == nil {
+			if b.tracked != nil {
+				// Spans flushed already that this batch read again: no flush will
+				// report their payload sets, and nothing of them waits in Redis.
+				s.tracker.cover(stats.DroppedSalts)
+			}
 			return
 		}
 		if s.stopCtx.Err() != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/redis/go-redis/v9"
@@ -48,10 +49,18 @@ type Buffer struct {
 	// the live one. On a single Redis the script updates the queues atomically.
 	clusterIngest sync.Mutex
 
-	// markerMu guards marker, the token of the namespace's marker this buffer last
-	// saw in Redis ("" before its first flush); see checkMarker.
-	markerMu sync.Mutex
-	marker   string
+	// markerMu guards markers, the tokens of the namespace's markers this buffer
+	// last saw in Redis by key (a key is missing before its first check), and, on a
+	// Cluster, markerSet, the marker keys of the slot map read at markerSetAt; see
+	// markerKeys and checkMarkers.
+	markerMu    sync.Mutex
+	markers     map[string]string
+	markerSet   []string
+	markerSetAt time.Time
+
+	// flushed is what Done removed within the redelivery window, rewritten into
+	// Redis when it loses its data.
+	flushed flushedLog
 }
 
 // New returns a Buffer on client with cfg, after filling in cfg's defaults and

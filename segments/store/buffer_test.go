@@ -76,7 +76,7 @@ func (b *testBuffer) flushShards(now time.Time) (map[string]FlushedSegment, Flus
 
 func ingest(t testing.TB, b *testBuffer, now time.Time, spans ...Span) {
 	t.Helper()
-	if err := b.Ingest(bg, spans, At(now)); err != nil {
+	if _, err := b.Ingest(bg, spans, At(now)); err != nil {
 		t.Fatalf("Ingest: %v", err)
 	}
 }

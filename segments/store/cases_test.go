@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/creekstream/creek/internal/redistest"
+	"github.com/creekstream/creek/metrics/metricstest"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -324,4 +325,107 @@ func TestEndToEnd(t *testing.T) {
 			assertOnlyRootFlags(t, s.client)
 		}
 	})
+}
+
+// TestRedelivery: spans read again from Kafka after their segment was flushed (a
+// crash or a rewind before their offsets were committed) are dropped at ingest and
+// counted, whether the copies fill whole payload sets or share one with spans not
+// flushed before; a span never flushed still comes out, as a late span does.
+func TestRedelivery(t *testing.T) {
+	type edge struct{ self, parent string }
+	cases := []struct {
+		name string
+		// window is Config.RedeliveryWindow; 0 the default.
+		window time.Duration
+		// first is ingested at 0 and flushed at 11 (it holds root a).
+		first []edge
+		// again is ingested at 1, after that flush.
+		again []edge
+		// want is what flushes at 100 (any timeout has passed).
+		want              map[string]string
+		redelivered       int
+		droppedSubsegment int
+	}{
+		{
+			name:  "the whole trace read again",
+			first: []edge{{"a", ""}, {"b", "a"}, {"c", "b"}}, again: []edge{{"a", ""}, {"b", "a"}, {"c", "b"}},
+			want: map[string]string{}, redelivered: 3, droppedSubsegment: 1,
+		},
+		{
+			// Without the record c would form a fragment under b, with b's id as its
+			// segment id: a copy of c in a segment not its own.
+			name:  "the tail read again",
+			first: []edge{{"a", ""}, {"b", "a"}, {"c", "b"}}, again: []edge{{"c", "b"}},
+			want: map[string]string{}, redelivered: 1, droppedSubsegment: 1,
+		},
+		{
+			name:  "read again with a span not flushed before",
+			first: []edge{{"a", ""}, {"b", "a"}}, again: []edge{{"b", "a"}, {"c", "b"}},
+			// c is late for segment a and hangs under the flushed b: it comes out
+			// under a (the has-root flag stayed), b is left out.
+			want: map[string]string{segKeyA(id("a")): "c"}, redelivered: 1,
+		},
+		{
+			// The contract's late span: under a flushed span, a segment of its own.
+			name:  "a late span",
+			first: []edge{{"a", ""}, {"b", "a"}}, again: []edge{{"c", "b"}},
+			want: map[string]string{segKeyA(id("b")): "c"},
+		},
+		{
+			name:   "no record kept",
+			window: -1,
+			first:  []edge{{"a", ""}, {"b", "a"}, {"c", "b"}}, again: []edge{{"c", "b"}},
+			want: map[string]string{segKeyA(id("b")): "c"},
+		},
+	}
+	spans := func(t *testing.T, edges []edge) []Span {
+		out := make([]Span, len(edges))
+		for i, e := range edges {
+			out[i] = span(t, e.self, e.parent, 0)
+		}
+		return out
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			eachStore(t, func(t *testing.T, s store) {
+				rec := metricstest.NewRecorder()
+				b := newTestBuffer(t, s.client, Config{RedeliveryWindow: tc.window, Metrics: rec})
+				ingest(t, b, at(0), spans(t, tc.first)...)
+				segs, _ := flushed(t, b, at(11))
+				if len(segs) != 1 {
+					t.Fatalf("flushed %d segments at 11, want segment a", len(segs))
+				}
+				done(t, b, segs)
+
+				stats, err := b.Ingest(bg, spans(t, tc.again), At(at(1)))
+				if err != nil {
+					t.Fatalf("Ingest: %v", err)
+				}
+				if stats.Redelivered != tc.redelivered || len(stats.DroppedSalts) != tc.droppedSubsegment {
+					t.Errorf("Ingest left out %d spans and %d payload sets %v, want %d and %d",
+						stats.Redelivered, len(stats.DroppedSalts), stats.DroppedSalts, tc.redelivered, tc.droppedSubsegment)
+				}
+				if n := rec.Counter("spans.buffer.process_spans.redelivered"); n != int64(tc.redelivered) {
+					t.Errorf("spans.buffer.process_spans.redelivered = %d, want %d", n, tc.redelivered)
+				}
+				segs, got := flushed(t, b, at(100))
+				if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+					t.Fatalf("flushed %v at 100, want %v", got, tc.want)
+				}
+				done(t, b, segs)
+				assertAllExpire(t, s.client)
+				assertOnlyRootFlags(t, s.client)
+				window := b.cfg.RedeliveryWindow
+				ttl, err := s.client.PTTL(bg, testKeys.flushed(traceTag(1, traceA))).Result()
+				switch {
+				case err != nil:
+					t.Fatalf("PTTL of the flushed-span record: %v", err)
+				case window < 0 && ttl != -2*time.Nanosecond && ttl != -2*time.Millisecond:
+					t.Errorf("the flushed-span record exists (PTTL %v) with the window off", ttl)
+				case window > 0 && (ttl <= 0 || ttl > window):
+					t.Errorf("the flushed-span record's PTTL is %v, want in (0, %v]", ttl, window)
+				}
+			})
+		})
+	}
 }

@@ -43,6 +43,14 @@ type Config struct {
 	// keys of ../shared/spec/segments.md); segments.NewConsumer derives one from the
 	// group and the input topic.
 	Namespace string
+	// RedeliveryWindow is how long the buffer remembers the ids of the spans it
+	// flushed (span-buf:fs:{P:T}, one hash field a span), so that copies of them read
+	// again from Kafka are dropped at ingest, counted in
+	// spans.buffer.process_spans.redelivered, instead of coming out a second time in
+	// a fragment of their segment. Such copies come after a crash or a rewind, when a
+	// span's segment was flushed before its offset was committed. Default Timeout +
+	// 2 min; negative turns it off.
+	RedeliveryWindow time.Duration
 	// Slice, when not empty, prefixes queue keys: span-buf:q:<slice>-<shard>. It
 	// keeps the flush queues of buffers apart but not their segments; Namespace
 	// keeps everything apart.
@@ -63,6 +71,11 @@ const (
 	DefaultMaxSegmentBytes  = 10 << 20
 	DefaultMaxFlushSegments = 500
 	DefaultSegmentPageSize  = 100
+	// defaultRedeliveryGrace is what the default RedeliveryWindow adds to Timeout:
+	// the time for a dead consumer to be noticed (a session timeout, 45 s by
+	// default), for its partitions to be assigned again and for their uncommitted
+	// offsets to be read again.
+	defaultRedeliveryGrace = 2 * time.Minute
 )
 
 // withDefaults returns c with every unset field at its default and validates it.
@@ -73,6 +86,9 @@ func (c Config) withDefaults() (Config, error) {
 	setDefault(&c.MaxSegmentBytes, DefaultMaxSegmentBytes)
 	setDefault(&c.MaxFlushSegments, DefaultMaxFlushSegments)
 	setDefault(&c.SegmentPageSize, DefaultSegmentPageSize)
+	if c.RedeliveryWindow == 0 {
+		c.RedeliveryWindow = c.Timeout + defaultRedeliveryGrace
+	}
 	if c.CompressionLevel == -1 {
 		c.CompressionLevel = 0
 	}
@@ -95,6 +111,8 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("store: Config.TTL (%v) must be whole seconds", c.TTL)
 	case c.FlushLockTTL%time.Millisecond != 0:
 		return c, fmt.Errorf("store: Config.FlushLockTTL (%v) must be whole milliseconds", c.FlushLockTTL)
+	case c.RedeliveryWindow > 0 && c.RedeliveryWindow%time.Millisecond != 0:
+		return c, fmt.Errorf("store: Config.RedeliveryWindow (%v) must be whole milliseconds", c.RedeliveryWindow)
 	case c.MaxSegmentBytes < 0:
 		return c, fmt.Errorf("store: Config.MaxSegmentBytes (%d) must be positive", c.MaxSegmentBytes)
 	case c.MaxFlushSegments < 0:

@@ -24,6 +24,9 @@
 //	span-buf:ibc:<segment key>   string  payload bytes ingested
 //	span-buf:fl:<segment key>    string  flush lock (only with Config.FlushLockTTL)
 //	span-buf:q:[<slice>-]<shard> zset    segment key -> flush deadline (Unix ms)
+//	span-buf:fs:{P:T}            hash    span id -> 1: spans flushed within RedeliveryWindow
+//	span-buf:marker              string  a random token: Redis still holds what the buffer wrote
+//	                                     (on a Cluster span-buf:marker:{<tag>}, one per slot range)
 //
 // With Config.Namespace every key starts span-buf:<namespace>: instead of span-buf:,
 // so several deployments can share a Redis; the Lua scripts take the prefix from
@@ -33,6 +36,11 @@
 // one Lua script updates it atomically; payload sets carry their salt in the tag so
 // that a segment's bytes spread over a Cluster. The salt hashes the subsegment's span
 // ids, so a retried batch rewrites the same keys and is counted once.
+//
+// A span read again from Kafka after its segment was flushed (its offset not yet
+// committed) is left out at ingest: done.lua records the ids it removes in the
+// trace's fs hash, and add.lua drops a subsegment whose spans are all there, or
+// marks the ones that are ("~<id>" in the member keys) for the flush to skip.
 //
 // # Time
 //

@@ -4,9 +4,9 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -32,6 +32,7 @@ type FlushedSegment struct {
 	pt        string
 	queues    []queueEntry
 	salts     []string
+	skip      []string // skipPrefix members: spans flushed already
 	spanIDs   []string
 	ingested  int64
 	bytes     int64
@@ -103,11 +104,14 @@ func (b *Buffer) Flush(ctx context.Context, shards []int32, assigned int, clock 
 	// 1. The marker, due segments and queue sizes.
 	due := make([]*redis.ZSliceCmd, len(shards))
 	sizes := make([]*redis.IntCmd, len(shards))
-	var marker *redis.StringCmd
-	before := b.knownMarker()
+	markerKeys, err := b.markerKeys(ctx)
+	if err != nil {
+		return nil, stats, err
+	}
+	var markers []*redis.StringCmd
+	before := b.knownMarkers()
 	if err := b.pipeline(ctx, func(p redis.Pipeliner) {
-		// Read with its expiry refreshed: the marker lives as long as flushes run.
-		marker = p.GetEx(ctx, b.keys.marker(), b.cfg.TTL)
+		markers = b.readMarkers(ctx, p, markerKeys)
 		for i, shard := range shards {
 			q := b.queueKey(shard)
 			due[i] = p.ZRangeByScoreWithScores(ctx, q, &redis.ZRangeBy{
@@ -118,7 +122,7 @@ func (b *Buffer) Flush(ctx context.Context, shards []int32, assigned int, clock 
 	}); err != nil {
 		return nil, stats, fmt.Errorf("store: reading flush queues: %w", err)
 	}
-	token, err := b.checkMarker(ctx, before, marker.Val(), errors.Is(marker.Err(), redis.Nil))
+	tokens, err := b.checkMarkers(ctx, before, markerKeys, markers)
 	if err != nil {
 		return nil, stats, err
 	}
@@ -181,7 +185,13 @@ func (b *Buffer) Flush(ctx context.Context, shards []int32, assigned int, clock 
 			delete(segs, seg.Key)
 			continue
 		}
-		seg.salts = m.members.Val()
+		for _, member := range m.members.Val() {
+			if strings.HasPrefix(member, skipPrefix) {
+				seg.skip = append(seg.skip, member)
+			} else {
+				seg.salts = append(seg.salts, member)
+			}
+		}
 		seg.ingested, _ = m.count.Int64()
 		seg.bytes, _ = m.bytes.Int64()
 		if len(seg.salts) == 0 {
@@ -207,7 +217,7 @@ func (b *Buffer) Flush(ctx context.Context, shards []int32, assigned int, clock 
 	}
 
 	// What was loaded is only whole if Redis was not emptied meanwhile.
-	if err := b.confirmMarker(ctx, token); err != nil {
+	if err := b.confirmMarkers(ctx, tokens); err != nil {
 		return nil, stats, err
 	}
 
@@ -271,6 +281,9 @@ func (b *Buffer) loadPayloads(ctx context.Context, segs []*FlushedSegment, stats
 
 	for _, seg := range segs {
 		seen := make(map[string]bool)
+		for _, member := range seg.skip {
+			seen[member[len(skipPrefix):]] = true
+		}
 		var loaded int64
 		for _, member := range payloads[seg] {
 			raws, err := b.payloadsOf(member)
@@ -319,10 +332,13 @@ func (b *Buffer) Done(ctx context.Context, segs map[string]FlushedSegment) error
 	err := b.pipeline(ctx, func(p redis.Pipeliner) {
 		for _, seg := range segs {
 			pt := seg.pt
-			keys := []string{b.keys.memberKeys(pt, seg.RootID), b.keys.count(seg.Key), b.keys.bytes(seg.Key), b.keys.lock(seg.Key), b.keys.redirect(pt)}
-			args := make([]any, 0, 5+len(seg.salts)+len(seg.spanIDs))
-			args = append(args, seg.lockToken, seg.ingested, seg.bytes, seg.RootID, len(seg.salts))
+			keys := []string{b.keys.memberKeys(pt, seg.RootID), b.keys.count(seg.Key), b.keys.bytes(seg.Key), b.keys.lock(seg.Key), b.keys.redirect(pt), b.keys.flushed(pt)}
+			args := make([]any, 0, 6+len(seg.salts)+len(seg.skip)+len(seg.spanIDs))
+			args = append(args, seg.lockToken, seg.ingested, seg.bytes, seg.RootID, len(seg.salts)+len(seg.skip), max(b.cfg.RedeliveryWindow.Milliseconds(), 0))
 			for _, s := range seg.salts {
+				args = append(args, s)
+			}
+			for _, s := range seg.skip {
 				args = append(args, s)
 			}
 			for _, id := range seg.spanIDs {
@@ -350,6 +366,9 @@ func (b *Buffer) Done(ctx context.Context, segs map[string]FlushedSegment) error
 	})
 	if err != nil {
 		return fmt.Errorf("store: removing flushed segments: %w", err)
+	}
+	if b.cfg.RedeliveryWindow > 0 {
+		b.flushed.add(segs, time.Now(), b.cfg.RedeliveryWindow)
 	}
 	return nil
 }

@@ -189,20 +189,34 @@ func saltOf(spans []*Span) string {
 	return hex.EncodeToString(h.Sum(sum[:0])[:8])
 }
 
+// IngestStats says what one Ingest did beyond adding spans to their segments.
+type IngestStats struct {
+	// Redelivered counts the spans left out because the buffer flushed them within
+	// Config.RedeliveryWindow: copies read again from Kafka.
+	Redelivered int
+	// DroppedSalts are the payload sets, in the form BatchSalts gives, that were
+	// added to no segment because every span in them was flushed already: no flush
+	// will report them.
+	DroppedSalts []string
+}
+
 // Ingest adds a batch of spans to their segments. clock gives each shard's time:
 // the Kafka time of the batch's spans read from that partition (their smallest
 // timestamp), not the wall clock, so that a consumer working through a backlog does
 // not flush segments early, and a lagging partition is not given a leading one's
-// time. Nothing is dropped: a subsegment that does not fit its segment, or whose
-// segment is being flushed, becomes a segment of its own.
+// time. Nothing is dropped but copies of spans flushed within RedeliveryWindow
+// (IngestStats): a subsegment that does not fit its segment, or whose segment is
+// being flushed, becomes a segment of its own.
 //
 // On a single Redis a batch costs one round trip; on a Cluster, three (payloads, then
 // the script per subsegment, then the queues), so that a payload set always exists
-// before its segment points at it. Ingest is idempotent: a batch that failed part
-// way may be ingested again.
-func (b *Buffer) Ingest(ctx context.Context, spans []Span, clock Clock) error {
+// before its segment points at it; one more removes the payload sets of
+// subsegments that were flushed already. Ingest is idempotent: a batch that failed
+// part way may be ingested again.
+func (b *Buffer) Ingest(ctx context.Context, spans []Span, clock Clock) (IngestStats, error) {
+	var stats IngestStats
 	if len(spans) == 0 {
-		return nil
+		return stats, nil
 	}
 	start := time.Now()
 	subs := group(spans)
@@ -226,32 +240,50 @@ func (b *Buffer) Ingest(ctx context.Context, spans []Span, clock Clock) error {
 
 	if b.cluster {
 		if err := b.pipeline(ctx, writePayloads); err != nil {
-			return fmt.Errorf("store: writing payloads: %w", err)
+			return stats, fmt.Errorf("store: writing payloads: %w", err)
 		}
 		b.clusterIngest.Lock()
 		defer b.clusterIngest.Unlock()
 		if err := b.pipeline(ctx, runScripts); err != nil {
-			return fmt.Errorf("store: adding subsegments: %w", err)
+			return stats, fmt.Errorf("store: adding subsegments: %w", err)
 		}
 	} else if err := b.pipeline(ctx, func(p redis.Pipeliner) { writePayloads(p); runScripts(p) }); err != nil {
-		return fmt.Errorf("store: adding spans: %w", err)
+		return stats, fmt.Errorf("store: adding spans: %w", err)
 	}
 
 	detached := 0
+	var orphans []string
 	results := make([]addResult, len(subs))
 	for i, cmd := range addCmds {
 		r, err := parseAddResult(cmd)
 		if err != nil {
-			return err
+			return stats, err
 		}
 		results[i] = r
 		if r.detached {
 			detached++
 		}
+		stats.Redelivered += r.flushed
+		if r.dropped {
+			sub := subs[i]
+			stats.DroppedSalts = append(stats.DroppedSalts, saltKey(sub.pt, sub.salt))
+			orphans = append(orphans, b.keys.payload(sub.pt, sub.salt))
+		}
 	}
 	if b.cluster {
 		if err := b.pipeline(ctx, func(p redis.Pipeliner) { b.updateQueues(ctx, p, subs, results, clock) }); err != nil {
-			return fmt.Errorf("store: updating flush queues: %w", err)
+			return stats, fmt.Errorf("store: updating flush queues: %w", err)
+		}
+	}
+	if len(orphans) > 0 {
+		// No segment points at these sets; they were written before the scripts
+		// found their spans flushed.
+		if err := b.pipeline(ctx, func(p redis.Pipeliner) {
+			for _, k := range orphans {
+				p.Unlink(ctx, k)
+			}
+		}); err != nil {
+			return stats, fmt.Errorf("store: removing the payloads of spans flushed already: %w", err)
 		}
 	}
 
@@ -263,7 +295,12 @@ func (b *Buffer) Ingest(ctx context.Context, spans []Span, clock Clock) error {
 		m.Increment("spans.buffer.process_spans.detached", int64(detached))
 		b.cfg.Logger.Debug("subsegments detached from full or locked segments", zap.Int("count", detached))
 	}
-	return nil
+	if stats.Redelivered > 0 {
+		m.Increment("spans.buffer.process_spans.redelivered", int64(stats.Redelivered))
+		b.cfg.Logger.Debug("spans read again after their segment was flushed left out",
+			zap.Int("spans", stats.Redelivered), zap.Int("subsegments_dropped", len(orphans)))
+	}
+	return stats, nil
 }
 
 // preparePayloads fills in each subsegment's set members: the raw payloads, or one
@@ -296,10 +333,14 @@ func (b *Buffer) addScriptCmd(ctx context.Context, p redis.Pipeliner, sub *subse
 	if sub.hasRoot {
 		hasRoot = "1"
 	}
-	args := make([]any, 0, 10+len(sub.spans)+len(keys)-1)
+	checkFlushed := "0"
+	if b.cfg.RedeliveryWindow > 0 {
+		checkFlushed = "1"
+	}
+	args := make([]any, 0, 11+len(sub.spans)+len(keys)-1)
 	args = append(args, sub.pt, sub.top, hasRoot, sub.salt, len(sub.spans), sub.bytes,
 		int64(b.cfg.TTL/time.Second), b.cfg.MaxSegmentBytes,
-		b.cfg.RootTimeout.Milliseconds(), b.cfg.Timeout.Milliseconds())
+		b.cfg.RootTimeout.Milliseconds(), b.cfg.Timeout.Milliseconds(), checkFlushed)
 	for _, s := range sub.spans {
 		args = append(args, s.SpanID)
 	}
@@ -312,10 +353,14 @@ func (b *Buffer) addScriptCmd(ctx context.Context, p redis.Pipeliner, sub *subse
 }
 
 type addResult struct {
-	segment  string
+	segment  string // "" when dropped
 	hasRoot  bool
 	detached bool
-	merged   []string
+	// flushed counts the subsegment's spans flushed already; dropped says that was
+	// all of them, and the script wrote nothing.
+	flushed int
+	dropped bool
+	merged  []string
 }
 
 func parseAddResult(cmd *redis.Cmd) (addResult, error) {
@@ -323,8 +368,8 @@ func parseAddResult(cmd *redis.Cmd) (addResult, error) {
 	if err != nil {
 		return addResult{}, fmt.Errorf("store: add script: %w", err)
 	}
-	if len(vals) < 3 {
-		return addResult{}, fmt.Errorf("store: add script returned %d values, want at least 3", len(vals))
+	if len(vals) < 5 {
+		return addResult{}, fmt.Errorf("store: add script returned %d values, want at least 5", len(vals))
 	}
 	var r addResult
 	var ok bool
@@ -333,7 +378,10 @@ func parseAddResult(cmd *redis.Cmd) (addResult, error) {
 	}
 	r.hasRoot = vals[1] == int64(1)
 	r.detached = vals[2] == int64(1)
-	for _, v := range vals[3:] {
+	n, _ := vals[3].(int64)
+	r.flushed = int(n)
+	r.dropped = vals[4] == int64(1)
+	for _, v := range vals[5:] {
 		if s, ok := v.(string); ok {
 			r.merged = append(r.merged, s)
 		}
@@ -346,6 +394,9 @@ func parseAddResult(cmd *redis.Cmd) (addResult, error) {
 func (b *Buffer) updateQueues(ctx context.Context, p redis.Pipeliner, subs []*subsegment, results []addResult, clock Clock) {
 	for i, sub := range subs {
 		r := results[i]
+		if r.dropped {
+			continue
+		}
 		quiet := b.cfg.Timeout
 		if r.hasRoot {
 			quiet = b.cfg.RootTimeout

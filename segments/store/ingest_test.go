@@ -28,7 +28,7 @@ func TestConcurrentBatchesOfOneTrace(t *testing.T) {
 				var wg sync.WaitGroup
 				errs := make([]error, 2)
 				for i, batch := range [][]Span{all[:k], all[k:]} {
-					wg.Go(func() { errs[i] = b.Ingest(bg, batch, At(at(0))) })
+					wg.Go(func() { _, errs[i] = b.Ingest(bg, batch, At(at(0))) })
 				}
 				wg.Wait()
 				if err := errors.Join(errs...); err != nil {

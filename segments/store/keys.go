@@ -35,9 +35,20 @@ func (k keys) count(seg string) string           { return k.prefix + "ic:" + seg
 func (k keys) bytes(seg string) string           { return k.prefix + "ibc:" + seg }
 func (k keys) lock(seg string) string            { return k.prefix + "fl:" + seg }
 
+// flushed is the trace's hash of the span ids flushed within the redelivery window;
+// see Config.RedeliveryWindow.
+func (k keys) flushed(pt string) string { return k.prefix + "fs:{" + pt + "}" }
+
+// skipPrefix marks a member of a segment's member keys that is not a salt but the
+// id of a span the flush must leave out: it was flushed already, and a copy read
+// again came in a payload set with spans that were not. Span ids never hold a ~.
+const skipPrefix = "~"
+
 // marker is the key whose random value tells a buffer that Redis still holds what
-// it wrote; see Buffer.checkMarker.
-func (k keys) marker() string { return k.prefix + "marker" }
+// it wrote; see Buffer.checkMarkers. On a Cluster there is one per slot range,
+// slotMarker, in a slot that tag hashes to.
+func (k keys) marker() string               { return k.prefix + "marker" }
+func (k keys) slotMarker(tag string) string { return k.prefix + "marker:{" + tag + "}" }
 
 func (k keys) queue(slice string, shard int32) string {
 	if slice == "" {
