@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -174,11 +175,10 @@ func waitCommitted(t *testing.T, env *kafkatest.Env, group, topic string, partit
 	t.Helper()
 	ctx := env.Context(waitFor)
 	for {
+		// A broker just started may not have a coordinator yet; that is only
+		// "not yet".
 		got, err := env.Client.CommittedOffsets(ctx, group, topic)
-		if err != nil {
-			t.Fatal(err)
-		}
-		done := true
+		done := err == nil
 		for p := range partitions {
 			done = done && got[p] == want
 		}
@@ -187,7 +187,7 @@ func waitCommitted(t *testing.T, env *kafkatest.Env, group, topic string, partit
 		}
 		select {
 		case <-ctx.Done():
-			t.Fatalf("committed offsets of %s = %v; want %d on each of %d partitions within %s", topic, got, want, partitions, waitFor)
+			t.Fatalf("committed offsets of %s = %v (last error %v); want %d on each of %d partitions within %s", topic, got, err, want, partitions, waitFor)
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
@@ -303,4 +303,219 @@ func TestAnAbortedTransactionLeavesNothingVisible(t *testing.T) {
 	if len(committed) != 0 {
 		t.Fatalf("group %s committed %v after the abort; want nothing", group, committed)
 	}
+}
+
+// errInjected is the failure TestTransactExactlyOnce injects into the pipeline.
+var errInjected = errors.New("injected failure")
+
+// member runs a processor of one group member and starts it again, with a new
+// consumer, each time it fails with errInjected, until stop is called.
+type member struct {
+	t     *testing.T
+	start func() *running
+	quit  chan struct{}
+	ended chan error
+	once  sync.Once
+	err   error
+}
+
+func startMember(t *testing.T, start func() *running) *member {
+	m := &member{t: t, start: start, quit: make(chan struct{}), ended: make(chan error, 1)}
+	go func() {
+		for {
+			run := m.start()
+			select {
+			case err := <-run.done:
+				if !errors.Is(err, errInjected) {
+					m.ended <- fmt.Errorf("member stopped with %v, want only injected failures", err)
+					return
+				}
+			case <-m.quit:
+				err := run.stop()
+				if errors.Is(err, errInjected) {
+					// It failed as it was asked to stop.
+					err = nil
+				}
+				m.ended <- err
+				return
+			}
+		}
+	}()
+	// A test that fails early still stops its members before it ends.
+	t.Cleanup(func() { _ = m.stop() })
+	return m
+}
+
+// stop stops the member's current processor and returns its result.
+func (m *member) stop() error {
+	m.once.Do(func() {
+		close(m.quit)
+		select {
+		case m.err = <-m.ended:
+		case <-time.After(waitFor):
+			m.err = fmt.Errorf("member did not stop within %s", waitFor)
+		}
+	})
+	return m.err
+}
+
+// injector fails the pipeline once at each of the given input values and
+// signals every failure on hit.
+// It also closes all once total distinct values have passed.
+type injector struct {
+	mu    sync.Mutex
+	left  map[string]bool
+	hit   chan struct{}
+	seen  map[string]bool
+	total int
+	all   chan struct{}
+}
+
+func newInjector(total int, values ...string) *injector {
+	in := &injector{left: make(map[string]bool), hit: make(chan struct{}, len(values)),
+		seen: make(map[string]bool), total: total, all: make(chan struct{})}
+	for _, v := range values {
+		in.left[v] = true
+	}
+	return in
+}
+
+func (in *injector) check(p processor.KafkaPayload) error {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	v := string(p.Value)
+	if in.left[v] {
+		delete(in.left, v)
+		in.hit <- struct{}{}
+		return fmt.Errorf("%w at %s", errInjected, v)
+	}
+	if !in.seen[v] {
+		in.seen[v] = true
+		if len(in.seen) == in.total {
+			close(in.all)
+		}
+	}
+	return nil
+}
+
+// awaitHit waits for the next injected failure.
+func (in *injector) awaitHit(t *testing.T) {
+	t.Helper()
+	select {
+	case <-in.hit:
+	case <-time.After(waitFor):
+		t.Fatalf("no injected failure within %s", waitFor)
+	}
+}
+
+// TestTransactExactlyOnce reads ids through two members, fails the pipeline
+// three times (each failure stops a member's processor mid-transaction, and the
+// member starts again), lets the second member join and leave, and finds every
+// id exactly once in the read_committed output. The same run with Produce and
+// plain commits finds duplicates, so the check can fail.
+func TestTransactExactlyOnce(t *testing.T) {
+	for _, transactional := range []bool{true, false} {
+		name := map[bool]string{true: "transactions", false: "at least once"}[transactional]
+		t.Run(name, func(t *testing.T) {
+			env := kafkatest.New(t)
+			const parts, n = 4, 150
+			in, out, group := env.Topic(parts), env.Topic(2), env.Group()
+			env.Fill(in, parts, n, plain)
+			inj := newInjector(parts*n, plain(0, 40), plain(1, 90), plain(3, 130))
+
+			start := func(id string) func() *running {
+				return func() *running {
+					if transactional {
+						return startTransact(t, newTxnConsumer(t, env.Brokers, group, env.Name("txn-"+id)+id), in, out, inj.check)
+					}
+					return startAtLeastOnce(t, env, group, in, out, inj.check)
+				}
+			}
+			a := startMember(t, start("a"))
+			inj.awaitHit(t)
+			b := startMember(t, start("b"))
+			inj.awaitHit(t)
+			if err := b.stop(); err != nil {
+				t.Fatalf("member b: %v", err)
+			}
+			inj.awaitHit(t)
+			if transactional {
+				waitCommitted(t, env, group, in, parts, n)
+			} else {
+				// Nothing is committed before a stops, which commits what it
+				// produced: every input, once all have passed the pipeline.
+				select {
+				case <-inj.all:
+				case <-time.After(waitFor):
+					t.Fatalf("not every input reached the pipeline within %s", waitFor)
+				}
+			}
+			if err := a.stop(); err != nil {
+				t.Fatalf("member a: %v", err)
+			}
+			got, err := readCommitted(env.Context(waitFor), env.Brokers, out, 2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if transactional {
+				exactlyOnce(t, got, parts, n)
+				return
+			}
+			count := make(map[string]int)
+			for _, v := range got {
+				count[v]++
+			}
+			lost, dup := 0, 0
+			for p := range int32(parts) {
+				for i := range n {
+					switch c := count[strings.ToUpper(plain(p, i))]; {
+					case c == 0:
+						lost++
+					case c > 1:
+						dup += c - 1
+					}
+				}
+			}
+			t.Logf("at least once: %d records for %d inputs, %d lost, %d duplicates", len(got), parts*n, lost, dup)
+			if lost > 0 || dup == 0 {
+				t.Fatalf("at least once lost %d and duplicated %d; want none lost and some duplicated, or the exactly-once check could not fail", lost, dup)
+			}
+		})
+	}
+}
+
+// startAtLeastOnce runs the pipeline of startTransact with Produce and plain
+// commits, committing only at rebalances and shutdown so that a failure
+// duplicates what was produced since.
+func startAtLeastOnce(t *testing.T, env *kafkatest.Env, group, in, out string, fn func(processor.KafkaPayload) error) *running {
+	t.Helper()
+	c := newConsumer(t, env, group, "")
+	prod, err := franz.NewProducer(franz.ProducerConfig{Brokers: env.Brokers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mapped := pipeline.Map(pipeline.FromKafka(), func(ctx context.Context, p processor.KafkaPayload) (processor.KafkaPayload, error) {
+		if err := fn(p); err != nil {
+			return p, err
+		}
+		return upper(ctx, p)
+	})
+	p, err := processor.New(c, pipeline.Commit(pipeline.Produce(mapped, prod, out)), processor.Config[processor.KafkaPayload]{
+		Topics:       []string{in},
+		Logger:       zaptest.NewLogger(t),
+		CommitPolicy: processor.CommitPolicy{MinInterval: time.Hour},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{t: t, cancel: cancel, done: make(chan error, 1)}
+	go func() {
+		err := p.Run(ctx)
+		if cerr := prod.Close(context.Background()); cerr != nil && err == nil {
+			err = cerr
+		}
+		r.done <- err
+	}()
+	return r
 }
