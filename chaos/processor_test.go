@@ -42,6 +42,10 @@ func TestChaos(t *testing.T) {
 			t.Run(b, func(t *testing.T) { s.outage(t, b) })
 		}
 	})
+	t.Run("exactly-once", func(t *testing.T) {
+		t.Run("transactions", func(t *testing.T) { s.exactlyOnce(t, true) })
+		t.Run("at-least-once", func(t *testing.T) { s.exactlyOnce(t, false) })
+	})
 	t.Run("spanbuffer-kill9", s.spanbufferKill9)
 	t.Run("spanbuffer-shared-redis", s.spanbufferShared)
 	t.Run("spanbuffer-redis-loss", s.spanbufferRedisLoss)
