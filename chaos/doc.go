@@ -18,6 +18,12 @@
 //   - broker-outage: the broker is stopped and started again on the same data and
 //     port (scripts/kafka-stop, then scripts/kafka-start with CREEK_KAFKA_KEEP_DATA=1);
 //     every member must stay alive through it.
+//   - exactly-once: chaos-eos processes copy ids from an input to an output topic
+//     in Kafka transactions (franz.TxnConsumer with pipeline.Transact), under the
+//     range and the cooperative-sticky assignor; one member is killed with SIGKILL
+//     several times and restarted under its transactional id, a second joins and
+//     leaves. A read_committed reader of the output must see every id exactly once.
+//     The same run without transactions must show duplicates, so the check can fail.
 //   - spanbuffer-kill9: span buffer processes (cmd/chaos-spanbuffer, the ready-made
 //     segments.NewConsumer) are killed with SIGKILL while a flush is under way and
 //     restarted; every span must come out, in its own segment (lost / duplicates /

@@ -22,13 +22,13 @@ const eosSentinel = "sentinel"
 // under the same transactional id, a second member joins after the first kill
 // and leaves (SIGTERM) after the second. A read_committed reader of the output
 // must then see every id exactly once with transactions; without, the same run
-// must show duplicates, or the check could not fail.
-func (s *suite) exactlyOnce(t *testing.T, transactional bool) {
-	c := s.newProcessorCase(t, "franz", "range")
+// must show duplicates, or the check could not fail. assignor is the group's.
+func (s *suite) exactlyOnce(t *testing.T, transactional bool, assignor string) {
+	c := s.newProcessorCase(t, "franz", assignor)
 	out := c.env.Topic(eosOutPartitions)
 	// The size CI affords, halved: every id is read back at the end.
 	ids := max(s.size.ids/2, 1000)
-	args := []string{"-brokers", strings.Join(s.brokers, ","), "-in", c.topic, "-out", out, "-group", c.group}
+	args := []string{"-brokers", strings.Join(s.brokers, ","), "-in", c.topic, "-out", out, "-group", c.group, "-assignor", assignor}
 	start := func(slot string) *proc {
 		a := args
 		if transactional {
@@ -98,7 +98,7 @@ func (s *suite) exactlyOnce(t *testing.T, transactional bool) {
 			stray++
 		}
 	}
-	label := map[bool]string{true: "transactions", false: "at least once"}[transactional]
+	label := map[bool]string{true: "transactions", false: "at least once"}[transactional] + "/" + assignor
 	t.Logf("chaos: exactly-once/%s: in %d / out %d distinct / lost %d / duplicates %d / unknown %d (%d kills, a member joined and left)",
 		label, ids, len(count)-stray, lost, dup, stray, s.size.kills)
 	if lost > 0 || stray > 0 {
@@ -106,9 +106,9 @@ func (s *suite) exactlyOnce(t *testing.T, transactional bool) {
 	}
 	switch {
 	case transactional && dup > 0:
-		t.Errorf("chaos: exactly-once/transactions: %d duplicates seen by a read_committed reader; want none", dup)
+		t.Errorf("chaos: exactly-once/%s: %d duplicates seen by a read_committed reader; want none", label, dup)
 	case !transactional && dup == 0:
-		t.Errorf("chaos: exactly-once/at least once: no duplicates after %d kills; the exactly-once check could not fail", s.size.kills)
+		t.Errorf("chaos: exactly-once/%s: no duplicates after %d kills; the exactly-once check could not fail", label, s.size.kills)
 	}
 }
 

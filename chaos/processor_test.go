@@ -43,8 +43,9 @@ func TestChaos(t *testing.T) {
 		}
 	})
 	t.Run("exactly-once", func(t *testing.T) {
-		t.Run("transactions", func(t *testing.T) { s.exactlyOnce(t, true) })
-		t.Run("at-least-once", func(t *testing.T) { s.exactlyOnce(t, false) })
+		t.Run("transactions", func(t *testing.T) { s.exactlyOnce(t, true, "range") })
+		t.Run("transactions-cooperative-sticky", func(t *testing.T) { s.exactlyOnce(t, true, "cooperative-sticky") })
+		t.Run("at-least-once", func(t *testing.T) { s.exactlyOnce(t, false, "range") })
 	})
 	t.Run("spanbuffer-kill9", s.spanbufferKill9)
 	t.Run("spanbuffer-shared-redis", s.spanbufferShared)

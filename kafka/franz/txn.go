@@ -3,8 +3,8 @@ package franz
 // TxnConsumer is a Consumer whose kgo client is also a transactional producer.
 // Produce (the pipeline's transactional sink) and Commit run on the processor's
 // loop, and so do the wrapped rebalance callbacks, which run inside Poll; Close
-// belongs to the loop too. tmu guards the open transaction's state (open, ahead,
-// failed, broken, topicIDs), because kgo's promises, on kgo's goroutine, record a
+// belongs to the loop too. tmu guards the open transaction's state (ahead,
+// failed, broken, topicIDs, and changes of open), because kgo's promises, on kgo's goroutine, record a
 // failed write in it. The client, ownership and the event mailbox are the
 // Consumer's (consumer.go), reached under its own mu.
 
@@ -15,6 +15,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -51,6 +52,12 @@ const (
 // coordinator refuses with CONCURRENT_TRANSACTIONS, which it does while it writes
 // the markers of the previous transaction.
 const concurrentTxnBackoff = 20 * time.Millisecond
+
+// openTxnPollTimeout bounds Poll's wait while a transaction is open. With no
+// traffic the processor comes round to its commit policy only once per poll
+// wait (processor.Config.PollTimeout, 1 s by default), and the outputs of the
+// open transaction stay invisible until it commits.
+const openTxnPollTimeout = 50 * time.Millisecond
 
 // TxnConfig configures the transactions of NewTxnConsumer.
 type TxnConfig struct {
@@ -95,7 +102,8 @@ func (cfg TxnConfig) build() (TxnConfig, error) {
 // TxnConsumer is a Consumer that commits in Kafka transactions (KIP-98, with the
 // group metadata of KIP-447): the records given to Produce and the offsets given
 // to Commit are committed together when Commit ends the transaction, or neither
-// is. It reads with read_committed isolation and stable offsets.
+// is. It reads with read_committed isolation, and kgo fetches only stable
+// committed offsets.
 //
 // A transaction begins with the first Produce after a commit. Commit flushes the
 // records, commits the offsets in the transaction with the group's member id and
@@ -116,8 +124,9 @@ type TxnConsumer struct {
 	txn TxnConfig
 
 	tmu sync.Mutex
-	// open is set while a transaction is begun and not yet ended.
-	open bool
+	// open is set while a transaction is begun and not yet ended; it is changed
+	// under tmu and read without it by Poll, once per message.
+	open atomic.Bool
 	// ahead is, per input partition, the offset after the last input whose
 	// outputs the open transaction holds.
 	ahead map[processor.Partition]int64
@@ -132,8 +141,8 @@ type TxnConsumer struct {
 var _ processor.Consumer[processor.KafkaPayload] = (*TxnConsumer)(nil)
 
 // NewTxnConsumer validates both configurations. It connects and joins the group
-// only on Subscribe. cfg.ClientOptions may not set kgo's TransactionalID or
-// isolation level: txn and the consumer set them.
+// only on Subscribe. kgo's TransactionalID, TransactionTimeout and isolation
+// level in cfg.ClientOptions are overridden: txn and the consumer set them.
 func NewTxnConsumer(cfg ConsumerConfig, txn TxnConfig) (*TxnConsumer, error) {
 	txn, err := txn.build()
 	if err != nil {
@@ -142,14 +151,14 @@ func NewTxnConsumer(cfg ConsumerConfig, txn TxnConfig) (*TxnConsumer, error) {
 	cfg.ClientOptions = append(slices.Clip(cfg.ClientOptions),
 		kgo.TransactionalID(txn.TransactionalID),
 		kgo.TransactionTimeout(txn.TransactionTimeout),
+		// kgo always asks for stable offsets (KIP-447's RequireStable), so a
+		// member never starts from offsets of a transaction still open.
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.RequireStableFetchOffsets(),
 	)
 	c, err := NewConsumer(cfg)
 	if err != nil {
 		return nil, err
 	}
-	c.log = c.log.With(zap.String("transactional_id", txn.TransactionalID))
 	return &TxnConsumer{
 		Consumer: c,
 		txn:      txn,
@@ -183,6 +192,16 @@ func (t *TxnConsumer) Subscribe(topics []string, cb processor.RebalanceCallbacks
 		},
 	}
 	return t.Consumer.Subscribe(topics, wrapped)
+}
+
+// Poll is Consumer.Poll, waiting at most openTxnPollTimeout while a transaction
+// is open, so that an idle stream's last transaction is committed when the
+// commit policy says rather than up to a PollTimeout later.
+func (t *TxnConsumer) Poll(ctx context.Context, timeout time.Duration) (processor.Message[processor.KafkaPayload], bool, error) {
+	if t.open.Load() {
+		timeout = min(timeout, openTxnPollTimeout)
+	}
+	return t.Consumer.Poll(ctx, timeout)
 }
 
 // released aborts the open transaction if it holds outputs of parts, which the
@@ -219,12 +238,13 @@ func (t *TxnConsumer) Produce(ctx context.Context, topic string, payload process
 		t.tmu.Unlock()
 		return err
 	}
-	if !t.open {
+	if !t.open.Load() {
 		if err := cl.BeginTransaction(); err != nil {
 			t.tmu.Unlock()
 			return fmt.Errorf("franz: begin transaction: %w", err)
 		}
-		t.open, t.failed = true, nil
+		t.open.Store(true)
+		t.failed = nil
 	}
 	if part, next, ok := from.Single(); ok {
 		t.mark(part, next)
@@ -277,7 +297,7 @@ func (t *TxnConsumer) Commit(ctx context.Context, offsets map[processor.Partitio
 		return nil
 	}
 	t.tmu.Lock()
-	broken, open := t.broken, t.open
+	broken, open := t.broken, t.open.Load()
 	var short []processor.Partition
 	for p, next := range t.ahead {
 		if off, ok := offsets[p]; !ok || off < next {
@@ -330,9 +350,14 @@ func (t *TxnConsumer) Commit(ctx context.Context, offsets map[processor.Partitio
 		return t.abort(fmt.Errorf("end transaction: %w", err))
 	}
 	t.tmu.Lock()
-	t.open = false
+	t.open.Store(false)
 	clear(t.ahead)
 	t.tmu.Unlock()
+	// kgo does not learn of offsets committed by raw requests; the lag figures
+	// (lag.go) take them from here.
+	for p, off := range offsets {
+		t.marks.ObserveCommitted(p, off)
+	}
 	return nil
 }
 
@@ -458,10 +483,11 @@ func (t *TxnConsumer) abort(cause error) error {
 		return t.broken
 	}
 	t.broken = err
-	t.open = false
+	t.open.Store(false)
 	clear(t.ahead)
 	t.tmu.Unlock()
-	t.log.Error("transaction aborted; every partition is dropped uncommitted, to be read again from the last committed transaction", zap.Error(cause))
+	t.log.Error("transaction aborted; every partition is dropped uncommitted, to be read again from the last committed transaction",
+		zap.String("transactional_id", t.txn.TransactionalID), zap.Error(cause))
 	if cl := t.client(); cl != nil {
 		t.endAborted(cl)
 		t.mu.Lock()
@@ -500,8 +526,7 @@ func (t *TxnConsumer) endAborted(cl *kgo.Client) {
 // the consumer, so there is one only after a failure), then closes the consumer.
 func (t *TxnConsumer) Close() error {
 	t.tmu.Lock()
-	open := t.open
-	t.open = false
+	open := t.open.Swap(false)
 	t.tmu.Unlock()
 	if cl := t.client(); open && cl != nil {
 		t.endAborted(cl)

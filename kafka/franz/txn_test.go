@@ -52,9 +52,16 @@ func TestTxnConfigErrors(t *testing.T) {
 // newTxnConsumer returns a TxnConsumer of group with short heartbeats.
 func newTxnConsumer(t *testing.T, brokers []string, group, txnID string) *franz.TxnConsumer {
 	t.Helper()
+	return newTxnConsumerWith(t, brokers, group, txnID, "")
+}
+
+// newTxnConsumerWith is newTxnConsumer with an assignor.
+func newTxnConsumerWith(t *testing.T, brokers []string, group, txnID, assignor string) *franz.TxnConsumer {
+	t.Helper()
 	c, err := franz.NewTxnConsumer(franz.ConsumerConfig{
 		Brokers:           brokers,
 		GroupID:           group,
+		Assignor:          assignor,
 		HeartbeatInterval: 200 * time.Millisecond,
 		Logger:            zaptest.NewLogger(t),
 		ClientOptions:     []kgo.Opt{kgo.FetchMaxWait(200 * time.Millisecond)},
@@ -410,12 +417,17 @@ func (in *injector) awaitHit(t *testing.T) {
 
 // TestTransactExactlyOnce reads ids through two members, fails the pipeline
 // three times (each failure stops a member's processor mid-transaction, and the
-// member starts again), lets the second member join and leave, and finds every
-// id exactly once in the read_committed output. The same run with Produce and
+// member starts again), lets the second member join and leave, under the range
+// and the cooperative-sticky assignor, and finds every id exactly once in the
+// read_committed output. The same run with Produce and
 // plain commits finds duplicates, so the check can fail.
 func TestTransactExactlyOnce(t *testing.T) {
-	for _, transactional := range []bool{true, false} {
-		name := map[bool]string{true: "transactions", false: "at least once"}[transactional]
+	for _, tc := range []struct {
+		transactional bool
+		assignor      string
+	}{{true, franz.AssignorRange}, {true, franz.AssignorCooperativeSticky}, {false, franz.AssignorRange}} {
+		transactional := tc.transactional
+		name := map[bool]string{true: "transactions", false: "at least once"}[transactional] + "/" + tc.assignor
 		t.Run(name, func(t *testing.T) {
 			env := kafkatest.New(t)
 			const parts, n = 4, 150
@@ -426,9 +438,9 @@ func TestTransactExactlyOnce(t *testing.T) {
 			start := func(id string) func() *running {
 				return func() *running {
 					if transactional {
-						return startTransact(t, newTxnConsumer(t, env.Brokers, group, env.Name("txn-"+id)+id), in, out, inj.check)
+						return startTransact(t, newTxnConsumerWith(t, env.Brokers, group, env.Name("txn-"+id)+id, tc.assignor), in, out, inj.check)
 					}
-					return startAtLeastOnce(t, env, group, in, out, inj.check)
+					return startAtLeastOnce(t, env, group, tc.assignor, in, out, inj.check)
 				}
 			}
 			a := startMember(t, start("a"))
@@ -487,9 +499,9 @@ func TestTransactExactlyOnce(t *testing.T) {
 // startAtLeastOnce runs the pipeline of startTransact with Produce and plain
 // commits, committing only at rebalances and shutdown so that a failure
 // duplicates what was produced since.
-func startAtLeastOnce(t *testing.T, env *kafkatest.Env, group, in, out string, fn func(processor.KafkaPayload) error) *running {
+func startAtLeastOnce(t *testing.T, env *kafkatest.Env, group, assignor, in, out string, fn func(processor.KafkaPayload) error) *running {
 	t.Helper()
-	c := newConsumer(t, env, group, "")
+	c := newConsumer(t, env, group, assignor)
 	prod, err := franz.NewProducer(franz.ProducerConfig{Brokers: env.Brokers})
 	if err != nil {
 		t.Fatal(err)
