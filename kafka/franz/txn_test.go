@@ -14,7 +14,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/creekstream/creek/kafka/franz"
 	"github.com/creekstream/creek/kafka/kafkatest"
@@ -530,4 +532,88 @@ func startAtLeastOnce(t *testing.T, env *kafkatest.Env, group, assignor, in, out
 		r.done <- err
 	}()
 	return r
+}
+
+// slowDLQ resolves every delivery after delay, counting them.
+type slowDLQ struct {
+	delay time.Duration
+	n     atomic.Int32
+}
+
+func (d *slowDLQ) Produce(_ context.Context, msg processor.Message[processor.KafkaPayload], _ *processor.InvalidMessageError) *processor.Delivery {
+	del := processor.NewDelivery()
+	d.n.Add(1)
+	time.AfterFunc(d.delay, func() { del.Resolve(processor.Position{}, nil) })
+	return del
+}
+
+// TestTheDLQHoldsATransactionBack sends invalid messages to a dead-letter queue
+// whose deliveries take a while: the processor then commits only up to them while
+// the transaction holds later outputs, Commit refuses that (ErrTxnAhead) and
+// keeps the transaction open, and a later commit covers it. Every valid input
+// comes out once.
+func TestTheDLQHoldsATransactionBack(t *testing.T) {
+	env := kafkatest.New(t)
+	const parts, n = 2, 30
+	in, out, group := env.Topic(parts), env.Topic(1), env.Group()
+	env.Fill(in, parts, n, plain)
+	bad := map[string]bool{plain(0, 5): true, plain(1, 17): true}
+
+	c := newTxnConsumer(t, env.Brokers, group, env.Name("txn"))
+	core, logs := observer.New(zap.WarnLevel)
+	dlq := &slowDLQ{delay: 300 * time.Millisecond}
+	mapped := pipeline.Map(pipeline.FromKafka(), func(ctx context.Context, p processor.KafkaPayload) (processor.KafkaPayload, error) {
+		if bad[string(p.Value)] {
+			return p, pipeline.Invalid(errors.New("bad input"))
+		}
+		return upper(ctx, p)
+	})
+	p, err := processor.New(c, pipeline.Transact(mapped, c, out), processor.Config[processor.KafkaPayload]{
+		Topics:       []string{in},
+		Logger:       zap.New(core),
+		CommitPolicy: processor.ImmediateCommit(),
+		DLQ:          &processor.DLQPolicy[processor.KafkaPayload]{Producer: dlq},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	run := &running{t: t, cancel: cancel, done: make(chan error, 1)}
+	go func() { run.done <- p.Run(ctx) }()
+	waitCommitted(t, env, group, in, parts, n)
+	if err := run.stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if got := dlq.n.Load(); got != int32(len(bad)) {
+		t.Errorf("%d messages dead-lettered, want %d", got, len(bad))
+	}
+	if logs.FilterFieldKey("error").Filter(func(e observer.LoggedEntry) bool {
+		for _, f := range e.Context {
+			if err, ok := f.Interface.(error); ok && errors.Is(err, franz.ErrTxnAhead) {
+				return true
+			}
+		}
+		return false
+	}).Len() == 0 {
+		t.Errorf("no commit was refused with ErrTxnAhead; the test did not hold a transaction back. Logs: %v", logs.All())
+	}
+	got, err := readCommitted(env.Context(waitFor), env.Brokers, out, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := make(map[string]int)
+	for _, v := range got {
+		count[v]++
+	}
+	for p := range int32(parts) {
+		for i := range n {
+			want := 1
+			if bad[plain(p, i)] {
+				want = 0
+			}
+			if c := count[strings.ToUpper(plain(p, i))]; c != want {
+				t.Errorf("%s came out %d times, want %d", plain(p, i), c, want)
+			}
+		}
+	}
 }
