@@ -4,9 +4,10 @@ package franz
 // Produce (the pipeline's transactional sink) and Commit run on the processor's
 // loop, and so do the wrapped rebalance callbacks, which run inside Poll; Close
 // belongs to the loop too. tmu guards the open transaction's state (ahead,
-// failed, broken, topicIDs, and changes of open), because kgo's promises, on kgo's goroutine, record a
-// failed write in it. The client, ownership and the event mailbox are the
-// Consumer's (consumer.go), reached under its own mu.
+// failed, broken, topicIDs, and changes of open), because kgo's promises, on
+// kgo's goroutine, record a failed write in it; Poll reads open, an atomic,
+// without it. The client, ownership and the event mailbox are the Consumer's
+// (consumer.go), reached under its own mu.
 
 import (
 	"context"
