@@ -227,7 +227,9 @@ func (t *TxnConsumer) released(parts []processor.Partition) {
 // is open, as the output of the inputs of from: the transaction may be committed
 // only with offsets at or past from's. It returns before the write is
 // acknowledged; a write that fails aborts the transaction at the next Commit. It
-// blocks while kgo's buffer is full, at most until ctx is done.
+// blocks while kgo's buffer is full, at most until ctx is done. Call it on the
+// processor's loop, as pipeline.Transact does: a write from another goroutine
+// could land in a transaction that does not commit its input's offsets.
 func (t *TxnConsumer) Produce(ctx context.Context, topic string, payload processor.KafkaPayload, from processor.Committable) error {
 	cl := t.client()
 	if cl == nil {
