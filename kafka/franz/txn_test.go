@@ -438,9 +438,12 @@ func TestTransactExactlyOnce(t *testing.T) {
 			inj := newInjector(parts*n, plain(0, 40), plain(1, 90), plain(3, 130))
 
 			start := func(id string) func() *running {
+				// A member keeps its transactional id across restarts, so that
+				// a restart fences whatever its predecessor left open.
+				txnID := env.Name("txn-" + id)
 				return func() *running {
 					if transactional {
-						return startTransact(t, newTxnConsumerWith(t, env.Brokers, group, env.Name("txn-"+id)+id, tc.assignor), in, out, inj.check)
+						return startTransact(t, newTxnConsumerWith(t, env.Brokers, group, txnID, tc.assignor), in, out, inj.check)
 					}
 					return startAtLeastOnce(t, env, group, tc.assignor, in, out, inj.check)
 				}
