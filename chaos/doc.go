@@ -24,6 +24,12 @@
 //     joins and leaves; the counts read back from the changelog must equal the
 //     input's per key. Its no-offset-check half turns the replay check off and
 //     must show an overcount.
+//   - exactly-once: chaos-eos processes copy ids from an input to an output topic
+//     in Kafka transactions (franz.TxnConsumer with pipeline.Transact), under the
+//     range and the cooperative-sticky assignor; one member is killed with SIGKILL
+//     several times and restarted under its transactional id, a second joins and
+//     leaves. A read_committed reader of the output must see every id exactly once.
+//     The same run without transactions must show duplicates, so the check can fail.
 //   - spanbuffer-kill9: span buffer processes (cmd/chaos-spanbuffer, the ready-made
 //     segments.NewConsumer) are killed with SIGKILL while a flush is under way and
 //     restarted; every span must come out, in its own segment (lost / duplicates /

@@ -56,6 +56,7 @@ type suite struct {
 	brokers  []string
 	consumer string // path of the chaos-consumer binary
 	spanbuf  string // path of the chaos-spanbuffer binary
+	eosBin   string // path of the chaos-eos binary
 	// scripts is the repository's scripts directory, for the broker outage.
 	scripts string
 }
@@ -94,7 +95,8 @@ func newSuite(t *testing.T) *suite {
 	bin := t.TempDir()
 	s.consumer = filepath.Join(bin, "chaos-consumer")
 	s.spanbuf = filepath.Join(bin, "chaos-spanbuffer")
-	for out, pkg := range map[string]string{s.consumer: "./cmd/chaos-consumer", s.spanbuf: "./cmd/chaos-spanbuffer"} {
+	s.eosBin = filepath.Join(bin, "chaos-eos")
+	for out, pkg := range map[string]string{s.consumer: "./cmd/chaos-consumer", s.spanbuf: "./cmd/chaos-spanbuffer", s.eosBin: "./cmd/chaos-eos"} {
 		cmd := exec.Command("go", "build", "-o", out, pkg)
 		if b, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("chaos: go build %s: %v\n%s", pkg, err, b)

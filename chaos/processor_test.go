@@ -46,6 +46,11 @@ func TestChaos(t *testing.T) {
 		t.Run("offset-check", func(t *testing.T) { s.stateCount(t, false) })
 		t.Run("no-offset-check", func(t *testing.T) { s.stateCount(t, true) })
 	})
+	t.Run("exactly-once", func(t *testing.T) {
+		t.Run("transactions", func(t *testing.T) { s.exactlyOnce(t, true, "range") })
+		t.Run("transactions-cooperative-sticky", func(t *testing.T) { s.exactlyOnce(t, true, "cooperative-sticky") })
+		t.Run("at-least-once", func(t *testing.T) { s.exactlyOnce(t, false, "range") })
+	})
 	t.Run("spanbuffer-kill9", s.spanbufferKill9)
 	t.Run("spanbuffer-shared-redis", s.spanbufferShared)
 	t.Run("spanbuffer-redis-loss", s.spanbufferRedisLoss)

@@ -54,6 +54,7 @@ var documented = map[string]reflect.Type{
 	"kafka.ProducerConfig":    reflect.TypeFor[kafka.ProducerConfig](),
 	"franz.ConsumerConfig":    reflect.TypeFor[franz.ConsumerConfig](),
 	"franz.ProducerConfig":    reflect.TypeFor[franz.ProducerConfig](),
+	"franz.TxnConfig":         reflect.TypeFor[franz.TxnConfig](),
 	"processor.Config[T]":     reflect.TypeFor[processor.Config[T]](),
 	"processor.CommitPolicy":  reflect.TypeFor[processor.CommitPolicy](),
 	"processor.StuckConfig":   reflect.TypeFor[processor.StuckConfig](),

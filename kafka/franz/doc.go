@@ -11,6 +11,12 @@
 //     processor.Delivery resolved with the position the record was written to.
 //   - and for the dead-letter queue, kafka.NewDLQProducer takes a franz Producer
 //     as it takes a sarama one.
+//   - TxnConsumer, a Consumer whose client is also a transactional producer: the
+//     records pipeline.Transact writes through it and the offsets the processor
+//     commits are committed in one Kafka transaction, with the group's member id
+//     and generation (KIP-447), so a pipeline from Kafka to Kafka is exactly once
+//     for read_committed readers. A transaction that fails is aborted and the
+//     consumer fails with ErrTxnAborted; see txn.go.
 //
 // How the consumer works: one reader goroutine calls kgo's PollRecords with
 // BlockRebalanceOnPoll, so no rebalance callback can run between the moment kgo
