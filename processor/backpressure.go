@@ -29,6 +29,8 @@ func (b *backpressure[T]) len() int          { return len(b.carried) - b.head }
 func (b *backpressure[T]) peek() Message[T]  { return b.carried[b.head] }
 func (b *backpressure[T]) push(m Message[T]) { b.carried = append(b.carried, m) }
 
+func (b *backpressure[T]) pushAll(ms []Message[T]) { b.carried = append(b.carried, ms...) }
+
 func (b *backpressure[T]) pop() {
 	b.carried[b.head] = Message[T]{}
 	b.head++
