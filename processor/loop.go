@@ -293,10 +293,18 @@ func (p *StreamProcessor[T]) recordDLQ(run []Message[T]) {
 
 // submitRun offers the messages of a fresh run to the strategy in order, and
 // carries them from the first one it rejects. The loop comes round (a heartbeat
-// tick, and the clock if it is due) for every message, so that a run of slow
+// tick, and the clock if it is due) for every message, or for every chunk of a
+// run that the strategy takes at once (see submitChunk), so that a run of slow
 // messages is neither reported as stuck nor holds back a due commit.
 func (p *StreamProcessor[T]) submitRun(ctx context.Context, run []Message[T]) error {
 	p.setPhase(phaseSubmit)
+	// With a DLQ, every message is kept for it just before it is submitted: its
+	// invalid ratio counts the messages kept so far. A run of one goes by Submit,
+	// which costs less than SubmitRun for a single message.
+	var rs RunSubmitter[T]
+	if p.dlq == nil && len(run) > 1 {
+		rs, _ = p.strategy.(RunSubmitter[T])
+	}
 	last := -1
 	defer func() {
 		// Messages of a run are of one partition in offset order, so the last one
@@ -305,22 +313,37 @@ func (p *StreamProcessor[T]) submitRun(ctx context.Context, run []Message[T]) er
 			p.markSubmitted(run[last].Committable)
 		}
 	}()
-	for i := range run {
+	for i := 0; i < len(run); {
 		if i > 0 {
 			p.hb.Tick()
 			if p.clockDue.Load() {
 				p.readClock()
 			}
 		}
-		if p.dlq != nil {
-			p.recordDLQ(run[i : i+1])
+		n, err := 1, error(nil)
+		if rs != nil {
+			n, err = p.submitChunk(rs, run[i:])
+		} else {
+			if p.dlq != nil {
+				p.recordDLQ(run[i : i+1])
+			}
+			if err = p.strategy.Submit(run[i]); err != nil {
+				n = 0
+			}
 		}
-		err := p.strategy.Submit(run[i])
+		if n == 0 && err == nil {
+			return fmt.Errorf("processor: state error: the strategy's SubmitRun took none of %d messages and returned no error", len(run)-i)
+		}
 		if err == nil {
-			last = i
+			i += n
+			last = i - 1
 			continue
 		}
 		if errors.Is(err, ErrMessageRejected) {
+			i += n
+			if n > 0 {
+				last = i - 1
+			}
 			p.recordDLQ(run[i+1:])
 			p.bp.pushAll(run[i:])
 			if i > 0 {
@@ -333,6 +356,10 @@ func (p *StreamProcessor[T]) submitRun(ctx context.Context, run []Message[T]) er
 			return nil
 		}
 		if inv, ok := AsInvalid(err); ok {
+			if rs == nil {
+				n = 1
+			}
+			i += n
 			p.accepted()
 			if err := p.handleInvalid(inv); err != nil {
 				return err
@@ -345,6 +372,29 @@ func (p *StreamProcessor[T]) submitRun(ctx context.Context, run []Message[T]) er
 		p.accepted()
 	}
 	return nil
+}
+
+// minChunk and maxChunk bound the messages the loop hands a RunSubmitter at once.
+const minChunk, maxChunk = 1, maxRun
+
+// submitChunk hands up to p.chunk messages of msgs to rs. The chunk halves when
+// the clock ticker fired during it (it took about clockPeriod or longer) and
+// doubles up to maxChunk when it did not, so that fast messages go in whole runs
+// and slow ones one at a time, with the loop coming round between chunks.
+func (p *StreamProcessor[T]) submitChunk(rs RunSubmitter[T], msgs []Message[T]) (int, error) {
+	if p.chunk == 0 {
+		p.chunk = minChunk
+	}
+	msgs = msgs[:min(len(msgs), p.chunk)]
+	due := p.clockDue.Load()
+	n, err := rs.SubmitRun(msgs)
+	switch {
+	case !due && p.clockDue.Load():
+		p.chunk = max(minChunk, p.chunk/2)
+	case n == len(msgs):
+		p.chunk = min(maxChunk, p.chunk*2)
+	}
+	return n, err
 }
 
 // submitCarried offers the carried messages to the strategy in order, until it

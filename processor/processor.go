@@ -172,8 +172,10 @@ type StreamProcessor[T any] struct {
 	// buffered is the consumer, if it can tell when Poll will not wait.
 	buffered bufferedConsumer
 	// runs polls the consumer for runs of messages, into runBuf (loop.go).
-	runs      runPoller[T]
-	runBuf    []Message[T]
+	runs   runPoller[T]
+	runBuf []Message[T]
+	// chunk is how many messages of a run go to a RunSubmitter at once (loop.go).
+	chunk     int
 	policy    *commitstate.State[Partition]
 	strategy  Strategy[T]
 	assigned  map[Partition]bool
