@@ -32,6 +32,9 @@ type Batch[R any] struct {
 	P     processor.Partition
 	Epoch uint64
 	Recs  []R
+	// Bytes is what the backend counts the batch as while it is queued; Done gets
+	// it back.
+	Bytes int64
 	next  int
 }
 
@@ -145,6 +148,8 @@ type Client[R any] struct {
 	Released func(rv *Revocation, paused map[string][]int32)
 	// Recycle, if set, takes back the slice of a batch once nothing refers to it.
 	Recycle func(recs []R)
+	// Done, if set, is told the Bytes of a batch once it is used up or dropped.
+	Done func(bytes int64)
 }
 
 // Poller is the loop's side of a consumer. Every method belongs to the goroutine
@@ -308,7 +313,7 @@ func (p *Poller[R]) take(b Batch[R]) {
 		// Poll returns it.
 		_ = p.runEvents()
 		if epoch, ok := p.active[b.P]; !ok || epoch != b.Epoch {
-			p.recycle(b.Recs)
+			p.recycle(b)
 			return
 		}
 	}
@@ -322,15 +327,18 @@ func (p *Poller[R]) take(b Batch[R]) {
 // dropCur gives up what is left of the current batch.
 func (p *Poller[R]) dropCur() {
 	if p.cur.Recs != nil {
-		p.recycle(p.cur.Recs)
+		p.recycle(p.cur)
 	}
 	p.cur = Batch[R]{}
 }
 
-func (p *Poller[R]) recycle(recs []R) {
+func (p *Poller[R]) recycle(b Batch[R]) {
 	if p.client.Recycle != nil {
-		clear(recs)
-		p.client.Recycle(recs[:0])
+		clear(b.Recs)
+		p.client.Recycle(b.Recs[:0])
+	}
+	if p.client.Done != nil {
+		p.client.Done(b.Bytes)
 	}
 }
 
@@ -386,7 +394,7 @@ func (p *Poller[R]) revoke(rv *Revocation) {
 			paused[q.Topic] = append(paused[q.Topic], q.Index)
 		}
 		for _, b := range p.held[q] {
-			p.recycle(b.Recs)
+			p.recycle(b)
 		}
 		delete(p.active, q)
 		delete(p.paused, q)
@@ -394,7 +402,7 @@ func (p *Poller[R]) revoke(rv *Revocation) {
 	}
 	p.ready = slices.DeleteFunc(p.ready, func(b Batch[R]) bool {
 		if slices.Contains(parts, b.P) {
-			p.recycle(b.Recs)
+			p.recycle(b)
 			return true
 		}
 		return false
