@@ -356,8 +356,16 @@ func (p *StreamProcessor[T]) submitRun(ctx context.Context, run []Message[T]) er
 			return nil
 		}
 		if inv, ok := AsInvalid(err); ok {
-			if rs == nil {
-				n = 1
+			if rs == nil || n < 1 {
+				n = 1 // an invalid message counts as taken
+			}
+			// The messages of the chunk but the invalid one were taken.
+			j := i + n - 1
+			if isAt(run[j], inv) {
+				j--
+			}
+			if j >= i {
+				last = j
 			}
 			i += n
 			p.accepted()
@@ -374,6 +382,12 @@ func (p *StreamProcessor[T]) submitRun(ctx context.Context, run []Message[T]) er
 	return nil
 }
 
+// isAt reports whether m is the broker message inv names.
+func isAt[T any](m Message[T], inv *InvalidMessageError) bool {
+	pos, ok := m.Origin()
+	return ok && pos.Partition == inv.Partition && pos.Offset == inv.Offset
+}
+
 // minChunk and maxChunk bound the messages the loop hands a RunSubmitter at once.
 const minChunk, maxChunk = 1, maxRun
 
@@ -388,6 +402,7 @@ func (p *StreamProcessor[T]) submitChunk(rs RunSubmitter[T], msgs []Message[T]) 
 	msgs = msgs[:min(len(msgs), p.chunk)]
 	due := p.clockDue.Load()
 	n, err := rs.SubmitRun(msgs)
+	n = max(0, min(n, len(msgs)))
 	switch {
 	case !due && p.clockDue.Load():
 		p.chunk = max(minChunk, p.chunk/2)
