@@ -34,6 +34,34 @@ func (c *Consumer) Poll(ctx context.Context, timeout time.Duration) (processor.M
 	return toMessage(p, m), true, nil
 }
 
+// PollRun is Poll for a run of messages: it appends to into, up to its capacity,
+// messages of one partition in offset order, waiting at most timeout for the
+// first, and returns the extended slice, which is into itself when none came.
+// Rebalance callbacks run inside it. The processor takes a partition's run at
+// once where it would otherwise poll each message.
+func (c *Consumer) PollRun(ctx context.Context, timeout time.Duration, into []processor.Message[processor.KafkaPayload]) ([]processor.Message[processor.KafkaPayload], error) {
+	if !c.subscribed {
+		return into, ErrNotSubscribed
+	}
+	room := cap(into) - len(into)
+	if room <= 0 {
+		return into, nil
+	}
+	recs, p, ok := c.poller.ReadyRun(room)
+	if !ok {
+		var err error
+		if recs, p, err = c.poller.PollRun(ctx, timeout, room); len(recs) == 0 {
+			return into, err
+		}
+	}
+	n := len(into)
+	into = into[:n+len(recs)]
+	for i, r := range recs {
+		into[n+i] = toMessage(p, r)
+	}
+	return into, nil
+}
+
 // Buffered returns how many messages Poll can hand out without waiting, unless a
 // rebalance intervenes. The processor skips timing such polls.
 func (c *Consumer) Buffered() int { return c.poller.Buffered() }

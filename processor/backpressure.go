@@ -24,10 +24,10 @@ type backpressure[T any] struct {
 	timer   *time.Timer
 }
 
-func (b *backpressure[T]) empty() bool       { return b.head == len(b.carried) }
-func (b *backpressure[T]) len() int          { return len(b.carried) - b.head }
-func (b *backpressure[T]) peek() Message[T]  { return b.carried[b.head] }
-func (b *backpressure[T]) push(m Message[T]) { b.carried = append(b.carried, m) }
+func (b *backpressure[T]) empty() bool             { return b.head == len(b.carried) }
+func (b *backpressure[T]) len() int                { return len(b.carried) - b.head }
+func (b *backpressure[T]) peek() Message[T]        { return b.carried[b.head] }
+func (b *backpressure[T]) pushAll(ms []Message[T]) { b.carried = append(b.carried, ms...) }
 
 func (b *backpressure[T]) pop() {
 	b.carried[b.head] = Message[T]{}

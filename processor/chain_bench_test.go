@@ -51,6 +51,25 @@ func (c *runConsumer) Poll(context.Context, time.Duration) (kafkaMessage, bool, 
 	return processor.NewBrokerMessage(c.payload, c.parts[i], off, c.ts), true, nil
 }
 
+// runPollConsumer is a runConsumer that hands out each partition's run of 256 at
+// once, as the Kafka backends' PollRun does.
+type runPollConsumer struct{ runConsumer }
+
+func (c *runPollConsumer) PollRun(ctx context.Context, timeout time.Duration, into []kafkaMessage) ([]kafkaMessage, error) {
+	if !c.assigned {
+		_, _, err := c.Poll(ctx, timeout)
+		return into, err
+	}
+	i := (c.n / 256) % 4
+	n := min(256-c.n%256, cap(into)-len(into))
+	for range n {
+		into = append(into, processor.NewBrokerMessage(c.payload, c.parts[i], c.next[i], c.ts))
+		c.next[i]++
+	}
+	c.n += n
+	return into, nil
+}
+
 func (c *runConsumer) Buffered() int                                               { return 1 }
 func (c *runConsumer) Pause([]processor.Partition)                                 {}
 func (c *runConsumer) Resume([]processor.Partition)                                {}
@@ -64,7 +83,12 @@ func (c *runConsumer) Close() error                                             
 // messages: the processor's serial cost per message in that comparison, without
 // the broker.
 func BenchmarkLoopChain(b *testing.B) {
-	runLoopChain(b, newRunConsumer(), processor.Config[processor.KafkaPayload]{}, nil)
+	b.Run("poll=run", func(b *testing.B) {
+		runLoopChain(b, &runPollConsumer{*newRunConsumer()}, processor.Config[processor.KafkaPayload]{}, nil)
+	})
+	b.Run("poll=one", func(b *testing.B) {
+		runLoopChain(b, newRunConsumer(), processor.Config[processor.KafkaPayload]{}, nil)
+	})
 }
 
 // runLoopChain runs b.N messages of c through RunTask(identity) -> CommitOffsets on

@@ -170,7 +170,12 @@ type StreamProcessor[T any] struct {
 	sinceClock int
 	clockDue   atomic.Bool
 	// buffered is the consumer, if it can tell when Poll will not wait.
-	buffered  bufferedConsumer
+	buffered bufferedConsumer
+	// runs polls the consumer for runs of messages, into runBuf (loop.go).
+	runs   runPoller[T]
+	runBuf []Message[T]
+	// chunk is how many messages of a run go to a RunSubmitter at once (loop.go).
+	chunk     int
 	policy    *commitstate.State[Partition]
 	strategy  Strategy[T]
 	assigned  map[Partition]bool
@@ -246,6 +251,11 @@ func New[T any](consumer Consumer[T], factory Factory[T], cfg Config[T]) (*Strea
 	}
 	p.hb = p.beat
 	p.buffered, _ = consumer.(bufferedConsumer)
+	p.runs, _ = consumer.(runPoller[T])
+	if p.runs == nil {
+		p.runs = pollOne[T]{consumer}
+	}
+	p.runBuf = make([]Message[T], 0, maxRun)
 	p.lag = newLagGauges(consumer)
 	if cfg.DLQ != nil {
 		fetcher, _ := consumer.(Fetcher[T])

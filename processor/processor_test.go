@@ -177,7 +177,8 @@ func TestStrategyErrorStopsWithoutCommitting(t *testing.T) {
 			name: "poll error",
 			setup: func(s *processortest.Strategy[string]) {
 				s.OnPoll = func(s *processortest.Strategy[string]) error {
-					if len(s.Payloads()) == 3 {
+					// The strategy is polled once per run, so it may have more.
+					if len(s.Payloads()) >= 3 {
 						return boom
 					}
 					return nil
@@ -309,8 +310,9 @@ func TestMetricsGoThroughTheBuffer(t *testing.T) {
 	if got := rec.Counter("consumer.commit_status", metrics.Tag{Key: "status", Value: "ok"}); got < 1 {
 		t.Errorf("consumer.commit_status{status:ok} = %d, want >= 1", got)
 	}
-	if got := rec.Counter("consumer.run.count"); got < 4 {
-		t.Errorf("consumer.run.count = %d, want >= 4", got)
+	// One iteration polls the assignment, at least one more the run of 3.
+	if got := rec.Counter("consumer.run.count"); got < 2 {
+		t.Errorf("consumer.run.count = %d, want >= 2", got)
 	}
 	if len(rec.Timings("consumer.poll.time")) == 0 {
 		t.Error("no x.consumer.poll.time recorded")

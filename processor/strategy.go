@@ -31,6 +31,20 @@ type Strategy[T any] interface {
 	Terminate()
 }
 
+// RunSubmitter is implemented by strategies that can take several messages in one
+// call. The processor hands a partition's run of messages to a chain whose first
+// step implements it that way, which saves a call and a copy of every message at
+// each step that passes the run on.
+type RunSubmitter[T any] interface {
+	// SubmitRun submits msgs in order, as that many Submit calls would, until one
+	// fails, and returns how many it took and that error. With ErrMessageRejected,
+	// msgs[n:] are left to the caller, to offer again later; an
+	// *InvalidMessageError counts its message as taken, and the caller goes on
+	// with msgs[n:]; any other error stops the processor. It must not keep msgs,
+	// whose array the caller reuses, only copies of its messages.
+	SubmitRun(msgs []Message[T]) (n int, err error)
+}
+
 // CommitFunc stages offsets for commit. With force the offsets are committed before
 // the function returns; without it the processor's CommitPolicy decides when.
 type CommitFunc func(offsets Committable, force bool) error

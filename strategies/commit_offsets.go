@@ -55,6 +55,68 @@ func (c *CommitOffsets[T]) Submit(msg processor.Message[T]) error {
 	return nil
 }
 
+// SubmitRun stages the offsets of msgs, as Submit would for each, but those of
+// consecutive messages of one partition once.
+func (c *CommitOffsets[T]) SubmitRun(msgs []processor.Message[T]) (int, error) {
+	if len(msgs) == 0 {
+		return 0, nil
+	}
+	// One latency sample per run at most: the run's messages came together.
+	if ts := msgs[len(msgs)-1].Timestamp; !ts.IsZero() {
+		// The clock is read as Submit reads it: for each run while few messages
+		// came since the last sample, then once per latencyStride messages.
+		before := c.sinceLatency
+		c.sinceLatency += len(msgs)
+		if before < latencyStride || before/latencyStride != c.sinceLatency/latencyStride {
+			if now := c.opts.Now(); now.Sub(c.lastLatency) >= latencyInterval {
+				c.lastLatency, c.sinceLatency = now, 0
+				c.opts.Metrics.Timing("consumer.latency", now.Sub(ts))
+			}
+		}
+	}
+	var (
+		part    processor.Partition
+		next    int64
+		pending bool
+	)
+	for i := range msgs {
+		if q, o, ok := msgs[i].Committable.Single(); ok {
+			if pending && q == part {
+				next = max(next, o)
+				continue
+			}
+			if err := c.stageOne(pending, part, next); err != nil {
+				return 0, err
+			}
+			part, next, pending = q, o, true
+			continue
+		}
+		if err := c.stageOne(pending, part, next); err != nil {
+			return 0, err
+		}
+		pending = false
+		if err := c.commit(msgs[i].Committable, false); err != nil {
+			return 0, fmt.Errorf("strategies: commit offsets %s: %w", msgs[i].Committable, err)
+		}
+	}
+	if err := c.stageOne(pending, part, next); err != nil {
+		return 0, err
+	}
+	return len(msgs), nil
+}
+
+// stageOne stages next for part, if pending.
+func (c *CommitOffsets[T]) stageOne(pending bool, part processor.Partition, next int64) error {
+	if !pending {
+		return nil
+	}
+	offsets := processor.CommittableOf(part, next)
+	if err := c.commit(offsets, false); err != nil {
+		return fmt.Errorf("strategies: commit offsets %s: %w", offsets, err)
+	}
+	return nil
+}
+
 // Poll stages nothing new but gives a time-based commit policy the chance to commit
 // what is staged.
 func (c *CommitOffsets[T]) Poll() error {

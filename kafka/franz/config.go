@@ -47,7 +47,11 @@ const (
 	DefaultFetchTimeout      = 10 * time.Second
 	DefaultCloseTimeout      = 10 * time.Second
 	DefaultMaxPollRecords    = 1024
-	// DefaultQueuedPolls is how many polled batches may wait for the processor.
+	// DefaultQueuedPolls is no longer used: what the consumer's reader may queue
+	// for the processor is bounded in bytes (16 MiB), as kgo needs its last fetch
+	// polled to send the next one.
+	//
+	// Deprecated: nothing reads it.
 	DefaultQueuedPolls = 4
 )
 
@@ -94,8 +98,8 @@ type ConsumerConfig struct {
 	FetchTimeout time.Duration
 	// CloseTimeout bounds leaving the group in Close. Default 10 s.
 	CloseTimeout time.Duration
-	// MaxPollRecords bounds the records one poll of kgo returns; DefaultQueuedPolls
-	// such polls may wait for the processor. Default 1024.
+	// MaxPollRecords bounds the records one poll of kgo returns; the reader polls
+	// while the records waiting for the processor are below 16 MiB. Default 1024.
 	MaxPollRecords int
 	// MissingTopicLogInterval is how often the wait for subscribed topics that do
 	// not exist yet is logged (at Warn, naming them): once when the wait begins,

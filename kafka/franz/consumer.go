@@ -33,6 +33,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -53,8 +54,8 @@ var ErrNotOwned = errors.New("franz: partition not owned by this member")
 // a time from Poll, as processor.StreamProcessor expects.
 //
 // A reader goroutine polls kgo and queues what it gets as one batch per
-// partition, in a bounded queue; Poll hands the current batch out from a plain
-// slice. Assignment changes do not travel on that queue: kgo's callbacks record
+// partition, in a queue bounded in bytes; Poll hands the current batch out from
+// a plain slice. Assignment changes do not travel on that queue: kgo's callbacks record
 // them under the mutex as events, which Poll turns into RebalanceCallbacks calls
 // on the caller's goroutine. A revoked partition is held by kgo until OnRevoke has
 // run (or RevokeTimeout passed); queued messages of a revoked partition are
@@ -70,8 +71,12 @@ type Consumer struct {
 	// given is what ConsumerConfig set, completed by Instrument.
 	given       processor.Instruments
 	cooperative bool
-	// queue carries batches from the reader to Poll.
-	queue chan batch
+	// queue carries batches from the reader to Poll. queued is the Bytes of the
+	// batches the reader queued that Poll has not used up yet; Poll signals drained
+	// as it gives some back, for a reader waiting for room (see read).
+	queue   chan batch
+	queued  atomic.Int64
+	drained chan struct{}
 	// ev carries assignment changes and a fatal error to the loop.
 	ev *poll.Events
 	// closing is closed by Close so that the reader and callbacks stop waiting.
@@ -134,7 +139,8 @@ func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
 		log:         cfg.Logger.With(zap.String("group", cfg.GroupID)),
 		given:       given,
 		cooperative: cfg.Assignor == AssignorCooperativeSticky,
-		queue:       make(chan batch, DefaultQueuedPolls),
+		queue:       make(chan batch, maxQueuedBatches),
+		drained:     make(chan struct{}, 1),
 		ev:          poll.NewEvents(),
 		closing:     make(chan struct{}),
 		owned:       make(map[processor.Partition]uint64),
@@ -147,6 +153,7 @@ func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
 		Pause:    func(byTopic map[string][]int32) { c.client().PauseFetchPartitions(byTopic) },
 		Resume:   func(byTopic map[string][]int32) { c.client().ResumeFetchPartitions(byTopic) },
 		Released: c.released,
+		Done:     c.done,
 	})
 	return c, nil
 }
@@ -278,14 +285,36 @@ func (c *Consumer) beginCall() error {
 	return nil
 }
 
+// The reader queues records until the batches Poll has not used up reach
+// maxQueuedBytes, counting each record as its key, value and headers and
+// recordOverhead for the rest. kgo sends the next fetch only once the records of
+// the last one are all polled from it: with a queue of a few polls (about 4000
+// records, a millisecond of the loop's work), the loop and kgo's fetching took
+// turns, and creek on franz-go ran at 0.6x the bare kgo loop. 16 MiB holds a
+// fetch of kgo's default partition size (1 MiB) from 16 partitions, or about
+// 45,000 records of 100 bytes, so the loop works through one fetch while kgo
+// fetches the next. maxQueuedBatches only sizes the channel; the bytes bound it.
+const (
+	maxQueuedBytes   = 16 << 20
+	recordOverhead   = 256
+	maxQueuedBatches = 1024
+)
+
 // read is the reader goroutine: it polls kgo until ctx ends and queues what it
-// gets. Rebalances are blocked from the moment PollRecords returns records until
-// the reader has stamped them with their claims, and allowed while it waits for
-// room in the queue.
+// gets, while there is room (maxQueuedBytes). Rebalances are blocked from the
+// moment PollRecords returns records until the reader has stamped them with their
+// claims, and allowed while it waits for room.
 func (c *Consumer) read(ctx context.Context, cl *kgo.Client) {
 	defer close(c.readEnd)
 	defer cl.AllowRebalance()
 	for {
+		for c.queued.Load() >= maxQueuedBytes {
+			select {
+			case <-c.drained:
+			case <-ctx.Done():
+				return
+			}
+		}
 		fetches := cl.PollRecords(ctx, c.cfg.MaxPollRecords)
 		if ctx.Err() != nil || fetches.IsClientClosed() {
 			return
@@ -303,6 +332,7 @@ func (c *Consumer) read(ctx context.Context, cl *kgo.Client) {
 		batches := c.stamp(fetches)
 		cl.AllowRebalance()
 		for _, b := range batches {
+			c.queued.Add(b.Bytes)
 			select {
 			case c.queue <- b:
 			case <-ctx.Done():
@@ -341,12 +371,29 @@ func (c *Consumer) stamp(fetches kgo.Fetches) []batch {
 		if !ok {
 			return
 		}
-		out = append(out, batch{P: p, Epoch: epoch, Recs: ftp.Records})
+		var size int64
+		for _, r := range ftp.Records {
+			size += recordOverhead + int64(len(r.Key)+len(r.Value))
+			for _, h := range r.Headers {
+				size += int64(len(h.Key) + len(h.Value))
+			}
+		}
+		out = append(out, batch{P: p, Epoch: epoch, Recs: ftp.Records, Bytes: size})
 	})
 	return out
 }
 
 func (c *Consumer) fail(err error) { c.ev.Fail(err) }
+
+// done gives a batch's bytes back once Poll has used it up or dropped it; it runs
+// on the loop.
+func (c *Consumer) done(bytes int64) {
+	c.queued.Add(-bytes)
+	select {
+	case c.drained <- struct{}{}:
+	default:
+	}
+}
 
 // onAssigned is kgo's OnPartitionsAssigned; it runs on kgo's group goroutine and
 // queues an assignment event.

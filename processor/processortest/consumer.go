@@ -196,6 +196,26 @@ func (c *Consumer[T]) Subscribe(topics []string, cb processor.RebalanceCallbacks
 // returns the oldest message of an assigned, unpaused partition, waiting up to
 // timeout for one.
 func (c *Consumer[T]) Poll(ctx context.Context, timeout time.Duration) (processor.Message[T], bool, error) {
+	run, err := c.poll(ctx, timeout, 1)
+	if len(run) == 0 {
+		return processor.Message[T]{}, false, err
+	}
+	return run[0], true, nil
+}
+
+// PollRun is Poll for a run, as the Kafka backends hand them out: the oldest
+// message of an assigned, unpaused partition and the messages of that partition
+// produced right after it, appended to into up to its capacity.
+func (c *Consumer[T]) PollRun(ctx context.Context, timeout time.Duration, into []processor.Message[T]) ([]processor.Message[T], error) {
+	run, err := c.poll(ctx, timeout, cap(into)-len(into))
+	return append(into, run...), err
+}
+
+// poll returns up to max messages of one partition, consecutive in the queue.
+func (c *Consumer[T]) poll(ctx context.Context, timeout time.Duration, max int) ([]processor.Message[T], error) {
+	if max <= 0 {
+		return nil, nil
+	}
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	for {
@@ -208,28 +228,36 @@ func (c *Consumer[T]) Poll(ctx context.Context, timeout time.Duration) (processo
 		}
 		if len(actions) > 0 {
 			// A rebalance ends the poll, as it does on a real consumer.
-			return processor.Message[T]{}, false, nil
+			return nil, nil
 		}
 		c.mu.Lock()
 		if err := c.pollErr; err != nil {
 			c.mu.Unlock()
-			return processor.Message[T]{}, false, err
+			return nil, err
 		}
 		for i, m := range c.queue {
 			pos, _ := m.Origin()
 			if c.assigned[pos.Partition] && (c.ignorePause || !c.paused[pos.Partition]) {
-				c.queue = slices.Delete(c.queue, i, i+1)
+				j := i + 1
+				for j < len(c.queue) && j-i < max {
+					if next, _ := c.queue[j].Origin(); next.Partition != pos.Partition {
+						break
+					}
+					j++
+				}
+				run := slices.Clone(c.queue[i:j])
+				c.queue = slices.Delete(c.queue, i, j)
 				c.mu.Unlock()
-				return m, true, nil
+				return run, nil
 			}
 		}
 		c.mu.Unlock()
 		select {
 		case <-c.wake:
 		case <-timer.C:
-			return processor.Message[T]{}, false, nil
+			return nil, nil
 		case <-ctx.Done():
-			return processor.Message[T]{}, false, ctx.Err()
+			return nil, ctx.Err()
 		}
 	}
 }

@@ -32,6 +32,9 @@ type Batch[R any] struct {
 	P     processor.Partition
 	Epoch uint64
 	Recs  []R
+	// Bytes is what the backend counts the batch as while it is queued; Done gets
+	// it back.
+	Bytes int64
 	next  int
 }
 
@@ -145,6 +148,8 @@ type Client[R any] struct {
 	Released func(rv *Revocation, paused map[string][]int32)
 	// Recycle, if set, takes back the slice of a batch once nothing refers to it.
 	Recycle func(recs []R)
+	// Done, if set, is told the Bytes of a batch once it is used up or dropped.
+	Done func(bytes int64)
 }
 
 // Poller is the loop's side of a consumer. Every method belongs to the goroutine
@@ -193,16 +198,52 @@ func (p *Poller[R]) Ready() (r R, part processor.Partition, ok bool) {
 	return r, part, false
 }
 
+// ReadyRun is Ready for a run: up to max records of the current batch, all of
+// partition part, if PollRun would return them at once. The slice is the batch's
+// own and is valid until the next call of any Poller method.
+func (p *Poller[R]) ReadyRun(max int) (recs []R, part processor.Partition, ok bool) {
+	if i := p.cur.next; i < len(p.cur.Recs) && !p.ev.flag.Load() {
+		j := min(len(p.cur.Recs), i+max)
+		p.cur.next = j
+		return p.cur.Recs[i:j:j], p.cur.P, true
+	}
+	return nil, part, false
+}
+
 // Poll returns the next record and its partition, waiting at most timeout.
 // Rebalance callbacks run inside it. ok is false when no record came in time.
 func (p *Poller[R]) Poll(ctx context.Context, timeout time.Duration) (r R, part processor.Partition, ok bool, err error) {
+	if ok, err = p.await(ctx, timeout); !ok {
+		return r, part, false, err
+	}
+	p.cur.next++
+	return p.cur.Recs[p.cur.next-1], p.cur.P, true, nil
+}
+
+// PollRun is Poll for a run: it returns up to max records of one partition, in
+// offset order, waiting at most timeout for the first; recs is empty when none
+// came in time. The slice is the batch's own and is valid until the next call of
+// any Poller method.
+func (p *Poller[R]) PollRun(ctx context.Context, timeout time.Duration, max int) (recs []R, part processor.Partition, err error) {
+	if ok, err := p.await(ctx, timeout); !ok {
+		return nil, part, err
+	}
+	i := p.cur.next
+	j := min(len(p.cur.Recs), i+max)
+	p.cur.next = j
+	return p.cur.Recs[i:j:j], p.cur.P, nil
+}
+
+// await runs the pending events and waits at most timeout until the current
+// batch has a record to hand out; ok says whether it has.
+func (p *Poller[R]) await(ctx context.Context, timeout time.Duration) (ok bool, err error) {
 	if p.ev.flag.Load() {
 		if err := p.runEvents(); err != nil {
-			return r, part, false, err
+			return false, err
 		}
 	}
-	if r, ok := p.next(); ok {
-		return r, p.cur.P, true, nil
+	if p.fill() {
+		return true, nil
 	}
 	var timer *time.Timer
 	defer func() {
@@ -212,10 +253,10 @@ func (p *Poller[R]) Poll(ctx context.Context, timeout time.Duration) (r R, part 
 	}()
 	for {
 		if err := p.runEvents(); err != nil {
-			return r, part, false, err
+			return false, err
 		}
-		if r, ok := p.next(); ok {
-			return r, p.cur.P, true, nil
+		if p.fill() {
+			return true, nil
 		}
 		select {
 		case b := <-p.client.Queue:
@@ -231,11 +272,11 @@ func (p *Poller[R]) Poll(ctx context.Context, timeout time.Duration) (r R, part 
 			p.take(b)
 		case <-p.ev.wake:
 		case <-timer.C:
-			return r, part, false, p.runEvents()
+			return false, p.runEvents()
 		case <-ctx.Done():
-			return r, part, false, ctx.Err()
+			return false, ctx.Err()
 		case <-p.client.Closing:
-			return r, part, false, p.client.Closed
+			return false, p.client.Closed
 		}
 	}
 }
@@ -244,18 +285,16 @@ func (p *Poller[R]) Poll(ctx context.Context, timeout time.Duration) (r R, part 
 // rebalance intervenes.
 func (p *Poller[R]) Buffered() int { return p.cur.remaining() }
 
-// next returns the next record held locally, from the current batch, then from
-// batches resumed after a pause, without touching a channel.
-func (p *Poller[R]) next() (R, bool) {
+// fill reports whether the current batch has a record left, making the next
+// batch resumed after a pause current if it has not, without touching a channel.
+func (p *Poller[R]) fill() bool {
 	for {
-		if i := p.cur.next; i < len(p.cur.Recs) {
-			p.cur.next++
-			return p.cur.Recs[i], true
+		if p.cur.next < len(p.cur.Recs) {
+			return true
 		}
 		p.dropCur()
 		if len(p.ready) == 0 {
-			var zero R
-			return zero, false
+			return false
 		}
 		b := p.ready[0]
 		p.ready[0] = Batch[R]{}
@@ -274,7 +313,7 @@ func (p *Poller[R]) take(b Batch[R]) {
 		// Poll returns it.
 		_ = p.runEvents()
 		if epoch, ok := p.active[b.P]; !ok || epoch != b.Epoch {
-			p.recycle(b.Recs)
+			p.recycle(b)
 			return
 		}
 	}
@@ -288,15 +327,18 @@ func (p *Poller[R]) take(b Batch[R]) {
 // dropCur gives up what is left of the current batch.
 func (p *Poller[R]) dropCur() {
 	if p.cur.Recs != nil {
-		p.recycle(p.cur.Recs)
+		p.recycle(p.cur)
 	}
 	p.cur = Batch[R]{}
 }
 
-func (p *Poller[R]) recycle(recs []R) {
+func (p *Poller[R]) recycle(b Batch[R]) {
 	if p.client.Recycle != nil {
-		clear(recs)
-		p.client.Recycle(recs[:0])
+		clear(b.Recs)
+		p.client.Recycle(b.Recs[:0])
+	}
+	if p.client.Done != nil {
+		p.client.Done(b.Bytes)
 	}
 }
 
@@ -352,7 +394,7 @@ func (p *Poller[R]) revoke(rv *Revocation) {
 			paused[q.Topic] = append(paused[q.Topic], q.Index)
 		}
 		for _, b := range p.held[q] {
-			p.recycle(b.Recs)
+			p.recycle(b)
 		}
 		delete(p.active, q)
 		delete(p.paused, q)
@@ -360,7 +402,7 @@ func (p *Poller[R]) revoke(rv *Revocation) {
 	}
 	p.ready = slices.DeleteFunc(p.ready, func(b Batch[R]) bool {
 		if slices.Contains(parts, b.P) {
-			p.recycle(b.Recs)
+			p.recycle(b)
 			return true
 		}
 		return false
