@@ -205,6 +205,15 @@ func (t *TxnConsumer) Poll(ctx context.Context, timeout time.Duration) (processo
 	return t.Consumer.Poll(ctx, timeout)
 }
 
+// PollRun is Consumer.PollRun with Poll's bound on the wait: the loop polls
+// through it when the consumer has it, so the bound must hold here too.
+func (t *TxnConsumer) PollRun(ctx context.Context, timeout time.Duration, into []processor.Message[processor.KafkaPayload]) ([]processor.Message[processor.KafkaPayload], error) {
+	if t.open.Load() {
+		timeout = min(timeout, openTxnPollTimeout)
+	}
+	return t.Consumer.PollRun(ctx, timeout, into)
+}
+
 // released aborts the open transaction if it holds outputs of parts, which the
 // member no longer owns.
 func (t *TxnConsumer) released(parts []processor.Partition) {

@@ -620,3 +620,36 @@ func TestTheDLQHoldsATransactionBack(t *testing.T) {
 		}
 	}
 }
+
+// TestAnIdleStreamsLastTransactionIsCommitted stops the input after a few
+// messages and waits for their transaction with a PollTimeout far longer than the
+// wait: the loop polls through PollRun, whose wait must be bounded while a
+// transaction is open, or the transaction stays open until the poll gives up.
+func TestAnIdleStreamsLastTransactionIsCommitted(t *testing.T) {
+	env := kafkatest.New(t)
+	in, out, group := env.Topic(1), env.Topic(1), env.Group()
+	c := newTxnConsumer(t, env.Brokers, group, env.Name("txn"))
+	mapped := pipeline.Map(pipeline.FromKafka(), upper)
+	p, err := processor.New(c, pipeline.Transact(mapped, c, out), processor.Config[processor.KafkaPayload]{
+		Topics:       []string{in},
+		Logger:       zaptest.NewLogger(t),
+		PollTimeout:  10 * time.Minute,
+		CommitPolicy: processor.CommitPolicy{MinMessages: 1000, MinInterval: time.Second},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	run := &running{t: t, cancel: cancel, done: make(chan error, 1)}
+	go func() { run.done <- p.Run(ctx) }()
+
+	// Two rounds: the second's messages arrive after a commit, so its transaction
+	// is due only once the loop has been waiting for more input.
+	env.Fill(in, 1, 5, plain)
+	waitCommitted(t, env, group, in, 1, 5)
+	env.Fill(in, 1, 5, plain)
+	waitCommitted(t, env, group, in, 1, 10)
+	if err := run.stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+}
