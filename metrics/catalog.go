@@ -179,6 +179,8 @@ var catalog = []Description{
 		Meaning: "subsegments written"},
 	{Name: "spans.buffer.process_spans.detached", Type: TypeCounter, Unit: "subsegments", Source: "segments/store",
 		Meaning: "subsegments detached into segments of their own (size limit or flush lock)"},
+	{Name: "spans.buffer.process_spans.redelivered", Type: TypeCounter, Unit: "spans", Source: "segments/store",
+		Meaning: "spans read again after their segment was flushed (within the redelivery window), left out so that no copy forms a fragment"},
 	{Name: "spans.buffer.flush_segments", Type: TypeTimingObservation, Unit: "seconds", Source: "segments/store",
 		Meaning: "time of one flush cycle"},
 	{Name: "spans.buffer.flush_segments.segments", Type: TypeCounter, Unit: "segments", Source: "segments/store",
@@ -230,6 +232,14 @@ var catalog = []Description{
 		Meaning: "times a flush found the namespace's marker gone or replaced: Redis lost the buffer's data"},
 	{Name: "spans.buffer.rewinds", Type: TypeCounter, Unit: "rewinds", Source: "segments",
 		Meaning: "times the consumer rejoined its group to read its partitions again from the committed offsets after a Redis loss"},
+
+	// Keyed state.
+	{Name: "state.replayed_messages", Type: TypeCounter, Unit: "messages", Source: "state",
+		Meaning: "messages at or below their store's applied offset (read again after a crash or a rebalance), passed on without changing the state"},
+	{Name: "state.restore_time", Type: TypeTimingObservation, Unit: "seconds", Source: "state",
+		Meaning: "time to restore one partition's store from its changelog"},
+	{Name: "state.window.late_messages", Type: TypeCounter, Unit: "messages", Source: "state",
+		Meaning: "messages later than the grace period of every window they fall in"},
 
 	// The backends' own.
 	{Name: "metrics.prometheus.dropped_total", Type: TypeCounter, Unit: "drops", Source: "metrics",
