@@ -312,46 +312,81 @@ func (b *Buffer) loadPayloads(ctx context.Context, segs []*FlushedSegment, stats
 // has-root flag stays until it expires, so that late spans of a flushed segment are
 // flushed after RootTimeout. A crash before this call produces the segments again:
 // duplicates, never loss.
+//
+// On a single Redis one script call removes up to doneChunk segments with their
+// payload sets and queue entries. On a Cluster each segment's keys share a slot
+// but its payload sets and queues do not: there each segment costs a script call,
+// an UNLINK per payload set and the dequeue script per queue.
 func (b *Buffer) Done(ctx context.Context, segs map[string]FlushedSegment) error {
 	if len(segs) == 0 {
 		return nil
 	}
 	err := b.pipeline(ctx, func(p redis.Pipeliner) {
+		var keys []string
+		var args []any
+		n := 0
+		flush := func() {
+			if n > 0 {
+				p.EvalSha(ctx, b.done.Hash(), keys, args...)
+			}
+			keys, args, n = nil, nil, 0
+		}
 		for _, seg := range segs {
-			pt := seg.pt
-			keys := []string{b.keys.memberKeys(pt, seg.RootID), b.keys.count(seg.Key), b.keys.bytes(seg.Key), b.keys.lock(seg.Key), b.keys.redirect(pt)}
-			args := make([]any, 0, 5+len(seg.salts)+len(seg.spanIDs))
-			args = append(args, seg.lockToken, seg.ingested, seg.bytes, seg.RootID, len(seg.salts))
-			for _, s := range seg.salts {
-				args = append(args, s)
-			}
-			for _, id := range seg.spanIDs {
-				args = append(args, id)
-			}
-			p.EvalSha(ctx, b.done.Hash(), keys, args...)
-			if len(seg.salts) > 0 {
-				payloads := make([]string, len(seg.salts))
-				for i, s := range seg.salts {
-					payloads[i] = b.keys.payload(pt, s)
+			keys, args = b.appendDone(keys, args, &seg, !b.cluster)
+			n++
+			if b.cluster {
+				flush()
+				for _, s := range seg.salts {
+					p.Unlink(ctx, b.keys.payload(seg.pt, s))
 				}
-				if b.cluster {
-					// Payload sets live in different slots; one DEL each.
-					for _, k := range payloads {
-						p.Unlink(ctx, k)
-					}
-				} else {
-					p.Unlink(ctx, payloads...)
+				for _, q := range seg.queues {
+					p.EvalSha(ctx, b.dequeue.Hash(), []string{q.key}, seg.Key, strconv.FormatFloat(q.deadline, 'f', -1, 64))
 				}
+				continue
 			}
-			for _, q := range seg.queues {
-				p.EvalSha(ctx, b.dequeue.Hash(), []string{q.key}, seg.Key, strconv.FormatFloat(q.deadline, 'f', -1, 64))
+			if n >= doneChunk {
+				flush()
 			}
 		}
+		flush()
 	})
 	if err != nil {
 		return fmt.Errorf("store: removing flushed segments: %w", err)
 	}
 	return nil
+}
+
+// doneChunk is how many segments one call of the done script removes on a single
+// Redis: enough to spread the cost of a script call, few enough that one call
+// blocks Redis for a millisecond or two.
+const doneChunk = 100
+
+// appendDone appends seg's keys and arguments for the done script (done.lua),
+// with its payload sets and queues when all is set.
+func (b *Buffer) appendDone(keys []string, args []any, seg *FlushedSegment, all bool) ([]string, []any) {
+	pt := seg.pt
+	keys = append(keys, b.keys.memberKeys(pt, seg.RootID), b.keys.count(seg.Key), b.keys.bytes(seg.Key), b.keys.lock(seg.Key), b.keys.redirect(pt))
+	payloads, queues := 0, 0
+	if all {
+		payloads, queues = len(seg.salts), len(seg.queues)
+		for _, s := range seg.salts {
+			keys = append(keys, b.keys.payload(pt, s))
+		}
+		for _, q := range seg.queues {
+			keys = append(keys, q.key)
+		}
+	}
+	args = append(args, seg.lockToken, seg.ingested, seg.bytes, seg.RootID, seg.Key, len(seg.salts), len(seg.spanIDs), payloads, queues)
+	for _, s := range seg.salts {
+		args = append(args, s)
+	}
+	for _, id := range seg.spanIDs {
+		args = append(args, id)
+	}
+	for _, q := range seg.queues[:queues] {
+		args = append(args, strconv.FormatFloat(q.deadline, 'f', -1, 64))
+	}
+	return keys, args
 }
 
 func (b *Buffer) recordFlush(start time.Time, s FlushStats) {
