@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -36,6 +37,8 @@ type FlushedSegment struct {
 	ingested  int64
 	bytes     int64
 	lockToken string
+	// metaKeys are the member keys, span count and byte count keys.
+	metaKeys [3]string
 }
 
 type queueEntry struct {
@@ -155,20 +158,20 @@ func (b *Buffer) Flush(ctx context.Context, shards []int32, assigned int, clock 
 
 	// 2. Locks, member keys and counters.
 	type meta struct {
-		lock         *redis.BoolCmd
-		members      *redis.StringSliceCmd
-		count, bytes *redis.StringCmd
+		lock    *redis.BoolCmd
+		members *redis.StringSliceCmd
+		counts  *redis.SliceCmd // spans and bytes ingested
 	}
 	metas := make([]meta, len(order))
 	if err := b.pipeline(ctx, func(p redis.Pipeliner) {
 		for i, seg := range order {
+			seg.metaKeys = [3]string{b.keys.memberKeys(seg.pt, seg.RootID), b.keys.count(seg.Key), b.keys.bytes(seg.Key)}
 			if b.cfg.FlushLockTTL > 0 {
 				seg.lockToken = newToken()
 				metas[i].lock = p.SetNX(ctx, b.keys.lock(seg.Key), seg.lockToken, b.cfg.FlushLockTTL)
 			}
-			metas[i].members = p.SMembers(ctx, b.keys.memberKeys(seg.pt, seg.RootID))
-			metas[i].count = p.Get(ctx, b.keys.count(seg.Key))
-			metas[i].bytes = p.Get(ctx, b.keys.bytes(seg.Key))
+			metas[i].members = p.SMembers(ctx, seg.metaKeys[0])
+			metas[i].counts = p.MGet(ctx, seg.metaKeys[1], seg.metaKeys[2])
 		}
 	}); err != nil {
 		return nil, stats, fmt.Errorf("store: reading segments: %w", err)
@@ -182,8 +185,9 @@ func (b *Buffer) Flush(ctx context.Context, shards []int32, assigned int, clock 
 			continue
 		}
 		seg.salts = m.members.Val()
-		seg.ingested, _ = m.count.Int64()
-		seg.bytes, _ = m.bytes.Int64()
+		if counts := m.counts.Val(); len(counts) == 2 {
+			seg.ingested, seg.bytes = counter(counts[0]), counter(counts[1])
+		}
 		if len(seg.salts) == 0 {
 			empty = append(empty, seg)
 			continue
@@ -225,6 +229,13 @@ func (b *Buffer) Flush(ctx context.Context, shards []int32, assigned int, clock 
 	return out, stats, nil
 }
 
+// counter reads a counter from an MGET reply: 0 when missing.
+func counter(v any) int64 {
+	s, _ := v.(string)
+	n, _ := strconv.ParseInt(s, 10, 64)
+	return n
+}
+
 func toMap(segs []*FlushedSegment) map[string]FlushedSegment {
 	m := make(map[string]FlushedSegment, len(segs))
 	for _, s := range segs {
@@ -237,73 +248,104 @@ func toMap(segs []*FlushedSegment) map[string]FlushedSegment {
 // pipeline per round, and fills in their output spans.
 func (b *Buffer) loadPayloads(ctx context.Context, segs []*FlushedSegment, stats *FlushStats) error {
 	type scan struct {
-		seg    *FlushedSegment
+		seg    int // index in segs
 		key    string
 		cursor uint64
 		cmd    *redis.ScanCmd
 	}
-	var pending []*scan
-	for _, seg := range segs {
+	var scans []scan
+	for i, seg := range segs {
 		for _, salt := range seg.salts {
-			pending = append(pending, &scan{seg: seg, key: b.keys.payload(seg.pt, salt)})
+			scans = append(scans, scan{seg: i, key: b.keys.payload(seg.pt, salt)})
 		}
 	}
-	payloads := make(map[*FlushedSegment][]string, len(segs))
+	members := make([][]string, len(segs))
+	pending := make([]int, len(scans))
+	for i := range pending {
+		pending[i] = i
+	}
 	for len(pending) > 0 {
 		if err := b.pipeline(ctx, func(p redis.Pipeliner) {
-			for _, s := range pending {
+			for _, i := range pending {
+				s := &scans[i]
 				s.cmd = p.SScan(ctx, s.key, s.cursor, "", int64(b.cfg.SegmentPageSize))
 			}
 		}); err != nil {
 			return fmt.Errorf("store: loading payloads: %w", err)
 		}
 		next := pending[:0]
-		for _, s := range pending {
-			members, cursor := s.cmd.Val()
-			payloads[s.seg] = append(payloads[s.seg], members...)
+		for _, i := range pending {
+			s := &scans[i]
+			page, cursor := s.cmd.Val()
+			if members[s.seg] == nil {
+				members[s.seg] = page
+			} else {
+				members[s.seg] = append(members[s.seg], page...)
+			}
 			if cursor != 0 {
 				s.cursor = cursor
-				next = append(next, s)
+				next = append(next, i)
 			}
 		}
 		pending = next
 	}
 
-	for _, seg := range segs {
-		seen := make(map[string]bool)
-		var loaded int64
-		for _, member := range payloads[seg] {
-			raws, err := b.payloadsOf(member)
-			if err != nil {
+	var raws [][]byte
+	for i, seg := range segs {
+		raws = raws[:0]
+		for _, member := range members[i] {
+			var err error
+			if raws, err = b.appendPayloads(raws, member); err != nil {
 				b.cfg.Logger.Error("unreadable payload in segment; skipping it", zap.String("segment", seg.Key), zap.Error(err))
-				continue
-			}
-			for _, raw := range raws {
-				loaded++
-				out, id, err := outputSpan(raw, seg.RootID)
-				if err != nil {
-					b.cfg.Logger.Error("payload in segment is not a JSON object; skipping it", zap.String("segment", seg.Key), zap.Error(err))
-					continue
-				}
-				// A span written twice (a batch retried with other boundaries) is
-				// emitted once.
-				if id != "" {
-					if seen[id] {
-						continue
-					}
-					seen[id] = true
-					seg.spanIDs = append(seg.spanIDs, id)
-				}
-				seg.Spans = append(seg.Spans, out)
 			}
 		}
-		if missing := seg.ingested - loaded; missing > 0 {
+		b.outputSpans(seg, raws)
+		if missing := seg.ingested - int64(len(raws)); missing > 0 {
 			stats.Dropped += int(missing)
 			b.cfg.Logger.Warn("segment lost spans: their payloads expired or were evicted before the flush",
-				zap.String("segment", seg.Key), zap.Int64("ingested", seg.ingested), zap.Int64("loaded", loaded))
+				zap.String("segment", seg.Key), zap.Int64("ingested", seg.ingested), zap.Int64("loaded", int64(len(raws))))
 		}
 	}
 	return nil
+}
+
+// outputSpans fills in seg's output spans from its payloads, all in one buffer. A
+// span written twice (a batch retried with other boundaries) is emitted once.
+func (b *Buffer) outputSpans(seg *FlushedSegment, raws [][]byte) {
+	segAttr := segmentAttribute(seg.RootID)
+	size := 0
+	for _, raw := range raws {
+		size += len(raw) + len(segAttr) + outputSpanExtra
+	}
+	buf := make([]byte, 0, size)
+	seg.Spans = make([][]byte, 0, len(raws))
+	seg.spanIDs = make([]string, 0, len(raws))
+	var seen map[string]bool // only for large segments; small ones search spanIDs
+	for _, raw := range raws {
+		start := len(buf)
+		out, id, err := appendOutputSpan(buf, raw, seg.RootID, segAttr)
+		if err != nil {
+			b.cfg.Logger.Error("payload in segment is not a JSON object; skipping it", zap.String("segment", seg.Key), zap.Error(err))
+			continue
+		}
+		if id != "" {
+			if len(seg.spanIDs) == 32 && seen == nil {
+				seen = make(map[string]bool, len(raws))
+				for _, s := range seg.spanIDs {
+					seen[s] = true
+				}
+			}
+			if seen != nil && seen[id] || seen == nil && slices.Contains(seg.spanIDs, id) {
+				continue
+			}
+			if seen != nil {
+				seen[id] = true
+			}
+			seg.spanIDs = append(seg.spanIDs, id)
+		}
+		buf = out
+		seg.Spans = append(seg.Spans, buf[start:len(buf):len(buf)])
+	}
 }
 
 // Done removes flushed segments from Redis: call it only once every message of
@@ -365,7 +407,7 @@ const doneChunk = 100
 // with its payload sets and queues when all is set.
 func (b *Buffer) appendDone(keys []string, args []any, seg *FlushedSegment, all bool) ([]string, []any) {
 	pt := seg.pt
-	keys = append(keys, b.keys.memberKeys(pt, seg.RootID), b.keys.count(seg.Key), b.keys.bytes(seg.Key), b.keys.lock(seg.Key), b.keys.redirect(pt))
+	keys = append(keys, seg.metaKeys[0], seg.metaKeys[1], seg.metaKeys[2], b.keys.lock(seg.Key), b.keys.redirect(pt))
 	payloads, queues := 0, 0
 	if all {
 		payloads, queues = len(seg.salts), len(seg.queues)

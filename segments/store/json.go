@@ -433,7 +433,7 @@ func isFloat(v []byte) bool {
 	if len(v) == 0 || v[0] != '-' && (v[0] < '0' || v[0] > '9') {
 		return false
 	}
-	if len(v) < 300 && bytes.IndexAny(v, "eE") < 0 {
+	if len(v) < 300 && !bytes.ContainsAny(v, "eE") {
 		return true
 	}
 	_, err := strconv.ParseFloat(string(v), 64)

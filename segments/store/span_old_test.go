@@ -8,6 +8,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
+	"strconv"
 )
 
 func oldDecode(value []byte, partition int32) (Span, error) {
@@ -279,3 +281,92 @@ type oldKeySet struct {
 }
 
 func oldIsNull(v []byte) bool { return v == nil || string(v) == "null" }
+
+// oldOutputSpan is outputSpan as it was before it wrote into a buffer of the segment; it returns payload with the fields a flushed span carries: is_segment
+// (span id == root) and attributes["sentry.segment.id"] unless it is already there.
+// Everything else is kept byte for byte. It also returns the span id.
+func oldOutputSpan(payload []byte, root string) (out []byte, spanID string, err error) {
+	type field struct{ start, end int }
+	var spanF, segF, attrF field
+	var hasSpan, hasSeg, hasAttr bool
+	n := 0
+	end, err := oldScanObject(payload, 0, func(key []byte, vs, ve int) {
+		n++
+		switch string(key) {
+		case "span_id":
+			spanF, hasSpan = field{vs, ve}, true
+		case "is_segment":
+			segF, hasSeg = field{vs, ve}, true
+		case "attributes":
+			attrF, hasAttr = field{vs, ve}, true
+		}
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	if hasSpan && payload[spanF.start] == '"' {
+		spanID, _ = strconv.Unquote(string(payload[spanF.start:spanF.end]))
+	}
+	isSeg := "false"
+	if spanID != "" && spanID == root {
+		isSeg = "true"
+	}
+	segAttr := `"sentry.segment.id":{"type":"string","value":` + strconv.Quote(root) + `}`
+
+	// edits are applied in order of position; each replaces payload[start:end].
+	type edit struct {
+		start, end int
+		text       string
+	}
+	var edits []edit
+	if hasSeg {
+		edits = append(edits, edit{segF.start, segF.end, isSeg})
+	}
+	switch {
+	case !hasAttr:
+	case payload[attrF.start] == 'n': // null
+		edits = append(edits, edit{attrF.start, attrF.end, "{" + segAttr + "}"})
+	case payload[attrF.start] == '{':
+		found, fields := false, 0
+		if _, err := oldScanObject(payload, attrF.start, func(key []byte, _, _ int) {
+			fields++
+			found = found || string(key) == "sentry.segment.id"
+		}); err != nil {
+			return nil, "", err
+		}
+		if !found {
+			text := segAttr
+			if fields > 0 {
+				text += ","
+			}
+			edits = append(edits, edit{attrF.start + 1, attrF.start + 1, text})
+		}
+	}
+	var tail bytes.Buffer
+	sep := func() {
+		if n > 0 || tail.Len() > 0 {
+			tail.WriteByte(',')
+		}
+	}
+	if !hasSeg {
+		sep()
+		tail.WriteString(`"is_segment":` + isSeg)
+	}
+	if !hasAttr {
+		sep()
+		tail.WriteString(`"attributes":{` + segAttr + `}`)
+	}
+	// The closing brace of the object is payload[end-1].
+	edits = append(edits, edit{end - 1, end - 1, tail.String()})
+	slices.SortFunc(edits, func(a, b edit) int { return a.start - b.start })
+
+	out = make([]byte, 0, len(payload)+len(segAttr)+32)
+	pos := 0
+	for _, e := range edits {
+		out = append(out, payload[pos:e.start]...)
+		out = append(out, e.text...)
+		pos = e.end
+	}
+	out = append(out, payload[pos:]...)
+	return out, spanID, nil
+}

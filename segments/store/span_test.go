@@ -101,9 +101,16 @@ func FuzzDecode(f *testing.F) {
 		if key := duplicateWatchedKey(in); key != "" {
 			t.Fatalf("accepted %q with key %q twice", in, key)
 		}
-		// Every accepted span can be flushed.
-		if _, id, err := outputSpan(s.Payload, s.SpanID); err != nil || id != s.SpanID {
-			t.Fatalf("outputSpan(%q) = id %q, %v; want span id %q", in, id, err, s.SpanID)
+		// Every accepted span can be flushed, as it was before the output was written
+		// into a buffer of the segment; as the root of its segment and as a child.
+		for _, root := range []string{s.SpanID, "rrrrrrrrrrrrrrrr"} {
+			out, id, err := outputSpan(s.Payload, root)
+			if err != nil || id != s.SpanID {
+				t.Fatalf("outputSpan(%q) = id %q, %v; want span id %q", in, id, err, s.SpanID)
+			}
+			if old, _, _ := oldOutputSpan(s.Payload, root); !bytes.Equal(out, old) {
+				t.Fatalf("outputSpan(%q, %s) =\n  %s\nbefore\n  %s", in, root, out, old)
+			}
 		}
 	})
 }
