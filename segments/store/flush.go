@@ -407,6 +407,9 @@ const doneChunk = 100
 // with its payload sets and queues when all is set.
 func (b *Buffer) appendDone(keys []string, args []any, seg *FlushedSegment, all bool) ([]string, []any) {
 	pt := seg.pt
+	if seg.metaKeys[0] == "" { // not from Flush: build them
+		seg.metaKeys = [3]string{b.keys.memberKeys(pt, seg.RootID), b.keys.count(seg.Key), b.keys.bytes(seg.Key)}
+	}
 	keys = append(keys, seg.metaKeys[0], seg.metaKeys[1], seg.metaKeys[2], b.keys.lock(seg.Key), b.keys.redirect(pt))
 	payloads, queues := 0, 0
 	if all {
