@@ -12,9 +12,9 @@
 //
 // It logs, from INFO commandstats, where Redis's time went, command by command
 // (commands run by a script are counted twice: on their own and in the script's
-// EVALSHA). With CREEK_E2E_BREAKDOWN=1 it also logs every top-level command's
-// server time from SLOWLOG, so that each Lua script gets its own line; the
-// logging costs Redis time of its own, so take the CPU figures from runs without it.
+// EVALSHA). With CREEK_E2E_BREAKDOWN=1 it also logs every command's server time
+// from SLOWLOG, where each Lua script has a line of its own (its commands are
+// logged too); the logging costs Redis time, so take CPU figures from other runs.
 //
 //	source scripts/.run/kafka.env; source scripts/.run/redis.env
 //	go test -run '^$' -bench . -benchtime 200000x ./bench/spanbuffer-e2e/

@@ -59,7 +59,7 @@ func logCommandStats(b *testing.B, rdb *redis.Client, spans int) {
 	fmt.Print(out.String()) // not b.Log: a benchmark's log is cut to a few lines
 }
 
-// slowlog collects every top-level command's server time from SLOWLOG while the
+// slowlog collects every command's server time from SLOWLOG while the
 // benchmark runs: unlike commandstats it tells the Lua scripts apart (by their
 // SHA). Its goroutine polls until stop.
 type slowlog struct {
@@ -188,7 +188,7 @@ func (s *slowlog) stop(b *testing.B, spans int) {
 	}
 	slices.SortFunc(rows, func(x, y row) int { return cmp.Compare(y.st.usec, x.st.usec) })
 	var out strings.Builder
-	fmt.Fprintf(&out, "SLOWLOG per span, top-level commands (%d spans; %d polls found the log full and lost entries), total %.2f µs/span:\n", spans, s.full, float64(total)/float64(spans))
+	fmt.Fprintf(&out, "SLOWLOG per span, commands and scripts, a script's own commands logged too (%d spans; %d polls found the log full and lost entries), total %.2f µs/span:\n", spans, s.full, float64(total)/float64(spans))
 	fmt.Fprintf(&out, "  %-24s %10s %10s %6s\n", "command", "calls", "µs", "share")
 	for _, r := range rows {
 		fmt.Fprintf(&out, "  %-24s %10.3f %10.3f %5.1f%%\n", r.name, float64(r.st.calls)/float64(spans), float64(r.st.usec)/float64(spans), 100*float64(r.st.usec)/float64(total))
