@@ -10,6 +10,12 @@
 // flush delay: how far past its segment's deadline, on its partition's own Kafka
 // clock, each segment was produced.
 //
+// It logs, from INFO commandstats, where Redis's time went, command by command
+// (commands run by a script are counted twice: on their own and in the script's
+// EVALSHA). With CREEK_E2E_BREAKDOWN=1 it also logs every command's server time
+// from SLOWLOG, where each Lua script has a line of its own (its commands are
+// logged too); the logging costs Redis time, so take CPU figures from other runs.
+//
 //	source scripts/.run/kafka.env; source scripts/.run/redis.env
 //	go test -run '^$' -bench . -benchtime 200000x ./bench/spanbuffer-e2e/
 package spanbuffere2e
@@ -95,6 +101,13 @@ func runBacklog(b *testing.B, mode segments.CommitMode) {
 		b.Fatal(err)
 	}
 
+	if err := rdb.ConfigResetStat(ctx).Err(); err != nil {
+		b.Fatal(err)
+	}
+	var slow *slowlog
+	if os.Getenv("CREEK_E2E_BREAKDOWN") == "1" {
+		slow = startSlowlog(ctx, b, rdb)
+	}
 	redisBefore := redisCPU(b, rdb)
 	cpuBefore := processCPU()
 	busyBefore := machineBusy(b)
@@ -116,6 +129,10 @@ func runBacklog(b *testing.B, mode segments.CommitMode) {
 	consumerCPU := processCPU() - cpuBefore
 	redisUsed := redisCPU(b, rdb) - redisBefore
 	busy := machineBusy(b) - busyBefore
+	logCommandStats(b, rdb, total)
+	if slow != nil {
+		slow.stop(b, total)
+	}
 	stop()
 	if err := <-runErr; err != nil {
 		b.Error(err)
@@ -132,6 +149,7 @@ func runBacklog(b *testing.B, mode segments.CommitMode) {
 	b.ReportMetric(float64(total)/m.ingestedAt().Sub(start).Seconds(), "ingest-spans/s")
 	b.ReportMetric(float64(redisUsed.Microseconds())/float64(total), "redis-cpu-us/span")
 	b.ReportMetric(float64(consumerCPU.Microseconds())/float64(total), "go-cpu-us/span")
+	b.ReportMetric(consumerCPU.Seconds()/redisUsed.Seconds(), "go/redis-cpu")
 	b.ReportMetric(redisUsed.Seconds()/elapsed.Seconds(), "redis-cores")
 	b.ReportMetric(consumerCPU.Seconds()/elapsed.Seconds(), "go-cores")
 	b.ReportMetric(busy.Seconds()/elapsed.Seconds(), "machine-busy-cores")

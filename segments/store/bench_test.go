@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -130,4 +131,100 @@ func processCPU() time.Duration {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkFlush flushes segments of 5 spans from the real redis-server at
+// CREEK_REDIS_ADDR (database 9, emptied first), as a flusher worker does: Flush
+// (at most 500 segments), Messages for each, then Done. One op is one flush of
+// 500 segments; the segments are ingested between ops, untimed. Besides ns/op it
+// reports the Go allocations per span (Flush, Messages and Done) and redis-server's
+// CPU time (INFO cpu) per span of the flush (load) and of Done.
+func BenchmarkFlush(b *testing.B) {
+	addr := os.Getenv("CREEK_REDIS_ADDR")
+	if addr == "" {
+		b.Skip("CREEK_REDIS_ADDR not set; run scripts/redis-start and source scripts/.run/redis.env")
+	}
+	c := redis.NewClient(&redis.Options{Addr: addr, DB: realRedisDB})
+	defer c.Close()
+	ctx := context.Background()
+	if err := c.FlushDB(ctx).Err(); err != nil {
+		b.Fatal(err)
+	}
+	const segments, perSegment = 500, 5
+	buf := newTestBuffer(b, c, Config{})
+	var allocs, loadUsec, doneUsec float64
+	var mem runtime.MemStats
+	for i := range b.N {
+		b.StopTimer()
+		for _, batch := range flushBatches(i, segments, perSegment) {
+			ingest(b, buf, at(0), batch...)
+		}
+		runtime.ReadMemStats(&mem)
+		before := mem.Mallocs
+		cpu0 := redisCPU(b, c)
+		b.StartTimer()
+
+		segs, stats, err := buf.flushShards(at(20))
+		if err != nil || stats.Segments != segments || stats.Spans != segments*perSegment {
+			b.Fatalf("flush: %d segments, %d spans, %v; want %d and %d", stats.Segments, stats.Spans, err, segments, segments*perSegment)
+		}
+		b.StopTimer()
+		cpu1 := redisCPU(b, c)
+		loadUsec += float64((cpu1 - cpu0).Microseconds())
+		b.StartTimer()
+		for _, seg := range segs {
+			if _, err := buf.Messages(seg); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := buf.Done(ctx, segs); err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		runtime.ReadMemStats(&mem)
+		allocs += float64(mem.Mallocs - before)
+		doneUsec += float64((redisCPU(b, c) - cpu1).Microseconds())
+		b.StartTimer()
+	}
+	spans := float64(b.N * segments * perSegment)
+	b.ReportMetric(allocs/spans, "allocs/span")
+	b.ReportMetric(loadUsec/spans, "redis-load-us/span")
+	b.ReportMetric(doneUsec/spans, "redis-done-us/span")
+	// The marker and every segment's has-root flag stay.
+	if n, err := c.DBSize(ctx).Result(); err != nil || n != int64(1+b.N*segments) {
+		b.Fatalf("Redis holds %d keys after the flushes (%v), want %d: the marker and the has-root flags", n, err, 1+b.N*segments)
+	}
+}
+
+// flushBatches returns batch i of the flush benchmark: segments traces, each a root
+// and perSegment-1 children, in batches of 1000 spans over 32 partitions.
+func flushBatches(i, segments, perSegment int) [][]Span {
+	var out [][]Span
+	var batch []Span
+	for t := range segments {
+		tid := fmt.Sprintf("%016x%016x", i+1, t+1)
+		root := fmt.Sprintf("%016x", 1)
+		for j := range perSegment {
+			sid, parent := fmt.Sprintf("%016x", j+1), `"`+root+`"`
+			if j == 0 {
+				parent = "null"
+			}
+			payload := fmt.Sprintf(`{"project_id":1,"organization_id":1,"trace_id":%q,"span_id":%q,"parent_span_id":%s,`+
+				`"start_timestamp":1699999999.0,"end_timestamp":1700000000.0,"name":"db.query","op":"db",`+
+				`"attributes":{"db.system":{"type":"string","value":"postgresql"},"sentry.environment":{"type":"string","value":"production"}}}`,
+				tid, sid, parent)
+			s, err := Decode([]byte(payload), int32(t%32))
+			if err != nil {
+				panic(err)
+			}
+			batch = append(batch, s)
+			if len(batch) == 1000 {
+				out, batch = append(out, batch), nil
+			}
+		}
+	}
+	if len(batch) > 0 {
+		out = append(out, batch)
+	}
+	return out
 }

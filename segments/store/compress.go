@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"unsafe"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -44,21 +45,26 @@ func unframe(b []byte) ([][]byte, error) {
 	return out, nil
 }
 
-// payloadsOf returns the payloads one set member holds.
-func (b *Buffer) payloadsOf(member string) ([][]byte, error) {
-	raw := []byte(member)
+// appendPayloads appends to dst the payloads one set member holds. An uncompressed
+// member is returned as it is, without a copy: the bytes are only read.
+func (b *Buffer) appendPayloads(dst [][]byte, member string) ([][]byte, error) {
+	raw := unsafe.Slice(unsafe.StringData(member), len(member))
 	if !bytes.HasPrefix(raw, zstdMagic) {
-		return [][]byte{raw}, nil
+		return append(dst, raw), nil
 	}
 	b.decoderOnce.Do(func() {
 		b.decoder, b.decoderErr = zstd.NewReader(nil, zstd.WithDecoderConcurrency(1))
 	})
 	if b.decoderErr != nil {
-		return nil, fmt.Errorf("store: zstd decoder: %w", b.decoderErr)
+		return dst, fmt.Errorf("store: zstd decoder: %w", b.decoderErr)
 	}
 	plain, err := b.decoder.DecodeAll(raw, nil)
 	if err != nil {
-		return nil, fmt.Errorf("store: decompressing payloads: %w", err)
+		return dst, fmt.Errorf("store: decompressing payloads: %w", err)
 	}
-	return unframe(plain)
+	payloads, err := unframe(plain)
+	if err != nil {
+		return dst, err
+	}
+	return append(dst, payloads...), nil
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -37,6 +38,8 @@ type FlushedSegment struct {
 	ingested  int64
 	bytes     int64
 	lockToken string
+	// metaKeys are the member keys, span count and byte count keys.
+	metaKeys [3]string
 }
 
 type queueEntry struct {
@@ -159,20 +162,20 @@ func (b *Buffer) Flush(ctx context.Context, shards []int32, assigned int, clock 
 
 	// 2. Locks, member keys and counters.
 	type meta struct {
-		lock         *redis.BoolCmd
-		members      *redis.StringSliceCmd
-		count, bytes *redis.StringCmd
+		lock    *redis.BoolCmd
+		members *redis.StringSliceCmd
+		counts  *redis.SliceCmd // spans and bytes ingested
 	}
 	metas := make([]meta, len(order))
 	if err := b.pipeline(ctx, func(p redis.Pipeliner) {
 		for i, seg := range order {
+			seg.metaKeys = [3]string{b.keys.memberKeys(seg.pt, seg.RootID), b.keys.count(seg.Key), b.keys.bytes(seg.Key)}
 			if b.cfg.FlushLockTTL > 0 {
 				seg.lockToken = newToken()
 				metas[i].lock = p.SetNX(ctx, b.keys.lock(seg.Key), seg.lockToken, b.cfg.FlushLockTTL)
 			}
-			metas[i].members = p.SMembers(ctx, b.keys.memberKeys(seg.pt, seg.RootID))
-			metas[i].count = p.Get(ctx, b.keys.count(seg.Key))
-			metas[i].bytes = p.Get(ctx, b.keys.bytes(seg.Key))
+			metas[i].members = p.SMembers(ctx, seg.metaKeys[0])
+			metas[i].counts = p.MGet(ctx, seg.metaKeys[1], seg.metaKeys[2])
 		}
 	}); err != nil {
 		return nil, stats, fmt.Errorf("store: reading segments: %w", err)
@@ -192,8 +195,9 @@ func (b *Buffer) Flush(ctx context.Context, shards []int32, assigned int, clock 
 				seg.salts = append(seg.salts, member)
 			}
 		}
-		seg.ingested, _ = m.count.Int64()
-		seg.bytes, _ = m.bytes.Int64()
+		if counts := m.counts.Val(); len(counts) == 2 {
+			seg.ingested, seg.bytes = counter(counts[0]), counter(counts[1])
+		}
 		if len(seg.salts) == 0 {
 			empty = append(empty, seg)
 			continue
@@ -235,6 +239,13 @@ func (b *Buffer) Flush(ctx context.Context, shards []int32, assigned int, clock 
 	return out, stats, nil
 }
 
+// counter reads a counter from an MGET reply: 0 when missing.
+func counter(v any) int64 {
+	s, _ := v.(string)
+	n, _ := strconv.ParseInt(s, 10, 64)
+	return n
+}
+
 func toMap(segs []*FlushedSegment) map[string]FlushedSegment {
 	m := make(map[string]FlushedSegment, len(segs))
 	for _, s := range segs {
@@ -247,76 +258,116 @@ func toMap(segs []*FlushedSegment) map[string]FlushedSegment {
 // pipeline per round, and fills in their output spans.
 func (b *Buffer) loadPayloads(ctx context.Context, segs []*FlushedSegment, stats *FlushStats) error {
 	type scan struct {
-		seg    *FlushedSegment
+		seg    int // index in segs
 		key    string
 		cursor uint64
 		cmd    *redis.ScanCmd
 	}
-	var pending []*scan
-	for _, seg := range segs {
+	var scans []scan
+	for i, seg := range segs {
 		for _, salt := range seg.salts {
-			pending = append(pending, &scan{seg: seg, key: b.keys.payload(seg.pt, salt)})
+			scans = append(scans, scan{seg: i, key: b.keys.payload(seg.pt, salt)})
 		}
 	}
-	payloads := make(map[*FlushedSegment][]string, len(segs))
+	members := make([][]string, len(segs))
+	pending := make([]int, len(scans))
+	for i := range pending {
+		pending[i] = i
+	}
 	for len(pending) > 0 {
 		if err := b.pipeline(ctx, func(p redis.Pipeliner) {
-			for _, s := range pending {
+			for _, i := range pending {
+				s := &scans[i]
 				s.cmd = p.SScan(ctx, s.key, s.cursor, "", int64(b.cfg.SegmentPageSize))
 			}
 		}); err != nil {
 			return fmt.Errorf("store: loading payloads: %w", err)
 		}
 		next := pending[:0]
-		for _, s := range pending {
-			members, cursor := s.cmd.Val()
-			payloads[s.seg] = append(payloads[s.seg], members...)
+		for _, i := range pending {
+			s := &scans[i]
+			page, cursor := s.cmd.Val()
+			if members[s.seg] == nil {
+				members[s.seg] = page
+			} else {
+				members[s.seg] = append(members[s.seg], page...)
+			}
 			if cursor != 0 {
 				s.cursor = cursor
-				next = append(next, s)
+				next = append(next, i)
 			}
 		}
 		pending = next
 	}
 
-	for _, seg := range segs {
-		seen := make(map[string]bool)
-		for _, member := range seg.skip {
-			seen[member[len(skipPrefix):]] = true
-		}
-		var loaded int64
-		for _, member := range payloads[seg] {
-			raws, err := b.payloadsOf(member)
-			if err != nil {
+	var raws [][]byte
+	for i, seg := range segs {
+		raws = raws[:0]
+		for _, member := range members[i] {
+			var err error
+			if raws, err = b.appendPayloads(raws, member); err != nil {
 				b.cfg.Logger.Error("unreadable payload in segment; skipping it", zap.String("segment", seg.Key), zap.Error(err))
-				continue
-			}
-			for _, raw := range raws {
-				loaded++
-				out, id, err := outputSpan(raw, seg.RootID)
-				if err != nil {
-					b.cfg.Logger.Error("payload in segment is not a JSON object; skipping it", zap.String("segment", seg.Key), zap.Error(err))
-					continue
-				}
-				// A span written twice (a batch retried with other boundaries) is
-				// emitted once.
-				if id != "" {
-					if seen[id] {
-						continue
-					}
-					seen[id] = true
-					seg.spanIDs = append(seg.spanIDs, id)
-				}
-				seg.Spans = append(seg.Spans, out)
 			}
 		}
-		if missing := seg.ingested - loaded; missing > 0 {
+		b.outputSpans(seg, raws)
+		if missing := seg.ingested - int64(len(raws)); missing > 0 {
 			stats.Dropped += int(missing)
 			b.cfg.Logger.Warn("segment lost spans: their payloads expired or were evicted before the flush",
-				zap.String("segment", seg.Key), zap.Int64("ingested", seg.ingested), zap.Int64("loaded", loaded))
+				zap.String("segment", seg.Key), zap.Int64("ingested", seg.ingested), zap.Int64("loaded", int64(len(raws))))
 		}
 	}
 	return nil
+}
+
+// outputSpans fills in seg's output spans from its payloads, all in one buffer. A
+// span written twice (a batch retried with other boundaries) is emitted once.
+func (b *Buffer) outputSpans(seg *FlushedSegment, raws [][]byte) {
+	segAttr := segmentAttribute(seg.RootID)
+	size := 0
+	for _, raw := range raws {
+		size += len(raw) + len(segAttr) + outputSpanExtra
+	}
+	buf := make([]byte, 0, size)
+	seg.Spans = make([][]byte, 0, len(raws))
+	seg.spanIDs = make([]string, 0, len(raws))
+	var seen map[string]bool // only for large segments; small ones search spanIDs
+	var skipped map[string]bool
+	if len(seg.skip) > 0 {
+		// Spans flushed already (add.lua marked them): their copies read again
+		// here are left out.
+		skipped = make(map[string]bool, len(seg.skip))
+		for _, member := range seg.skip {
+			skipped[member[len(skipPrefix):]] = true
+		}
+	}
+	for _, raw := range raws {
+		start := len(buf)
+		out, id, err := appendOutputSpan(buf, raw, seg.RootID, segAttr)
+		if err != nil {
+			b.cfg.Logger.Error("payload in segment is not a JSON object; skipping it", zap.String("segment", seg.Key), zap.Error(err))
+			continue
+		}
+		if id != "" {
+			if skipped[id] {
+				continue
+			}
+			if len(seg.spanIDs) == 32 && seen == nil {
+				seen = make(map[string]bool, len(raws))
+				for _, s := range seg.spanIDs {
+					seen[s] = true
+				}
+			}
+			if seen != nil && seen[id] || seen == nil && slices.Contains(seg.spanIDs, id) {
+				continue
+			}
+			if seen != nil {
+				seen[id] = true
+			}
+			seg.spanIDs = append(seg.spanIDs, id)
+		}
+		buf = out
+		seg.Spans = append(seg.Spans, buf[start:len(buf):len(buf)])
+	}
 }
 
 // Done removes flushed segments from Redis: call it only once every message of
@@ -325,44 +376,43 @@ func (b *Buffer) loadPayloads(ctx context.Context, segs []*FlushedSegment, stats
 // has-root flag stays until it expires, so that late spans of a flushed segment are
 // flushed after RootTimeout. A crash before this call produces the segments again:
 // duplicates, never loss.
+//
+// On a single Redis one script call removes up to doneChunk segments with their
+// payload sets and queue entries. On a Cluster each segment's keys share a slot
+// but its payload sets and queues do not: there each segment costs a script call,
+// an UNLINK per payload set and the dequeue script per queue.
 func (b *Buffer) Done(ctx context.Context, segs map[string]FlushedSegment) error {
 	if len(segs) == 0 {
 		return nil
 	}
 	err := b.pipeline(ctx, func(p redis.Pipeliner) {
+		var keys []string
+		var args []any
+		n := 0
+		flush := func() {
+			if n > 0 {
+				p.EvalSha(ctx, b.done.Hash(), keys, args...)
+			}
+			keys, args, n = nil, nil, 0
+		}
 		for _, seg := range segs {
-			pt := seg.pt
-			keys := []string{b.keys.memberKeys(pt, seg.RootID), b.keys.count(seg.Key), b.keys.bytes(seg.Key), b.keys.lock(seg.Key), b.keys.redirect(pt), b.keys.flushed(pt)}
-			args := make([]any, 0, 6+len(seg.salts)+len(seg.skip)+len(seg.spanIDs))
-			args = append(args, seg.lockToken, seg.ingested, seg.bytes, seg.RootID, len(seg.salts)+len(seg.skip), max(b.cfg.RedeliveryWindow.Milliseconds(), 0))
-			for _, s := range seg.salts {
-				args = append(args, s)
-			}
-			for _, s := range seg.skip {
-				args = append(args, s)
-			}
-			for _, id := range seg.spanIDs {
-				args = append(args, id)
-			}
-			p.EvalSha(ctx, b.done.Hash(), keys, args...)
-			if len(seg.salts) > 0 {
-				payloads := make([]string, len(seg.salts))
-				for i, s := range seg.salts {
-					payloads[i] = b.keys.payload(pt, s)
+			keys, args = b.appendDone(keys, args, &seg, !b.cluster)
+			n++
+			if b.cluster {
+				flush()
+				for _, s := range seg.salts {
+					p.Unlink(ctx, b.keys.payload(seg.pt, s))
 				}
-				if b.cluster {
-					// Payload sets live in different slots; one DEL each.
-					for _, k := range payloads {
-						p.Unlink(ctx, k)
-					}
-				} else {
-					p.Unlink(ctx, payloads...)
+				for _, q := range seg.queues {
+					p.EvalSha(ctx, b.dequeue.Hash(), []string{q.key}, seg.Key, strconv.FormatFloat(q.deadline, 'f', -1, 64))
 				}
+				continue
 			}
-			for _, q := range seg.queues {
-				p.EvalSha(ctx, b.dequeue.Hash(), []string{q.key}, seg.Key, strconv.FormatFloat(q.deadline, 'f', -1, 64))
+			if n >= doneChunk {
+				flush()
 			}
 		}
+		flush()
 	})
 	if err != nil {
 		return fmt.Errorf("store: removing flushed segments: %w", err)
@@ -371,6 +421,46 @@ func (b *Buffer) Done(ctx context.Context, segs map[string]FlushedSegment) error
 		b.flushed.add(segs, time.Now(), b.cfg.RedeliveryWindow)
 	}
 	return nil
+}
+
+// doneChunk is how many segments one call of the done script removes on a single
+// Redis: enough to spread the cost of a script call, few enough that one call
+// blocks Redis for a millisecond or two.
+const doneChunk = 100
+
+// appendDone appends seg's keys and arguments for the done script (done.lua),
+// with its payload sets and queues when all is set.
+func (b *Buffer) appendDone(keys []string, args []any, seg *FlushedSegment, all bool) ([]string, []any) {
+	pt := seg.pt
+	if seg.metaKeys[0] == "" { // not from Flush: build them
+		seg.metaKeys = [3]string{b.keys.memberKeys(pt, seg.RootID), b.keys.count(seg.Key), b.keys.bytes(seg.Key)}
+	}
+	keys = append(keys, seg.metaKeys[0], seg.metaKeys[1], seg.metaKeys[2], b.keys.lock(seg.Key), b.keys.redirect(pt), b.keys.flushed(pt))
+	payloads, queues := 0, 0
+	if all {
+		payloads, queues = len(seg.salts), len(seg.queues)
+		for _, s := range seg.salts {
+			keys = append(keys, b.keys.payload(pt, s))
+		}
+		for _, q := range seg.queues {
+			keys = append(keys, q.key)
+		}
+	}
+	args = append(args, seg.lockToken, seg.ingested, seg.bytes, seg.RootID, seg.Key, len(seg.salts)+len(seg.skip), len(seg.spanIDs), payloads, queues,
+		max(b.cfg.RedeliveryWindow.Milliseconds(), 0))
+	for _, s := range seg.salts {
+		args = append(args, s)
+	}
+	for _, s := range seg.skip {
+		args = append(args, s)
+	}
+	for _, id := range seg.spanIDs {
+		args = append(args, id)
+	}
+	for _, q := range seg.queues[:queues] {
+		args = append(args, strconv.FormatFloat(q.deadline, 'f', -1, 64))
+	}
+	return keys, args
 }
 
 func (b *Buffer) recordFlush(start time.Time, s FlushStats) {

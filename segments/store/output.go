@@ -9,10 +9,28 @@ import (
 	"strconv"
 )
 
-// outputSpan returns payload with the fields a flushed span carries: is_segment
-// (span id == root) and attributes["sentry.segment.id"] unless it is already there.
-// Everything else is kept byte for byte. It also returns the span id.
+// outputSpan returns payload with the fields a flushed span carries (see
+// appendOutputSpan), and its span id.
 func outputSpan(payload []byte, root string) (out []byte, spanID string, err error) {
+	out, id, err := appendOutputSpan(nil, payload, root, segmentAttribute(root))
+	return out, id, err
+}
+
+// segmentAttribute is the attribute every span of the segment rooted at root
+// carries: "sentry.segment.id":{"type":"string","value":"<root>"}.
+func segmentAttribute(root string) string {
+	return `"sentry.segment.id":{"type":"string","value":` + strconv.Quote(root) + `}`
+}
+
+// outputSpanExtra bounds what appendOutputSpan adds to a payload besides the
+// segment attribute.
+const outputSpanExtra = len(`,"is_segment":false,"attributes":{}`) + 1
+
+// appendOutputSpan appends to dst payload with the fields a flushed span carries:
+// is_segment (span id == root) and segAttr (segmentAttribute(root)) in its
+// attributes unless it already has a sentry.segment.id. Everything else is kept
+// byte for byte. It also returns the span id, "" if there is none.
+func appendOutputSpan(dst, payload []byte, root, segAttr string) (out []byte, spanID string, err error) {
 	type field struct{ start, end int }
 	var spanF, segF, attrF field
 	var hasSpan, hasSeg, hasAttr bool
@@ -29,72 +47,98 @@ func outputSpan(payload []byte, root string) (out []byte, spanID string, err err
 		}
 	})
 	if err != nil {
-		return nil, "", err
+		return dst, "", err
 	}
 	if hasSpan && payload[spanF.start] == '"' {
-		spanID, _ = strconv.Unquote(string(payload[spanF.start:spanF.end]))
+		raw := payload[spanF.start+1 : spanF.end-1]
+		if bytes.IndexByte(raw, '\\') < 0 {
+			if string(raw) == root {
+				spanID = root // no copy for the root's own id
+			} else {
+				spanID = string(raw)
+			}
+		} else {
+			spanID, _ = strconv.Unquote(string(payload[spanF.start:spanF.end]))
+		}
 	}
 	isSeg := "false"
 	if spanID != "" && spanID == root {
 		isSeg = "true"
 	}
-	segAttr := `"sentry.segment.id":{"type":"string","value":` + strconv.Quote(root) + `}`
 
-	// edits are applied in order of position; each replaces payload[start:end].
+	// At most two edits inside the object, each replacing payload[start:end], and
+	// what is added before the closing brace.
 	type edit struct {
 		start, end int
-		text       string
+		text, wrap string // text, within { and } when wrap is "{"
 	}
-	var edits []edit
+	var edits [2]edit
+	ne := 0
 	if hasSeg {
-		edits = append(edits, edit{segF.start, segF.end, isSeg})
+		edits[ne] = edit{start: segF.start, end: segF.end, text: isSeg}
+		ne++
 	}
 	switch {
 	case !hasAttr:
 	case payload[attrF.start] == 'n': // null
-		edits = append(edits, edit{attrF.start, attrF.end, "{" + segAttr + "}"})
+		edits[ne] = edit{start: attrF.start, end: attrF.end, text: segAttr, wrap: "{"}
+		ne++
 	case payload[attrF.start] == '{':
 		found, fields := false, 0
 		if _, err := scanObject(payload, attrF.start, func(key []byte, _, _ int) {
 			fields++
 			found = found || string(key) == "sentry.segment.id"
 		}); err != nil {
-			return nil, "", err
+			return dst, "", err
 		}
 		if !found {
-			text := segAttr
+			e := edit{start: attrF.start + 1, end: attrF.start + 1, text: segAttr}
 			if fields > 0 {
-				text += ","
+				e.wrap = ","
 			}
-			edits = append(edits, edit{attrF.start + 1, attrF.start + 1, text})
+			edits[ne] = e
+			ne++
 		}
 	}
-	var tail bytes.Buffer
-	sep := func() {
-		if n > 0 || tail.Len() > 0 {
-			tail.WriteByte(',')
-		}
+	if ne == 2 && edits[1].start < edits[0].start {
+		edits[0], edits[1] = edits[1], edits[0]
 	}
-	if !hasSeg {
-		sep()
-		tail.WriteString(`"is_segment":` + isSeg)
-	}
-	if !hasAttr {
-		sep()
-		tail.WriteString(`"attributes":{` + segAttr + `}`)
-	}
-	// The closing brace of the object is payload[end-1].
-	edits = append(edits, edit{end - 1, end - 1, tail.String()})
-	slices.SortFunc(edits, func(a, b edit) int { return a.start - b.start })
 
-	out = make([]byte, 0, len(payload)+len(segAttr)+32)
+	out = slices.Grow(dst, len(payload)+len(segAttr)+outputSpanExtra)
 	pos := 0
-	for _, e := range edits {
+	for _, e := range edits[:ne] {
 		out = append(out, payload[pos:e.start]...)
-		out = append(out, e.text...)
+		switch e.wrap {
+		case "{":
+			out = append(out, '{')
+			out = append(out, e.text...)
+			out = append(out, '}')
+		case ",":
+			out = append(out, e.text...)
+			out = append(out, ',')
+		default:
+			out = append(out, e.text...)
+		}
 		pos = e.end
 	}
-	out = append(out, payload[pos:]...)
+	// The closing brace of the object is payload[end-1].
+	out = append(out, payload[pos:end-1]...)
+	if !hasSeg {
+		if n > 0 {
+			out = append(out, ',')
+		}
+		out = append(out, `"is_segment":`...)
+		out = append(out, isSeg...)
+	}
+	if !hasAttr {
+		if n > 0 || !hasSeg {
+			out = append(out, ',')
+		}
+		out = append(out, `"attributes":{`...)
+		out = append(out, segAttr...)
+		out = append(out, '}')
+	}
+	out = append(out, payload[end-1:]...)
 	return out, spanID, nil
 }
 

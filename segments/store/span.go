@@ -54,112 +54,96 @@ func (s *Span) effectiveParent() string {
 //
 // Keys match exactly, as the flush matches them when it writes is_segment and the
 // segment id back (encoding/json alone would also accept "Span_ID"). Only the fields
-// checked here are decoded; the rest is only validated as JSON.
+// checked here are decoded; the rest is only validated as JSON, as strictly as
+// encoding/json does.
 //
 // Ids must be 1 to 64 characters of [0-9A-Za-z_-]: they become part of Redis keys and
 // hash tags, where '{', '}' or ':' would break the layout.
+//
+// The value is read once (see spanScanner); the span's ids share one allocation and
+// Payload is value itself.
 func Decode(value []byte, partition int32) (Span, error) {
-	if !json.Valid(value) {
+	var sc spanScanner
+	if !sc.scan(value) {
 		var v any
 		err := json.Unmarshal(value, &v) // only to say where the JSON breaks
+		if err == nil {
+			err = errors.New("rejected by the span scanner") // a test keeps the two in agreement
+		}
 		return Span{}, fmt.Errorf("%w: not JSON: %w", ErrInvalidSpan, err)
 	}
-	var project, trace, spanID, parent, isSegment, start, end, attrs []byte
-	var seen keySet
-	if _, err := scanObject(value, 0, func(key []byte, vs, ve int) {
-		v := value[vs:ve]
-		switch string(key) {
-		case "project_id":
-			project = v
-		case "trace_id":
-			trace = v
-		case "span_id":
-			spanID = v
-		case "parent_span_id":
-			parent = v
-		case "is_segment":
-			isSegment = v
-		case "start_timestamp":
-			start = v
-		case "end_timestamp":
-			end = v
-		case "attributes":
-			attrs = v
-		}
-		seen.add(key, spanKeys)
-	}); err != nil {
+	if !sc.object {
 		return Span{}, fmt.Errorf("%w: not a JSON object", ErrInvalidSpan)
 	}
-	if seen.dup != "" {
-		return Span{}, fmt.Errorf("%w: duplicate key %q", ErrInvalidSpan, seen.dup)
+	if sc.top.dup != "" {
+		return Span{}, fmt.Errorf("%w: duplicate key %q", ErrInvalidSpan, sc.top.dup)
 	}
 
 	s := Span{Partition: partition, Payload: value}
-	var ts float64
-	var err error
+	var ok bool
 	switch {
-	case isNull(project):
+	case isNull(sc.project):
 		return Span{}, fmt.Errorf("%w: project_id is missing or null", ErrInvalidSpan)
-	case json.Unmarshal(project, &s.ProjectID) != nil:
-		return Span{}, fmt.Errorf("%w: project_id %s is not a non-negative integer", ErrInvalidSpan, project)
-	case isNull(start) || json.Unmarshal(start, &ts) != nil:
-		return Span{}, fmt.Errorf("%w: start_timestamp %s is not a number of seconds", ErrInvalidSpan, orMissing(start))
-	case isNull(end) || json.Unmarshal(end, &ts) != nil:
-		return Span{}, fmt.Errorf("%w: end_timestamp %s is not a number of seconds", ErrInvalidSpan, orMissing(end))
-	case !isNull(isSegment) && json.Unmarshal(isSegment, &s.IsSegment) != nil:
-		return Span{}, fmt.Errorf("%w: is_segment %s is not a boolean", ErrInvalidSpan, isSegment)
+	case !parseUint(sc.project, &s.ProjectID):
+		return Span{}, fmt.Errorf("%w: project_id %s is not a non-negative integer", ErrInvalidSpan, sc.project)
+	case isNull(sc.start) || !isFloat(sc.start):
+		return Span{}, fmt.Errorf("%w: start_timestamp %s is not a number of seconds", ErrInvalidSpan, orMissing(sc.start))
+	case isNull(sc.end) || !isFloat(sc.end):
+		return Span{}, fmt.Errorf("%w: end_timestamp %s is not a number of seconds", ErrInvalidSpan, orMissing(sc.end))
+	case !isNull(sc.isSegment):
+		if s.IsSegment, ok = parseBool(sc.isSegment); !ok {
+			return Span{}, fmt.Errorf("%w: is_segment %s is not a boolean", ErrInvalidSpan, sc.isSegment)
+		}
 	}
-	if s.TraceID, err = requiredID("trace_id", trace); err != nil {
+	var ids [4][]byte // trace, span, parent, segment
+	var err error
+	if ids[0], err = requiredID("trace_id", sc.trace); err != nil {
 		return Span{}, err
 	}
-	if s.SpanID, err = requiredID("span_id", spanID); err != nil {
+	if ids[1], err = requiredID("span_id", sc.spanID); err != nil {
 		return Span{}, err
 	}
-	if s.ParentSpanID, err = optionalID("parent_span_id", parent); err != nil {
+	if ids[2], err = optionalID("parent_span_id", sc.parent); err != nil {
 		return Span{}, err
 	}
-	if s.SegmentID, err = segmentID(attrs); err != nil {
+	if ids[3], err = sc.segmentID(); err != nil {
 		return Span{}, err
+	}
+	// One string holds every id: a span costs one allocation beyond what the caller has.
+	var buf [4 * maxIDLen]byte
+	all := buf[:0]
+	for _, id := range ids {
+		all = append(all, id...)
+	}
+	str := string(all)
+	field := [4]*string{&s.TraceID, &s.SpanID, &s.ParentSpanID, &s.SegmentID}
+	for i, id := range ids {
+		*field[i], str = str[:len(id)], str[len(id):]
 	}
 	return s, nil
 }
 
 // segmentID returns attributes["sentry.segment.id"].value, if there is one.
-func segmentID(attrs []byte) (string, error) {
-	if isNull(attrs) {
-		return "", nil
+func (sc *spanScanner) segmentID() ([]byte, error) {
+	if isNull(sc.attributes) {
+		return nil, nil
 	}
-	if attrs[0] != '{' {
-		return "", fmt.Errorf("%w: attributes is not an object", ErrInvalidSpan)
+	if sc.attributes[0] != '{' {
+		return nil, fmt.Errorf("%w: attributes is not an object", ErrInvalidSpan)
 	}
-	var seg, value []byte
-	var seen keySet
-	_, _ = scanObject(attrs, 0, func(key []byte, vs, ve int) {
-		if string(key) == "sentry.segment.id" {
-			seg = attrs[vs:ve]
-		}
-		seen.add(key, attributeKeys)
-	})
-	if seen.dup != "" {
-		return "", fmt.Errorf("%w: attributes has a duplicate key %q", ErrInvalidSpan, seen.dup)
+	if sc.attrs.dup != "" {
+		return nil, fmt.Errorf("%w: attributes has a duplicate key %q", ErrInvalidSpan, sc.attrs.dup)
 	}
-	if isNull(seg) {
-		return "", nil
+	if isNull(sc.segment) {
+		return nil, nil
 	}
-	if seg[0] != '{' {
-		return "", fmt.Errorf(`%w: attributes["sentry.segment.id"] is not an object`, ErrInvalidSpan)
+	if sc.segment[0] != '{' {
+		return nil, fmt.Errorf(`%w: attributes["sentry.segment.id"] is not an object`, ErrInvalidSpan)
 	}
-	seen = keySet{}
-	_, _ = scanObject(seg, 0, func(key []byte, vs, ve int) {
-		if string(key) == "value" {
-			value = seg[vs:ve]
-		}
-		seen.add(key, segmentIDKeys)
-	})
-	if seen.dup != "" {
-		return "", fmt.Errorf(`%w: attributes["sentry.segment.id"] has a duplicate key %q`, ErrInvalidSpan, seen.dup)
+	if sc.seg.dup != "" {
+		return nil, fmt.Errorf(`%w: attributes["sentry.segment.id"] has a duplicate key %q`, ErrInvalidSpan, sc.seg.dup)
 	}
-	return optionalID(`attributes["sentry.segment.id"].value`, value)
+	return optionalID(`attributes["sentry.segment.id"].value`, sc.segValue)
 }
 
 // The keys the buffer reads or rewrites, at the top of a span, in its attributes and
@@ -189,15 +173,15 @@ func (k *keySet) add(key []byte, watched []string) {
 	if k.dup != "" {
 		return
 	}
-	name := string(key)
+	name := key
 	if bytes.IndexByte(key, '\\') >= 0 {
 		var unescaped string
-		if json.Unmarshal([]byte(`"`+name+`"`), &unescaped) == nil {
-			name = unescaped
+		if json.Unmarshal([]byte(`"`+string(key)+`"`), &unescaped) == nil {
+			name = []byte(unescaped)
 		}
 	}
 	for i, w := range watched {
-		if name == w {
+		if string(name) == w {
 			if k.seen&(1<<i) != 0 {
 				k.dup = w
 			}
@@ -216,30 +200,55 @@ func orMissing(v []byte) string {
 	return string(v)
 }
 
-func requiredID(field string, v []byte) (string, error) {
+// maxIDLen is the longest id Decode accepts.
+const maxIDLen = 64
+
+func requiredID(field string, v []byte) ([]byte, error) {
 	if isNull(v) || string(v) == `""` {
-		return "", fmt.Errorf("%w: %s is missing, null or empty", ErrInvalidSpan, field)
+		return nil, fmt.Errorf("%w: %s is missing, null or empty", ErrInvalidSpan, field)
 	}
 	return optionalID(field, v)
 }
 
-// optionalID returns the id held by the JSON value v: a string, or null.
-func optionalID(field string, v []byte) (string, error) {
+// optionalID returns the id held by the JSON value v: a string, or null. An id
+// written plainly is returned as a part of v; one with escapes (or one that is
+// rejected, to name it as encoding/json reads it) goes through encoding/json.
+func optionalID(field string, v []byte) ([]byte, error) {
 	if isNull(v) {
-		return "", nil
+		return nil, nil
+	}
+	if len(v) >= 2 && v[0] == '"' && len(v)-2 <= maxIDLen {
+		if id := v[1 : len(v)-1]; plainID(id) {
+			return id, nil
+		}
 	}
 	var id string
 	if err := json.Unmarshal(v, &id); err != nil {
-		return "", fmt.Errorf("%w: %s %s is not a string", ErrInvalidSpan, field, v)
+		return nil, fmt.Errorf("%w: %s %s is not a string", ErrInvalidSpan, field, v)
 	}
-	if len(id) > 64 {
-		return "", fmt.Errorf("%w: %s is longer than 64 characters", ErrInvalidSpan, field)
+	if len(id) > maxIDLen {
+		return nil, fmt.Errorf("%w: %s is longer than 64 characters", ErrInvalidSpan, field)
 	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || c == '-' || c == '_') {
-			return "", fmt.Errorf("%w: %s %q has a character other than [0-9A-Za-z_-]", ErrInvalidSpan, field, id)
+	if !plainID([]byte(id)) {
+		for i := 0; i < len(id); i++ {
+			if !idChar(id[i]) {
+				return nil, fmt.Errorf("%w: %s %q has a character other than [0-9A-Za-z_-]", ErrInvalidSpan, field, id)
+			}
 		}
 	}
-	return id, nil
+	return []byte(id), nil
+}
+
+// plainID reports whether every byte of id is one of [0-9A-Za-z_-].
+func plainID(id []byte) bool {
+	for _, c := range id {
+		if !idChar(c) {
+			return false
+		}
+	}
+	return true
+}
+
+func idChar(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || c == '-' || c == '_'
 }

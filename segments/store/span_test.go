@@ -83,8 +83,12 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte(`{"project_id":1,"trace_id":null,"span_id":"a","start_timestamp":1,"end_timestamp":2,"attributes":null}`))
 	f.Add([]byte(`{"project_id":1,"trace_id":"t","span_id":"s","parent_span_id":"p","start_timestamp":1,"end_timestamp":2,"attributes":{"sentry.segment.id":{"value":"x"}},"is_segment":true}`))
 	f.Add([]byte(` null `))
+	for _, in := range decodeEdgeCases {
+		f.Add([]byte(in))
+	}
 	f.Fuzz(func(t *testing.T, in []byte) {
 		s, err := Decode(in, 0)
+		checkSameAsOld(t, in, s, err)
 		if err != nil {
 			if !errors.Is(err, ErrInvalidSpan) {
 				t.Fatalf("error %v does not wrap ErrInvalidSpan", err)
@@ -97,21 +101,37 @@ func FuzzDecode(f *testing.F) {
 		if key := duplicateWatchedKey(in); key != "" {
 			t.Fatalf("accepted %q with key %q twice", in, key)
 		}
-		// Every accepted span can be flushed.
-		if _, id, err := outputSpan(s.Payload, s.SpanID); err != nil || id != s.SpanID {
-			t.Fatalf("outputSpan(%q) = id %q, %v; want span id %q", in, id, err, s.SpanID)
+		// Every accepted span can be flushed, as it was before the output was written
+		// into a buffer of the segment; as the root of its segment and as a child.
+		for _, root := range []string{s.SpanID, "rrrrrrrrrrrrrrrr"} {
+			out, id, err := outputSpan(s.Payload, root)
+			if err != nil || id != s.SpanID {
+				t.Fatalf("outputSpan(%q) = id %q, %v; want span id %q", in, id, err, s.SpanID)
+			}
+			if old, _, _ := oldOutputSpan(s.Payload, root); !bytes.Equal(out, old) {
+				t.Fatalf("outputSpan(%q, %s) =\n  %s\nbefore\n  %s", in, root, out, old)
+			}
 		}
 	})
 }
 
+// BenchmarkDecode decodes a typical span with Decode and with the decoder it replaced
+// (validate, scan, then unmarshal each field), side by side.
 func BenchmarkDecode(b *testing.B) {
 	in := []byte(`{"project_id":12,"organization_id":1,"span_id":"aaaaaaaaaaaaaaaa","parent_span_id":"cccccccccccccccc","trace_id":"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb","start_timestamp":1699999999.0,"end_timestamp":1700000000.0,"name":"db.query","attributes":{"sentry.segment.id":{"type":"string","value":"dddddddddddddddd"},"db.system":{"type":"string","value":"postgresql"},"sentry.op":{"type":"string","value":"db"}}}`)
-	b.SetBytes(int64(len(in)))
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := Decode(in, 0); err != nil {
-			b.Fatal(err)
-		}
+	for _, d := range []struct {
+		name   string
+		decode func([]byte, int32) (Span, error)
+	}{{"one-pass", Decode}, {"before", oldDecode}} {
+		b.Run(d.name, func(b *testing.B) {
+			b.SetBytes(int64(len(in)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := d.decode(in, 0); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 
@@ -160,4 +180,80 @@ func objectMembers(obj []byte, watched []string) (map[string][]byte, string) {
 		members[key] = v
 	}
 	return members, dup
+}
+
+// checkSameAsOld fails t unless Decode's answer for in, s and err, is the one the
+// decoder before the one-pass scanner gave: the same span, or the same error.
+func checkSameAsOld(t *testing.T, in []byte, s Span, err error) {
+	t.Helper()
+	want, wantErr := oldDecode(in, 0)
+	switch {
+	case (err == nil) != (wantErr == nil):
+		t.Fatalf("Decode(%q) = %v, the old decoder %v", in, err, wantErr)
+	case err != nil && err.Error() != wantErr.Error():
+		t.Fatalf("Decode(%q) says\n  %v\nthe old decoder\n  %v", in, err, wantErr)
+	case err == nil && (s.ProjectID != want.ProjectID || s.TraceID != want.TraceID || s.SpanID != want.SpanID ||
+		s.ParentSpanID != want.ParentSpanID || s.SegmentID != want.SegmentID || s.IsSegment != want.IsSegment ||
+		s.Partition != want.Partition || !bytes.Equal(s.Payload, want.Payload)):
+		t.Fatalf("Decode(%q) = %+v, the old decoder %+v", in, s, want)
+	}
+}
+
+// decodeEdgeCases are inputs at the edges of what Decode accepts: JSON grammar,
+// nesting depth, number ranges, escapes, invalid UTF-8.
+var decodeEdgeCases = func() []string {
+	const ok = `"project_id":1,"trace_id":"` + traceA + `","span_id":"aaaaaaaaaaaaaaaa","start_timestamp":1.5,"end_timestamp":2`
+	nest := func(n int) string { return strings.Repeat("[", n) + strings.Repeat("]", n) }
+	cases := []string{
+		``, ` `, `{`, `}`, `{}`, `[]`, `"x"`, `1`, `true`, `nul`, `{"a"}`, `{"a":}`, `{"a":1,}`, `{,}`, `{"a":1 "b":2}`,
+		`{` + ok + `}x`, `{` + ok + `} `, "\t\r\n{" + ok + "}\n", `{` + ok + `}{}`,
+		`{` + ok + `,"x":[1,2,]}`, `{` + ok + `,"x":[,1]}`, `{` + ok + `,"x":[1 2]}`, `{` + ok + `,"x":[[],{},[{}]]}`,
+		`{` + ok + `,"x":01}`, `{` + ok + `,"x":-}`, `{` + ok + `,"x":1.}`, `{` + ok + `,"x":.5}`, `{` + ok + `,"x":1e}`,
+		`{` + ok + `,"x":1e+}`, `{` + ok + `,"x":-0.0e-7}`, `{` + ok + `,"x":1E+07}`, `{` + ok + `,"x":+1}`,
+		`{` + ok + `,"x":tru}`, `{` + ok + `,"x":truex}`, `{` + ok + `,"x":NaN}`,
+		`{` + ok + `,"x":"\u00e9\ud83d\ude00"}`, `{` + ok + `,"x":"\u00g0"}`, `{` + ok + `,"x":"\x"}`, `{` + ok + `,"x":"\u12"}`,
+		`{` + ok + `,"x":"a` + "\x01" + `"}`, `{` + ok + `,"x":"` + "\xff\xfe" + `"}`, `{` + ok + `,"x` + "\x7f" + `":1}`,
+		`{` + ok + `,"x":` + nest(9999) + `}`, `{` + ok + `,"x":` + nest(10000) + `}`, nest(10000), nest(10001),
+		`{"project_id":18446744073709551615,` + ok[len(`"project_id":1,`):] + `}`,
+		`{"project_id":18446744073709551616,` + ok[len(`"project_id":1,`):] + `}`,
+		`{"project_id":1.0,` + ok[len(`"project_id":1,`):] + `}`,
+		`{"project_id":1e2,` + ok[len(`"project_id":1,`):] + `}`,
+		`{"project_id":-0,` + ok[len(`"project_id":1,`):] + `}`,
+		`{"project_id":true,` + ok[len(`"project_id":1,`):] + `}`,
+		`{` + strings.Replace(ok, `"start_timestamp":1.5`, `"start_timestamp":1e308`, 1) + `}`,
+		`{` + strings.Replace(ok, `"start_timestamp":1.5`, `"start_timestamp":1e309`, 1) + `}`,
+		`{` + strings.Replace(ok, `"start_timestamp":1.5`, `"start_timestamp":-1e-400`, 1) + `}`,
+		`{` + strings.Replace(ok, `"start_timestamp":1.5`, `"start_timestamp":`+strings.Repeat("9", 308), 1) + `}`,
+		`{` + strings.Replace(ok, `"start_timestamp":1.5`, `"start_timestamp":`+strings.Repeat("9", 309), 1) + `}`,
+		`{` + strings.Replace(ok, `"start_timestamp":1.5`, `"start_timestamp":[]`, 1) + `}`,
+		`{` + strings.Replace(ok, `"end_timestamp":2`, `"end_timestamp":null`, 1) + `}`,
+		`{` + strings.Replace(ok, `"span_id":"aaaaaaaaaaaaaaaa"`, `"span_id":"\u0061aaaaaaaaaaaaaaa"`, 1) + `}`,
+		`{` + strings.Replace(ok, `"span_id":"aaaaaaaaaaaaaaaa"`, `"span_id":"a\/a"`, 1) + `}`,
+		`{` + strings.Replace(ok, `"span_id":"aaaaaaaaaaaaaaaa"`, `"span_id":"`+strings.Repeat("a", 64)+`"`, 1) + `}`,
+		`{` + strings.Replace(ok, `"span_id":"aaaaaaaaaaaaaaaa"`, `"span_id":"`+strings.Repeat("a", 65)+`"`, 1) + `}`,
+		`{` + strings.Replace(ok, `"span_id":"aaaaaaaaaaaaaaaa"`, `"span_id":"`+strings.Repeat(`\u0061`, 64)+`"`, 1) + `}`,
+		`{` + strings.Replace(ok, `"span_id":"aaaaaaaaaaaaaaaa"`, `"span_id":"a`+"\xff"+`"`, 1) + `}`,
+		`{` + strings.Replace(ok, `"span_id":"aaaaaaaaaaaaaaaa"`, `"span_id":"é"`, 1) + `}`,
+		`{` + strings.Replace(ok, `"span_id":"aaaaaaaaaaaaaaaa"`, `"span_id":""`, 1) + `}`,
+		`{` + strings.Replace(ok, `"span_id":"aaaaaaaaaaaaaaaa"`, `"span_id":7`, 1) + `}`,
+		`{` + ok + `,"parent_span_id":""}`, `{` + ok + `,"parent_span_id":{}}`, `{` + ok + `,"is_segment":1}`,
+		`{` + ok + `,"is_segment":null}`, `{` + ok + `,"Span_ID":"x"}`,
+		`{` + ok + `,"attributes":[]}`, `{` + ok + `,"attributes":"x"}`, `{` + ok + `,"attributes":{"sentry.segment.id":null}}`,
+		`{` + ok + `,"attributes":{"sentry.segment.id":"x"}}`, `{` + ok + `,"attributes":{"sentry.segment.id":{"value":null}}}`,
+		`{` + ok + `,"attributes":{"sentry.segment.id":{"value":"b}c"}}}`,
+		`{` + ok + `,"attributes":{"sentry.segment.id":{"value":"x"},"sentry.segment\u002eid":{"value":"y"}}}`,
+		`{` + ok + `,"attributes":{"sentry.segment.id":{"value":"x","v\u0061lue":"y"}}}`,
+		`{` + ok + `,"attributes":{"x":{"sentry.segment.id":{"value":"x"}}},"y":{"attributes":1}}`,
+		`{` + ok + `,"attribut\u0065s":{"sentry.segment.id":{"value":"b}c"}}}`,
+		`{` + ok + `,"attributes":{"sentry.segment.id":{"value":"x","value":"y"}},"attributes":null}`,
+		`{` + ok + `,"attributes":{"sentry.segment.id":{"value":"x"},"sentry.segment.id":null}}`,
+	}
+	return cases
+}()
+
+func TestDecodeAsBefore(t *testing.T) {
+	for _, in := range decodeEdgeCases {
+		s, err := Decode([]byte(in), 0)
+		checkSameAsOld(t, []byte(in), s, err)
+	}
 }
