@@ -20,7 +20,7 @@ func oldDecode(value []byte, partition int32) (Span, error) {
 	}
 	var project, trace, spanID, parent, isSegment, start, end, attrs []byte
 	var seen oldKeySet
-	if _, err := oldScanObject(value, 0, func(key []byte, vs, ve int) {
+	if _, err := scanObject(value, 0, func(key []byte, vs, ve int) {
 		v := value[vs:ve]
 		switch string(key) {
 		case "project_id":
@@ -88,7 +88,7 @@ func oldSegmentID(attrs []byte) (string, error) {
 	}
 	var seg, value []byte
 	var seen oldKeySet
-	_, _ = oldScanObject(attrs, 0, func(key []byte, vs, ve int) {
+	_, _ = scanObject(attrs, 0, func(key []byte, vs, ve int) {
 		if string(key) == "sentry.segment.id" {
 			seg = attrs[vs:ve]
 		}
@@ -104,7 +104,7 @@ func oldSegmentID(attrs []byte) (string, error) {
 		return "", fmt.Errorf(`%w: attributes["sentry.segment.id"] is not an object`, ErrInvalidSpan)
 	}
 	seen = oldKeySet{}
-	_, _ = oldScanObject(seg, 0, func(key []byte, vs, ve int) {
+	_, _ = scanObject(seg, 0, func(key []byte, vs, ve int) {
 		if string(key) == "value" {
 			value = seg[vs:ve]
 		}
@@ -171,109 +171,6 @@ func oldOptionalID(field string, v []byte) (string, error) {
 	}
 	return id, nil
 }
-func oldScanObject(b []byte, i int, fn func(key []byte, vs, ve int)) (int, error) {
-	i = oldSkipSpace(b, i)
-	if i >= len(b) || b[i] != '{' {
-		return 0, errNotObject
-	}
-	i = oldSkipSpace(b, i+1)
-	if i < len(b) && b[i] == '}' {
-		return i + 1, nil
-	}
-	for i < len(b) {
-		if b[i] != '"' {
-			return 0, errNotObject
-		}
-		ke, err := oldSkipString(b, i)
-		if err != nil {
-			return 0, err
-		}
-		key := b[i+1 : ke-1]
-		i = oldSkipSpace(b, ke)
-		if i >= len(b) || b[i] != ':' {
-			return 0, errNotObject
-		}
-		vs := oldSkipSpace(b, i+1)
-		ve, err := oldSkipValue(b, vs)
-		if err != nil {
-			return 0, err
-		}
-		fn(key, vs, ve)
-		i = oldSkipSpace(b, ve)
-		if i >= len(b) {
-			break
-		}
-		switch b[i] {
-		case '}':
-			return i + 1, nil
-		case ',':
-			i = oldSkipSpace(b, i+1)
-		default:
-			return 0, errNotObject
-		}
-	}
-	return 0, errNotObject
-}
-
-func oldSkipSpace(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
-		i++
-	}
-	return i
-}
-
-// skipString returns the index just past the string starting at b[i].
-func oldSkipString(b []byte, i int) (int, error) {
-	for j := i + 1; j < len(b); j++ {
-		switch b[j] {
-		case '\\':
-			j++
-		case '"':
-			return j + 1, nil
-		}
-	}
-	return 0, errNotObject
-}
-
-// skipValue returns the index just past the value starting at b[i].
-func oldSkipValue(b []byte, i int) (int, error) {
-	if i >= len(b) {
-		return 0, errNotObject
-	}
-	switch b[i] {
-	case '"':
-		return oldSkipString(b, i)
-	case '{', '[':
-		depth := 0
-		for j := i; j < len(b); j++ {
-			switch b[j] {
-			case '"':
-				e, err := oldSkipString(b, j)
-				if err != nil {
-					return 0, err
-				}
-				j = e - 1
-			case '{', '[':
-				depth++
-			case '}', ']':
-				depth--
-				if depth == 0 {
-					return j + 1, nil
-				}
-			}
-		}
-		return 0, errNotObject
-	default:
-		j := i
-		for j < len(b) && !bytes.ContainsRune([]byte(",}] \t\r\n"), rune(b[j])) {
-			j++
-		}
-		if j == i {
-			return 0, errNotObject
-		}
-		return j, nil
-	}
-}
 
 type oldKeySet struct {
 	seen uint8
@@ -290,7 +187,7 @@ func oldOutputSpan(payload []byte, root string) (out []byte, spanID string, err 
 	var spanF, segF, attrF field
 	var hasSpan, hasSeg, hasAttr bool
 	n := 0
-	end, err := oldScanObject(payload, 0, func(key []byte, vs, ve int) {
+	end, err := scanObject(payload, 0, func(key []byte, vs, ve int) {
 		n++
 		switch string(key) {
 		case "span_id":
@@ -328,7 +225,7 @@ func oldOutputSpan(payload []byte, root string) (out []byte, spanID string, err 
 		edits = append(edits, edit{attrF.start, attrF.end, "{" + segAttr + "}"})
 	case payload[attrF.start] == '{':
 		found, fields := false, 0
-		if _, err := oldScanObject(payload, attrF.start, func(key []byte, _, _ int) {
+		if _, err := scanObject(payload, attrF.start, func(key []byte, _, _ int) {
 			fields++
 			found = found || string(key) == "sentry.segment.id"
 		}); err != nil {
