@@ -132,15 +132,36 @@ type countRun struct {
 	commitN int64
 }
 
+// assignSignal is a franz consumer that closes assigned the first time it is
+// given partitions, so a test can wait for a member to hold some.
+type assignSignal struct {
+	*franz.Consumer
+	once     sync.Once
+	assigned chan struct{}
+}
+
+func (c *assignSignal) Subscribe(topics []string, cb processor.RebalanceCallbacks) error {
+	onAssign := cb.OnAssign
+	cb.OnAssign = func(added []processor.Partition) {
+		onAssign(added)
+		if len(added) > 0 {
+			c.once.Do(func() { close(c.assigned) })
+		}
+	}
+	return c.Consumer.Subscribe(topics, cb)
+}
+
 // start starts a processor whose crasher fails after limit changes (never for a
-// negative limit) with the given assignor, and returns its run's result channel
-// and the function that stops it gracefully.
-func (r countRun) start(t *testing.T, member string, limit int, assignor string) (<-chan error, context.CancelFunc) {
+// negative limit) with the given assignor, and returns its run's result channel,
+// the function that stops it gracefully and a channel closed once it holds a
+// partition.
+func (r countRun) start(t *testing.T, member string, limit int, assignor string) (<-chan error, context.CancelFunc, <-chan struct{}) {
 	t.Helper()
-	c, err := franz.NewConsumer(franz.ConsumerConfig{Brokers: r.env.Brokers, GroupID: r.group, Assignor: assignor, HeartbeatInterval: 200 * time.Millisecond})
+	fc, err := franz.NewConsumer(franz.ConsumerConfig{Brokers: r.env.Brokers, GroupID: r.group, Assignor: assignor, HeartbeatInterval: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
+	c := &assignSignal{Consumer: fc, assigned: make(chan struct{})}
 	counted := state.Count(pipeline.FromKafka(), r.cfg, state.KafkaKey)
 	out := pipeline.Through(counted, func(next processor.Strategy[state.Change[processor.KafkaPayload, int64]], _ []strategies.Option) (processor.Strategy[state.Change[processor.KafkaPayload, int64]], error) {
 		return &crasher[int64]{next: next, limit: limit, obs: r.obs, member: member}, nil
@@ -156,13 +177,13 @@ func (r countRun) start(t *testing.T, member string, limit int, assignor string)
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()
 	t.Cleanup(cancel)
-	return done, cancel
+	return done, cancel, c.assigned
 }
 
 // crash runs a processor until its crasher fails after limit changes.
 func (r countRun) crash(t *testing.T, limit int) {
 	t.Helper()
-	done, _ := r.start(t, "crashing", limit, "")
+	done, _, _ := r.start(t, "crashing", limit, "")
 	if err := <-done; !errors.Is(err, errCrash) {
 		t.Fatalf("run ended with %v, want the crash", err)
 	}
@@ -188,7 +209,7 @@ func (r countRun) waitSeen(t *testing.T, ends map[int32]int64) {
 // stops it gracefully.
 func (r countRun) finish(t *testing.T, ends map[int32]int64) {
 	t.Helper()
-	done, stop := r.start(t, "last", -1, "")
+	done, stop, _ := r.start(t, "last", -1, "")
 	r.waitSeen(t, ends)
 	stop()
 	if err := <-done; err != nil {
@@ -294,11 +315,16 @@ func TestCountIsExactWhenAMemberJoinsAndLeaves(t *testing.T) {
 				return ends
 			}
 			ends := more()
-			doneA, stopA := r.start(t, "A", -1, assignor)
+			doneA, stopA, _ := r.start(t, "A", -1, assignor)
 			r.waitSeen(t, ends)
-			doneB, stopB := r.start(t, "B", -1, assignor)
-			// B has joined once A has had partitions revoked: wait for that by
-			// giving both more to do and seeing it all through.
+			doneB, stopB, assignedB := r.start(t, "B", -1, assignor)
+			// Input written before B holds a partition may all go to A, and then
+			// B has nothing to count.
+			select {
+			case <-assignedB:
+			case <-time.After(wait):
+				t.Fatalf("member B was not given a partition within %v", wait)
+			}
 			ends = more()
 			r.waitSeen(t, ends)
 			stopB()
