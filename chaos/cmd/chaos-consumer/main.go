@@ -21,10 +21,9 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/IBM/sarama"
-	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 
+	"github.com/creekstream/creek/chaos/internal/member"
 	"github.com/creekstream/creek/kafka"
 	"github.com/creekstream/creek/kafka/franz"
 	"github.com/creekstream/creek/processor"
@@ -48,19 +47,7 @@ func main() {
 	flag.DurationVar(&o.session, "session-timeout", 6*time.Second, "group session timeout")
 	flag.Parse()
 
-	logger, err := zap.NewDevelopment(zap.IncreaseLevel(zap.InfoLevel))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "chaos-consumer:", err)
-		os.Exit(1)
-	}
-	ctx, stop := processor.SignalContext(context.Background())
-	err = run(ctx, o, logger)
-	stop()
-	_ = logger.Sync()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "chaos-consumer: exiting:", err)
-		os.Exit(1)
-	}
+	member.Main("chaos-consumer", func(ctx context.Context, log *zap.Logger) error { return run(ctx, o, log) })
 }
 
 func run(ctx context.Context, o options, log *zap.Logger) error {
@@ -122,24 +109,14 @@ func newConsumer(o options, log *zap.Logger) (processor.Consumer[processor.Kafka
 	brokers := []string{o.brokers}
 	switch o.backend {
 	case "sarama":
-		sc := sarama.NewConfig()
-		sc.Version = sarama.V2_8_0_0
-		sc.Consumer.Group.Heartbeat.Interval = o.session / 10
-		sc.Consumer.Group.Session.Timeout = o.session
-		sc.Consumer.Group.Rebalance.Timeout = 2 * o.session
-		sc.Consumer.MaxWaitTime = 100 * time.Millisecond
 		return kafka.NewConsumer(kafka.ConsumerConfig{
 			Brokers: brokers, GroupID: o.group, Assignor: o.assignor,
-			InitialOffset: kafka.OffsetEarliest, Sarama: sc, Logger: log.Named("consumer"),
+			InitialOffset: kafka.OffsetEarliest, Sarama: member.Sarama(o.session), Logger: log.Named("consumer"),
 		})
 	case "franz":
-		return franz.NewConsumer(franz.ConsumerConfig{
-			Brokers: brokers, GroupID: o.group, Assignor: o.assignor,
-			InitialOffset:  kafka.OffsetEarliest,
-			SessionTimeout: o.session, HeartbeatInterval: o.session / 10, RebalanceTimeout: 2 * o.session,
-			Logger:        log.Named("consumer"),
-			ClientOptions: []kgo.Opt{kgo.FetchMaxWait(200 * time.Millisecond)},
-		})
+		cfg := member.Franz(o.session, 200*time.Millisecond)
+		cfg.Brokers, cfg.GroupID, cfg.Assignor, cfg.Logger = brokers, o.group, o.assignor, log.Named("consumer")
+		return franz.NewConsumer(cfg)
 	}
 	return nil, fmt.Errorf("chaos-consumer: unknown -backend %q; want sarama or franz", o.backend)
 }

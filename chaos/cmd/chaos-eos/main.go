@@ -18,14 +18,11 @@ import (
 	"context"
 	"errors"
 	"flag"
-	"fmt"
-	"os"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 
-	"github.com/creekstream/creek/kafka"
+	"github.com/creekstream/creek/chaos/internal/member"
 	"github.com/creekstream/creek/kafka/franz"
 	"github.com/creekstream/creek/pipeline"
 	"github.com/creekstream/creek/processor"
@@ -48,19 +45,7 @@ func main() {
 	flag.DurationVar(&o.session, "session-timeout", 6*time.Second, "group session timeout")
 	flag.Parse()
 
-	logger, err := zap.NewDevelopment(zap.IncreaseLevel(zap.InfoLevel))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "chaos-eos:", err)
-		os.Exit(1)
-	}
-	ctx, stop := processor.SignalContext(context.Background())
-	err = run(ctx, o, logger)
-	stop()
-	_ = logger.Sync()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "chaos-eos: exiting:", err)
-		os.Exit(1)
-	}
+	member.Main("chaos-eos", func(ctx context.Context, log *zap.Logger) error { return run(ctx, o, log) })
 }
 
 func run(ctx context.Context, o options, log *zap.Logger) error {
@@ -78,13 +63,8 @@ func run(ctx context.Context, o options, log *zap.Logger) error {
 
 // runOnce runs one consumer and processor until ctx ends or the processor fails.
 func runOnce(ctx context.Context, o options, log *zap.Logger) error {
-	cfg := franz.ConsumerConfig{
-		Brokers: []string{o.brokers}, GroupID: o.group, Assignor: o.assignor,
-		InitialOffset:  kafka.OffsetEarliest,
-		SessionTimeout: o.session, HeartbeatInterval: o.session / 10, RebalanceTimeout: 2 * o.session,
-		Logger:        log.Named("consumer"),
-		ClientOptions: []kgo.Opt{kgo.FetchMaxWait(200 * time.Millisecond)},
-	}
+	cfg := member.Franz(o.session, 200*time.Millisecond)
+	cfg.Brokers, cfg.GroupID, cfg.Assignor, cfg.Logger = []string{o.brokers}, o.group, o.assignor, log.Named("consumer")
 	pcfg := processor.Config[processor.KafkaPayload]{
 		Topics:       []string{o.in},
 		CommitPolicy: processor.CommitPolicy{MinInterval: o.commitInterval},

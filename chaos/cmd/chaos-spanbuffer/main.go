@@ -13,18 +13,13 @@ import (
 	"context"
 	"errors"
 	"flag"
-	"fmt"
-	"os"
 	"time"
 
-	"github.com/IBM/sarama"
 	"github.com/redis/go-redis/v9"
-	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 
+	"github.com/creekstream/creek/chaos/internal/member"
 	"github.com/creekstream/creek/kafka"
-	"github.com/creekstream/creek/kafka/franz"
-	"github.com/creekstream/creek/processor"
 	"github.com/creekstream/creek/segments"
 	"github.com/creekstream/creek/segments/store"
 )
@@ -47,19 +42,7 @@ func main() {
 	flag.StringVar(&o.backend, "backend", string(segments.Franz), "Kafka client: franz or sarama")
 	flag.Parse()
 
-	logger, err := zap.NewDevelopment(zap.IncreaseLevel(zap.InfoLevel))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "chaos-spanbuffer:", err)
-		os.Exit(1)
-	}
-	ctx, stop := processor.SignalContext(context.Background())
-	err = run(ctx, o, logger)
-	stop()
-	_ = logger.Sync()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "chaos-spanbuffer: exiting:", err)
-		os.Exit(1)
-	}
+	member.Main("chaos-spanbuffer", func(ctx context.Context, log *zap.Logger) error { return run(ctx, o, log) })
 }
 
 func run(ctx context.Context, o options, log *zap.Logger) error {
@@ -79,18 +62,9 @@ func run(ctx context.Context, o options, log *zap.Logger) error {
 		Logger:    log,
 	}
 	if cfg.Backend == segments.Sarama {
-		sc := sarama.NewConfig()
-		sc.Version = sarama.V2_8_0_0
-		sc.Consumer.Group.Heartbeat.Interval = o.session / 10
-		sc.Consumer.Group.Session.Timeout = o.session
-		sc.Consumer.Group.Rebalance.Timeout = 2 * o.session
-		sc.Consumer.MaxWaitTime = 100 * time.Millisecond
-		cfg.Kafka = kafka.ConsumerConfig{InitialOffset: kafka.OffsetEarliest, Sarama: sc}
+		cfg.Kafka = kafka.ConsumerConfig{InitialOffset: kafka.OffsetEarliest, Sarama: member.Sarama(o.session)}
 	} else {
-		cfg.Franz = franz.ConsumerConfig{
-			InitialOffset: kafka.OffsetEarliest, SessionTimeout: o.session, HeartbeatInterval: o.session / 10,
-			RebalanceTimeout: 2 * o.session, ClientOptions: []kgo.Opt{kgo.FetchMaxWait(100 * time.Millisecond)},
-		}
+		cfg.Franz = member.Franz(o.session, 100*time.Millisecond)
 	}
 	c, err := segments.NewConsumer(cfg)
 	if err != nil {

@@ -16,15 +16,13 @@ import (
 	"context"
 	"errors"
 	"flag"
-	"fmt"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 
-	"github.com/creekstream/creek/kafka"
+	"github.com/creekstream/creek/chaos/internal/member"
 	"github.com/creekstream/creek/kafka/franz"
 	"github.com/creekstream/creek/pipeline"
 	"github.com/creekstream/creek/processor"
@@ -49,19 +47,7 @@ func main() {
 	flag.DurationVar(&o.session, "session-timeout", 6*time.Second, "group session timeout")
 	flag.Parse()
 
-	logger, err := zap.NewDevelopment(zap.IncreaseLevel(zap.InfoLevel))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "chaos-state:", err)
-		os.Exit(1)
-	}
-	ctx, stop := processor.SignalContext(context.Background())
-	err = run(ctx, o, logger)
-	stop()
-	_ = logger.Sync()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "chaos-state: exiting:", err)
-		os.Exit(1)
-	}
+	member.Main("chaos-state", func(ctx context.Context, log *zap.Logger) error { return run(ctx, o, log) })
 }
 
 func run(ctx context.Context, o options, log *zap.Logger) error {
@@ -74,13 +60,9 @@ func run(ctx context.Context, o options, log *zap.Logger) error {
 		return err
 	}
 	defer cl.Close()
-	consumer, err := franz.NewConsumer(franz.ConsumerConfig{
-		Brokers: brokers, GroupID: o.group,
-		InitialOffset:  kafka.OffsetEarliest,
-		SessionTimeout: o.session, HeartbeatInterval: o.session / 10, RebalanceTimeout: 2 * o.session,
-		Logger:        log.Named("consumer"),
-		ClientOptions: []kgo.Opt{kgo.FetchMaxWait(200 * time.Millisecond)},
-	})
+	ccfg := member.Franz(o.session, 200*time.Millisecond)
+	ccfg.Brokers, ccfg.GroupID, ccfg.Logger = brokers, o.group, log.Named("consumer")
+	consumer, err := franz.NewConsumer(ccfg)
 	if err != nil {
 		return err
 	}
