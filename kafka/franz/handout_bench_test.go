@@ -22,13 +22,29 @@ func BenchmarkPollHandout(b *testing.B) {
 	c.subscribed = true
 	c.poller.Start(processor.RebalanceCallbacks{}, zap.NewNop())
 	c.ev.Assign(map[processor.Partition]uint64{p: 1})
-	runHandout(b, c, func(recs []*kgo.Record) { c.queue <- batch{P: p, Epoch: 1, Recs: recs} })
+	runHandout(b, c, func(recs []*kgo.Record) { c.queue <- batch{P: p, Epoch: 1, Recs: recs} }, false)
+}
+
+// BenchmarkPollRunHandout is BenchmarkPollHandout for PollRun, in runs of up to
+// 256 records as the processor takes them.
+func BenchmarkPollRunHandout(b *testing.B) {
+	p := processor.Partition{Topic: "t", Index: 0}
+	c, err := NewConsumer(ConsumerConfig{Brokers: []string{"127.0.0.1:1"}, GroupID: "g", Logger: zap.NewNop()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	c.subscribed = true
+	c.poller.Start(processor.RebalanceCallbacks{}, zap.NewNop())
+	c.ev.Assign(map[processor.Partition]uint64{p: 1})
+	runHandout(b, c, func(recs []*kgo.Record) { c.queue <- batch{P: p, Epoch: 1, Recs: recs} }, true)
 }
 
 // runHandout polls b.N records from c, queued in rounds of 4 polls of 1024
-// records through send with the timer stopped, so that only Poll is timed.
-func runHandout(b *testing.B, c *Consumer, send func([]*kgo.Record)) {
+// records through send with the timer stopped, so that only Poll (PollRun when
+// runs is set) is timed.
+func runHandout(b *testing.B, c *Consumer, send func([]*kgo.Record), runs bool) {
 	r := &kgo.Record{Value: make([]byte, 100)}
+	into := make([]processor.Message[processor.KafkaPayload], 0, 256)
 	b.ReportAllocs()
 	b.ResetTimer()
 	for n := 0; n < b.N; {
@@ -41,6 +57,17 @@ func runHandout(b *testing.B, c *Consumer, send func([]*kgo.Record)) {
 			send(recs)
 		}
 		b.StartTimer()
+		if runs {
+			for got := 0; got < DefaultQueuedPolls*DefaultMaxPollRecords; {
+				run, err := c.PollRun(context.Background(), time.Second, into[:0])
+				if err != nil || len(run) == 0 {
+					b.Fatal(len(run), err)
+				}
+				got += len(run)
+			}
+			n += DefaultQueuedPolls * DefaultMaxPollRecords
+			continue
+		}
 		for range DefaultQueuedPolls * DefaultMaxPollRecords {
 			_, ok, err := c.Poll(context.Background(), time.Second)
 			if err != nil || !ok {

@@ -42,23 +42,7 @@ func (c *Consumer) PollRun(ctx context.Context, timeout time.Duration, into []pr
 	if !c.subscribed {
 		return into, kafka.ErrNotSubscribed
 	}
-	room := cap(into) - len(into)
-	if room <= 0 {
-		return into, nil
-	}
-	recs, p, ok := c.poller.ReadyRun(room)
-	if !ok {
-		var err error
-		if recs, p, err = c.poller.PollRun(ctx, timeout, room); len(recs) == 0 {
-			return into, err
-		}
-	}
-	n := len(into)
-	into = into[:n+len(recs)]
-	for i, r := range recs {
-		into[n+i] = toMessage(p, r)
-	}
-	return into, nil
+	return c.poller.AppendRun(ctx, timeout, into, toMessage)
 }
 
 // Buffered returns how many messages Poll can hand out without waiting, unless a

@@ -234,6 +234,30 @@ func (p *Poller[R]) PollRun(ctx context.Context, timeout time.Duration, max int)
 	return p.cur.Recs[i:j:j], p.cur.P, nil
 }
 
+// AppendRun is the body of a backend's PollRun: it appends to into, up to its
+// capacity, one partition's run of records converted by conv, taking those ready
+// at once or else waiting at most timeout for the first, and returns the extended
+// slice, which is into itself when none came.
+func (p *Poller[R]) AppendRun(ctx context.Context, timeout time.Duration, into []processor.Message[processor.KafkaPayload], conv func(processor.Partition, R) processor.Message[processor.KafkaPayload]) ([]processor.Message[processor.KafkaPayload], error) {
+	room := cap(into) - len(into)
+	if room <= 0 {
+		return into, nil
+	}
+	recs, part, ok := p.ReadyRun(room)
+	if !ok {
+		var err error
+		if recs, part, err = p.PollRun(ctx, timeout, room); len(recs) == 0 {
+			return into, err
+		}
+	}
+	n := len(into)
+	into = into[:n+len(recs)]
+	for i, r := range recs {
+		into[n+i] = conv(part, r)
+	}
+	return into, nil
+}
+
 // await runs the pending events and waits at most timeout until the current
 // batch has a record to hand out; ok says whether it has.
 func (p *Poller[R]) await(ctx context.Context, timeout time.Duration) (ok bool, err error) {
