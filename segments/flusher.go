@@ -74,6 +74,14 @@ type FlusherConfig struct {
 	// BackpressureAfter is how long a worker may keep hitting its per-cycle segment
 	// limit (the buffer's MaxFlushSegments) before Submit rejects (default 10 s).
 	BackpressureAfter time.Duration
+	// MaxFlushLag is how far past its deadline, on its partition's clock, the
+	// oldest due segment of a worker's shards may be when the worker reads its
+	// queues: beyond it Submit rejects until the flush has caught up, so that
+	// ingest goes no faster than the flush and segments come out close to their
+	// deadline (default DefaultMaxFlushLag, or twice IdleInterval if that is more;
+	// negative turns it off). It must exceed IdleInterval, which idle workers wait
+	// between reads.
+	MaxFlushLag time.Duration
 	// MaxMemoryRatio is Redis's used/available memory above which Submit rejects
 	// (default 1.0, off).
 	MaxMemoryRatio float64
@@ -121,6 +129,7 @@ const (
 	DefaultMaxUnhealthy      = 60 * time.Second
 	DefaultMaxRestarts       = 10
 	DefaultBackpressureAfter = 10 * time.Second
+	DefaultMaxFlushLag       = 5 * time.Second
 	DefaultIdleInterval      = time.Second
 	DefaultRedisTimeout      = 10 * time.Second
 	DefaultProduceTimeout    = 10 * time.Second
@@ -149,6 +158,12 @@ func (c FlusherConfig) withDefaults() (FlusherConfig, error) {
 	}
 	if c.StartupTimeout == 0 {
 		c.StartupTimeout = 2 * c.MaxUnhealthy
+	}
+	if c.MaxFlushLag == 0 {
+		c.MaxFlushLag = max(DefaultMaxFlushLag, 2*c.IdleInterval)
+	}
+	if c.MaxFlushLag > 0 && c.MaxFlushLag <= c.IdleInterval {
+		return c, fmt.Errorf("segments: FlusherConfig.MaxFlushLag (%v) must exceed IdleInterval (%v): an idle worker reads its queues only every IdleInterval, so segments routinely wait that long past their deadline; raise it, or set it negative to turn it off", c.MaxFlushLag, c.IdleInterval)
 	}
 	switch {
 	case c.Workers < 0:
@@ -341,9 +356,10 @@ func (f *flusher) setShardsLocked(shards []int32) {
 }
 
 // Submit forwards msg to the next step, unless the workers have not all reported
-// since start, a worker has been at its limit for longer than BackpressureAfter,
-// Redis's memory is above MaxMemoryRatio, or more than MaxUncommittedSpans spans
-// wait for their flush to be committed: then it rejects msg.
+// since start, a worker has been at its limit for longer than BackpressureAfter or
+// is further behind than MaxFlushLag, Redis's memory is above MaxMemoryRatio, or
+// more than MaxUncommittedSpans spans wait for their flush to be committed: then
+// it rejects msg.
 func (f *flusher) Submit(msg processor.Message[int]) error {
 	if !f.ready.Load() {
 		// Starting up: no worker flushes yet, so the spans held upstream do not wait
@@ -372,18 +388,30 @@ func (f *flusher) submit(msg processor.Message[int]) error {
 	}
 	now := time.Now()
 	f.mu.Lock()
-	var behind *worker
+	var atLimit, lagging *worker
 	for _, w := range f.workers {
-		if w != nil && w.atLimitFor(now) > f.cfg.BackpressureAfter {
-			behind = w
+		if w == nil {
+			continue
+		}
+		if w.atLimitFor(now) > f.cfg.BackpressureAfter {
+			atLimit = w
 			break
+		}
+		if f.cfg.MaxFlushLag > 0 && w.lagging() > f.cfg.MaxFlushLag && lagging == nil {
+			lagging = w
 		}
 	}
 	f.mu.Unlock()
-	if behind != nil {
-		f.m.count("spans.buffer.flusher.backpressure", 1, workerTag(behind.index))
+	switch {
+	case atLimit != nil:
+		f.m.count("spans.buffer.flusher.backpressure", 1, workerTag(atLimit.index))
 		f.log.Debug("span flusher backpressure: a worker is at its flush limit",
-			zap.Int("worker", behind.index), zap.Int32s("shards", behind.shards()))
+			zap.Int("worker", atLimit.index), zap.Int32s("shards", atLimit.shards()))
+		return processor.ErrMessageRejected
+	case lagging != nil:
+		f.m.count("spans.buffer.flusher.lag_backpressure", 1, workerTag(lagging.index))
+		f.log.Debug("span flusher backpressure: a worker's flush is behind its deadlines",
+			zap.Int("worker", lagging.index), zap.Duration("lag", lagging.lagging()), zap.Int32s("shards", lagging.shards()))
 		return processor.ErrMessageRejected
 	}
 	return f.next.Submit(msg)

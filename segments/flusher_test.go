@@ -303,6 +303,7 @@ func TestFlusherBackpressure(t *testing.T) {
 	cfg := fastConfig(slow)
 	cfg.Metrics = rec
 	cfg.BackpressureAfter = 100 * time.Millisecond
+	cfg.MaxFlushLag = -1 // the clock an hour ahead would trip it first
 	cfg.MaxUnhealthy = 5 * time.Second
 	r := newRig(t, client, store.Config{MaxFlushSegments: 1}, cfg)
 	r.start(t, 0, 1, 2, 3)
@@ -340,6 +341,44 @@ func TestFlusherBackpressure(t *testing.T) {
 	if reported == 0 {
 		t.Fatal("Submit rejected but no worker reported spans.buffer.flusher.backpressure")
 	}
+}
+
+// TestFlusherLagBackpressure holds the acknowledgements of a segment due an hour
+// ago: Submit rejects while the flush is that far behind, and accepts again once
+// the segment is out.
+func TestFlusherLagBackpressure(t *testing.T) {
+	client, _ := flusherRedis(t)
+	release := make(chan struct{})
+	held := newProducer(func(_ int, _ context.Context, d *processor.Delivery) {
+		go func() {
+			<-release
+			d.Resolve(processor.Position{}, nil)
+		}()
+	})
+	rec := metricstest.NewRecorder()
+	cfg := fastConfig(held)
+	cfg.Metrics = rec
+	cfg.MaxFlushLag = 100 * time.Millisecond
+	cfg.ProduceTimeout = waitLong
+	cfg.MaxUnhealthy = time.Hour
+	r := newRig(t, client, store.Config{}, cfg)
+	r.start(t, 0)
+	ingestRoot(t, r.buf, 0, 5, time.Now().Add(-time.Hour))
+
+	msg := processor.NewMessage(1, processor.Committable{}, time.Now())
+	waitFor(t, "Submit to reject while the flush is an hour behind", waitLong, func() bool {
+		return errors.Is(r.fl.Submit(msg), processor.ErrMessageRejected)
+	})
+	if n := rec.Counter("spans.buffer.flusher.lag_backpressure", metrics.Tag{Key: "worker", Value: "0"}); n == 0 {
+		t.Fatal("Submit rejected but spans.buffer.flusher.lag_backpressure was not counted")
+	}
+	if lag, ok := rec.GaugeValue("spans.buffer.flusher.lag", metrics.Tag{Key: "shard", Value: "0"}); !ok || lag < 3500 {
+		t.Fatalf("spans.buffer.flusher.lag = %v s (reported: %v), want about an hour", lag, ok)
+	}
+	close(release)
+	waitFor(t, "Submit to accept once the segment is out", waitLong, func() bool {
+		return r.fl.Submit(msg) == nil
+	})
 }
 
 // infoHook answers INFO memory with a fixed ratio, since miniredis has no INFO.
@@ -439,6 +478,7 @@ func TestFlusherHungProduceNeverBlocksTheConsumer(t *testing.T) {
 	cfg.Metrics = rec
 	cfg.ProduceTimeout = 20 * time.Millisecond
 	cfg.MaxUnhealthy = time.Hour
+	cfg.MaxFlushLag = -1 // an hour behind, the lag would reject Submit
 	r := newRig(t, client, store.Config{}, cfg)
 	r.start(t, 0)
 	ingestRoot(t, r.buf, 0, 5, time.Now().Add(-time.Hour))
@@ -501,6 +541,7 @@ func TestFlusherConfigValidation(t *testing.T) {
 		{"negative duration", func(c *FlusherConfig) { c.MaxUnhealthy = -time.Second }, "MaxUnhealthy is -1s"},
 		{"memory ratio above 1", func(c *FlusherConfig) { c.MaxMemoryRatio = 1.5 }, "MaxMemoryRatio is 1.5"},
 		{"negative restarts", func(c *FlusherConfig) { c.MaxRestarts = -2 }, "MaxRestarts is -2"},
+		{"flush lag within the idle interval", func(c *FlusherConfig) { c.MaxFlushLag = time.Second }, "MaxFlushLag (1s) must exceed IdleInterval (1s)"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -20,7 +20,7 @@ import (
 // errProduceTimeout marks a cycle whose produce was not acknowledged in time.
 var errProduceTimeout = errors.New("segments: produce not acknowledged within ProduceTimeout")
 
-// worker is one flusher goroutine. Its own goroutine writes healthy, atLimit and
+// worker is one flusher goroutine. Its own goroutine writes healthy, atLimit, lag and
 // exitErr; others read them (exitErr only after done is closed).
 type worker struct {
 	f       *flusher
@@ -35,6 +35,8 @@ type worker struct {
 	// atLimit is since when every cycle has hit the per-shard limit (Unix ns); 0
 	// while the worker keeps up.
 	atLimit atomic.Int64
+	// lag is the largest ShardStats.Lag of the last cycle that read the queues (ns).
+	lag atomic.Int64
 
 	reportOnce sync.Once
 	reported   chan struct{} // closed on the first healthy report
@@ -67,6 +69,9 @@ func (w *worker) healthySince() time.Time {
 	}
 	return time.Time{}
 }
+
+// lagging returns how far behind its deadlines the worker's last flush was.
+func (w *worker) lagging() time.Duration { return time.Duration(w.lag.Load()) }
 
 // atLimitFor returns how long the worker has been at its per-cycle limit.
 func (w *worker) atLimitFor(now time.Time) time.Duration {
@@ -135,6 +140,7 @@ func (w *worker) cycle() (more bool, err error) {
 	defer f.release(shards)
 	if len(shards) == 0 {
 		w.atLimit.Store(0)
+		w.lag.Store(0)
 		return false, nil
 	}
 
@@ -156,10 +162,14 @@ func (w *worker) cycle() (more bool, err error) {
 	if f.tracker != nil {
 		f.tracker.cover(stats.DroppedSalts)
 	}
+	var lag time.Duration
 	for _, s := range stats.Shards {
 		more = more || s.AtLimit
+		lag = max(lag, s.Lag)
 		f.m.gauge("spans.buffer.flusher.queue_size", float64(s.QueueSize), shardTag(s.Shard))
+		f.m.gauge("spans.buffer.flusher.lag", s.Lag.Seconds(), shardTag(s.Shard))
 	}
+	w.lag.Store(int64(lag))
 	if more {
 		w.atLimit.CompareAndSwap(0, time.Now().UnixNano())
 	} else {
@@ -187,6 +197,10 @@ func (w *worker) cycle() (more bool, err error) {
 			}
 			f.tracker.cover(salts)
 		}
+	}
+	if err == nil && !more && len(acked) == len(segs) {
+		// Everything due when the queues were read is out: the flush has caught up.
+		w.lag.Store(0)
 	}
 	return more, err
 }

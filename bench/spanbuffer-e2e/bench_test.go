@@ -15,6 +15,8 @@
 // EVALSHA). With CREEK_E2E_BREAKDOWN=1 it also logs every command's server time
 // from SLOWLOG, where each Lua script has a line of its own (its commands are
 // logged too); the logging costs Redis time, so take CPU figures from other runs.
+// CREEK_E2E_MAX_FLUSH_LAG sets the flusher's MaxFlushLag (a Go duration; negative
+// turns it off; unset keeps the default).
 //
 //	source scripts/.run/kafka.env; source scripts/.run/redis.env
 //	go test -run '^$' -bench . -benchtime 200000x ./bench/spanbuffer-e2e/
@@ -92,7 +94,7 @@ func runBacklog(b *testing.B, mode segments.CommitMode) {
 		Brokers: env.Brokers, Group: group, InputTopic: in, OutputTopic: out,
 		Redis:     rdb,
 		Buffer:    store.Config{RootTimeout: rootTimeout, Timeout: 5 * time.Second},
-		Flusher:   segments.FlusherConfig{IdleInterval: 50 * time.Millisecond},
+		Flusher:   segments.FlusherConfig{IdleInterval: 50 * time.Millisecond, MaxFlushLag: maxFlushLag(b)},
 		BatchSize: 1000, BatchTime: 50 * time.Millisecond,
 		CommitMode: mode,
 		Metrics:    m,
@@ -159,6 +161,20 @@ func runBacklog(b *testing.B, mode segments.CommitMode) {
 	b.ReportMetric(lag.mean(), "uncommitted-mean-spans")
 	b.ReportMetric(float64(lag.max)/(float64(total)/elapsed.Seconds()), "uncommitted-max-s")
 	b.ReportMetric(0, "ns/op")
+}
+
+// maxFlushLag is FlusherConfig.MaxFlushLag from CREEK_E2E_MAX_FLUSH_LAG (a Go
+// duration; negative turns it off), or 0 for the default.
+func maxFlushLag(b *testing.B) time.Duration {
+	v := os.Getenv("CREEK_E2E_MAX_FLUSH_LAG")
+	if v == "" {
+		return 0
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		b.Fatalf("CREEK_E2E_MAX_FLUSH_LAG=%q: %v", v, err)
+	}
+	return d
 }
 
 // uncommitted is what sampleUncommitted saw.

@@ -75,6 +75,10 @@ type ShardStats struct {
 	Due int
 	// AtLimit is true when Due reached the per-shard limit: more segments may be due.
 	AtLimit bool
+	// Lag is how far the shard's time was past the deadline of its oldest due
+	// segment when the queue was read: how far the flush is behind. 0 when nothing
+	// was due.
+	Lag time.Duration
 }
 
 // Flush takes from the queues of shards the segments whose deadline is at or before
@@ -135,6 +139,10 @@ func (b *Buffer) Flush(ctx context.Context, shards []int32, assigned int, clock 
 		q := b.queueKey(shard)
 		entries := due[i].Val()
 		stats.Shards[i] = ShardStats{Shard: shard, QueueSize: sizes[i].Val(), Due: len(entries), AtLimit: len(entries) >= limit}
+		if len(entries) > 0 {
+			// Entries come in deadline order, so the first is the oldest.
+			stats.Shards[i].Lag = max(0, times[i].Sub(time.UnixMilli(int64(entries[0].Score))))
+		}
 		confirmed := float64(clock.Now(shard).UnixMilli())
 		for _, z := range entries {
 			if z.Score > confirmed {
