@@ -13,21 +13,16 @@ import (
 
 // BenchmarkPollHandout measures Poll alone, without a broker, over polls of one
 // partition queued as the reader queues them.
-func BenchmarkPollHandout(b *testing.B) {
-	p := processor.Partition{Topic: "t", Index: 0}
-	c, err := NewConsumer(ConsumerConfig{Brokers: []string{"127.0.0.1:1"}, GroupID: "g", Logger: zap.NewNop()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	c.subscribed = true
-	c.poller.Start(processor.RebalanceCallbacks{}, zap.NewNop())
-	c.ev.Assign(map[processor.Partition]uint64{p: 1})
-	runHandout(b, c, func(recs []*kgo.Record) { c.queue <- batch{P: p, Epoch: 1, Recs: recs} }, false)
-}
+func BenchmarkPollHandout(b *testing.B) { runHandout(b, false) }
 
 // BenchmarkPollRunHandout is BenchmarkPollHandout for PollRun, in runs of up to
 // 256 records as the processor takes them.
-func BenchmarkPollRunHandout(b *testing.B) {
+func BenchmarkPollRunHandout(b *testing.B) { runHandout(b, true) }
+
+// runHandout polls b.N records from a consumer assigned one partition, queued in
+// rounds of 4 polls of 1024 records with the timer stopped, as the reader queues
+// them, so that only Poll (PollRun when runs is set) is timed.
+func runHandout(b *testing.B, runs bool) {
 	p := processor.Partition{Topic: "t", Index: 0}
 	c, err := NewConsumer(ConsumerConfig{Brokers: []string{"127.0.0.1:1"}, GroupID: "g", Logger: zap.NewNop()})
 	if err != nil {
@@ -36,13 +31,7 @@ func BenchmarkPollRunHandout(b *testing.B) {
 	c.subscribed = true
 	c.poller.Start(processor.RebalanceCallbacks{}, zap.NewNop())
 	c.ev.Assign(map[processor.Partition]uint64{p: 1})
-	runHandout(b, c, func(recs []*kgo.Record) { c.queue <- batch{P: p, Epoch: 1, Recs: recs} }, true)
-}
-
-// runHandout polls b.N records from c, queued in rounds of 4 polls of 1024
-// records through send with the timer stopped, so that only Poll (PollRun when
-// runs is set) is timed.
-func runHandout(b *testing.B, c *Consumer, send func([]*kgo.Record), runs bool) {
+	send := func(recs []*kgo.Record) { c.queue <- batch{P: p, Epoch: 1, Recs: recs} }
 	r := &kgo.Record{Value: make([]byte, 100)}
 	into := make([]processor.Message[processor.KafkaPayload], 0, 256)
 	b.ReportAllocs()
