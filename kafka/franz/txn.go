@@ -54,6 +54,10 @@ const (
 // the markers of the previous transaction.
 const concurrentTxnBackoff = 20 * time.Millisecond
 
+// generationPoll is how often a commit refused for a stale generation looks for
+// the member's next one; kgo learns it from the JoinGroup response.
+const generationPoll = 10 * time.Millisecond
+
 // openTxnPollTimeout bounds Poll's wait while a transaction is open. With no
 // traffic the processor comes round to its commit policy only once per poll
 // wait (processor.Config.PollTimeout, 1 s by default), and the outputs of the
@@ -109,8 +113,10 @@ func (cfg TxnConfig) build() (TxnConfig, error) {
 // A transaction begins with the first Produce after a commit. Commit flushes the
 // records, commits the offsets in the transaction with the group's member id and
 // generation (a member the group has moved on from is fenced, and its
-// transaction aborts), and ends it. When nothing was produced since the last
-// commit, Commit commits the offsets as Consumer does.
+// transaction aborts), and ends it. Under cooperative-sticky, a commit refused
+// because the group was moving to a new generation is sent again in the member's
+// new one, if it still owns every partition committed. When nothing was produced
+// since the last commit, Commit commits the offsets as Consumer does.
 //
 // Any failure to commit a transaction that holds records (a record refused, the
 // member fenced, a broker that does not answer) aborts it, and so does a
@@ -398,6 +404,57 @@ func (t *TxnConsumer) commitOffsets(ctx context.Context, cl *kgo.Client, offsets
 		return err
 	}
 	member, generation := cl.GroupMetadata()
+	for {
+		err := t.sendTxnOffsets(ctx, cl, id, epoch, member, generation, ids, offsets)
+		if !t.cooperative || !(errors.Is(err, kerr.IllegalGeneration) || errors.Is(err, kerr.RebalanceInProgress)) {
+			return err
+		}
+		// The group is moving on to a new generation. Under a cooperative protocol
+		// a partition leaves a member only after the member has revoked it and
+		// rejoined, so while this member still owns every partition committed,
+		// the new generation may commit them; a member that lost any is fenced.
+		if member, generation, err = t.nextGeneration(ctx, cl, member, generation, offsets, err); err != nil {
+			return err
+		}
+	}
+}
+
+// nextGeneration waits, until ctx is done, for the member and generation to send
+// a refused commit with again: after ILLEGAL_GENERATION a generation after
+// generation, after REBALANCE_IN_PROGRESS (the group has not completed its
+// rebalance yet) whichever the member has a moment later. It returns them if the
+// member kept its id and still owns every partition of offsets; otherwise it
+// returns cause.
+func (t *TxnConsumer) nextGeneration(ctx context.Context, cl *kgo.Client, member string, generation int32, offsets map[processor.Partition]int64, cause error) (string, int32, error) {
+	for {
+		select {
+		case <-time.After(generationPoll):
+		case <-ctx.Done():
+			return "", 0, cause
+		}
+		m, g := cl.GroupMetadata()
+		if g == generation && errors.Is(cause, kerr.IllegalGeneration) {
+			continue
+		}
+		if m != member || g < 0 {
+			return "", 0, cause
+		}
+		t.mu.Lock()
+		for p := range offsets {
+			if _, ok := t.owned[p]; !ok {
+				t.mu.Unlock()
+				return "", 0, cause
+			}
+		}
+		t.mu.Unlock()
+		t.log.Debug("transactional offset commit sent again after the group's rebalance",
+			zap.Int32("generation", g), zap.Error(cause))
+		return m, g, nil
+	}
+}
+
+// sendTxnOffsets sends one TxnOffsetCommit of offsets as member of generation.
+func (t *TxnConsumer) sendTxnOffsets(ctx context.Context, cl *kgo.Client, id int64, epoch int16, member string, generation int32, ids map[string][16]byte, offsets map[processor.Partition]int64) error {
 	req := kmsg.NewPtrTxnOffsetCommitRequest()
 	req.TransactionalID = t.txn.TransactionalID
 	req.Group = t.cfg.GroupID

@@ -327,8 +327,9 @@ var errInjected = errors.New("injected failure")
 // member runs a processor of one group member and starts it again, with a new
 // consumer, each time it fails with errInjected, or with a transaction aborted
 // because the group moved on to a new generation while it committed (a member
-// joining or leaving at that moment; kgo's own transactions abort there too),
-// until stop is called. Restarting after ErrTxnAborted is what a service's loop
+// joining or leaving at that moment, under an eager assignor: a cooperative
+// member that keeps its partitions commits again in the new generation), until
+// stop is called. Restarting after ErrTxnAborted is what a service's loop
 // does (docs/processor.md).
 type member struct {
 	t     *testing.T
@@ -337,6 +338,8 @@ type member struct {
 	ended chan error
 	once  sync.Once
 	err   error
+	// rebalanceAborts counts the restarts after a transaction a rebalance aborted.
+	rebalanceAborts atomic.Int32
 }
 
 func startMember(t *testing.T, start func() *running) *member {
@@ -351,6 +354,7 @@ func startMember(t *testing.T, start func() *running) *member {
 					return
 				}
 				if rebalanced(err) {
+					m.rebalanceAborts.Add(1)
 					m.t.Logf("member restarts after a transaction the group's rebalance aborted: %v", err)
 				}
 			case <-m.quit:
@@ -491,6 +495,11 @@ func TestTransactExactlyOnce(t *testing.T) {
 			}
 			if transactional {
 				exactlyOnce(t, got, parts, n)
+				// A cooperative member keeps its partitions through the rebalances
+				// here, so it commits again in the new generation instead.
+				if n := a.rebalanceAborts.Load() + b.rebalanceAborts.Load(); tc.assignor == franz.AssignorCooperativeSticky && n > 0 {
+					t.Errorf("%d transactions aborted by a rebalance under cooperative-sticky; want none", n)
+				}
 				return
 			}
 			count := make(map[string]int)
