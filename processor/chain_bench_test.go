@@ -2,10 +2,10 @@ package processor_test
 
 import (
 	"context"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/creekstream/creek/internal/cpustat"
 	"github.com/creekstream/creek/processor"
 	"github.com/creekstream/creek/strategies"
 )
@@ -139,18 +139,9 @@ type cpuClock struct {
 // startCPU resets b's timer and starts counting the process's CPU time.
 func startCPU(b *testing.B) cpuClock {
 	b.ResetTimer()
-	return cpuClock{b: b, start: processCPU(b)}
+	return cpuClock{b: b, start: cpustat.Self(b)}
 }
 
 func (c cpuClock) report() {
-	c.b.ReportMetric(float64(processCPU(c.b)-c.start)/float64(c.b.N), "cpu-ns/op")
-}
-
-// processCPU returns the user and system CPU time of the process so far.
-func processCPU(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatalf("getrusage: %v", err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	c.b.ReportMetric(float64(cpustat.Self(c.b)-c.start)/float64(c.b.N), "cpu-ns/op")
 }

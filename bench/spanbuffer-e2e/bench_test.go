@@ -23,7 +23,6 @@
 package spanbuffere2e
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"hash/fnv"
@@ -32,7 +31,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -40,6 +38,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/creekstream/creek/internal/cpustat"
 	"github.com/creekstream/creek/kafka/kafkatest"
 	"github.com/creekstream/creek/metrics"
 	"github.com/creekstream/creek/segments"
@@ -110,9 +109,9 @@ func runBacklog(b *testing.B, mode segments.CommitMode) {
 	if os.Getenv("CREEK_E2E_BREAKDOWN") == "1" {
 		slow = startSlowlog(ctx, b, rdb)
 	}
-	redisBefore := redisCPU(b, rdb)
-	cpuBefore := processCPU()
-	busyBefore := machineBusy(b)
+	redisBefore := cpustat.Redis(ctx, b, rdb)
+	cpuBefore := cpustat.Self(b)
+	busyBefore := cpustat.Machine(b)
 	b.ResetTimer()
 	start := time.Now()
 	runCtx, stop := context.WithCancel(ctx)
@@ -128,9 +127,9 @@ func runBacklog(b *testing.B, mode segments.CommitMode) {
 	}
 	elapsed := time.Since(start)
 	b.StopTimer()
-	consumerCPU := processCPU() - cpuBefore
-	redisUsed := redisCPU(b, rdb) - redisBefore
-	busy := machineBusy(b) - busyBefore
+	consumerCPU := cpustat.Self(b) - cpuBefore
+	redisUsed := cpustat.Redis(ctx, b, rdb) - redisBefore
+	busy := cpustat.Machine(b) - busyBefore
 	logCommandStats(b, rdb, total)
 	if slow != nil {
 		slow.stop(b, total)
@@ -401,50 +400,4 @@ func traceOf(v []byte) string {
 	}
 	s = s[i+len(`"trace_id":"`):]
 	return s[:strings.IndexByte(s, '"')]
-}
-
-// redisCPU returns redis-server's user+system CPU time (INFO cpu).
-func redisCPU(b *testing.B, rdb *redis.Client) time.Duration {
-	info, err := rdb.Info(context.Background(), "cpu").Result()
-	if err != nil {
-		b.Fatalf("INFO cpu: %v", err)
-	}
-	var sum float64
-	sc := bufio.NewScanner(strings.NewReader(info))
-	for sc.Scan() {
-		k, v, _ := strings.Cut(strings.TrimSpace(sc.Text()), ":")
-		if k == "used_cpu_sys" || k == "used_cpu_user" {
-			f, _ := strconv.ParseFloat(v, 64)
-			sum += f
-		}
-	}
-	return time.Duration(sum * float64(time.Second))
-}
-
-// machineBusy returns the CPU time every core of the machine spent not idle
-// (/proc/stat): with the broker on the same machine, it shows whether the machine
-// itself is the limit.
-func machineBusy(b *testing.B) time.Duration {
-	data, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		b.Fatalf("reading /proc/stat: %v", err)
-	}
-	line, _, _ := strings.Cut(string(data), "\n")
-	fields := strings.Fields(line)[1:] // user nice system idle iowait irq softirq steal ...
-	var busy int64
-	for i, f := range fields {
-		v, _ := strconv.ParseInt(f, 10, 64)
-		if i != 3 && i != 4 && i < 8 {
-			busy += v
-		}
-	}
-	return time.Duration(busy) * time.Second / 100 // USER_HZ is 100 on Linux
-}
-
-// processCPU returns this process's user+system CPU time. While the consumer runs,
-// nothing else in the process does.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

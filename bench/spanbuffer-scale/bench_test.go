@@ -1,7 +1,6 @@
 package spanbufferscale
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"hash/fnv"
@@ -17,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/creekstream/creek/internal/cpustat"
 	"github.com/creekstream/creek/kafka/kafkatest"
 )
 
@@ -102,11 +102,11 @@ func runScaleOut(b *testing.B, k int) {
 
 	traces := max(b.N/spansPerTrace, 1)
 	total := int64(traces * spansPerTrace)
-	load := loadAvg(b)
+	load := cpustat.LoadAvg(b)
 	_, _, rebalancesBefore := f.totals()
 	redisBefore := redisCPU(ctx, b, rdb)
 	cpuBefore := f.cpu()
-	busyBefore := machineBusy(b)
+	busyBefore := cpustat.Machine(b)
 	b.ResetTimer()
 	start := time.Now()
 	if err := produce(ctx, env.Client, in, traces); err != nil {
@@ -117,10 +117,10 @@ func runScaleOut(b *testing.B, k int) {
 	elapsed := time.Since(start)
 	b.StopTimer()
 	memberCPU := f.cpu() - cpuBefore
-	busy := machineBusy(b) - busyBefore
+	busy := cpustat.Machine(b) - busyBefore
 	redisAfter := redisCPU(ctx, b, rdb)
 	_, _, rebalancesAfter := f.totals()
-	loadEnd := loadAvg(b)
+	loadEnd := cpustat.LoadAvg(b)
 
 	var redisUsed, redisMax time.Duration
 	var perMaster []string
@@ -329,8 +329,7 @@ func readBack(ctx context.Context, b *testing.B, c *kafkatest.Client, brokers []
 	return a.result()
 }
 
-// redisCPU returns each master's used_cpu_sys plus used_cpu_user (INFO cpu), by
-// address.
+// redisCPU returns each master's CPU time (INFO cpu), by address.
 func redisCPU(ctx context.Context, b *testing.B, rdb *redis.ClusterClient) map[string]time.Duration {
 	b.Helper()
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
@@ -338,24 +337,12 @@ func redisCPU(ctx context.Context, b *testing.B, rdb *redis.ClusterClient) map[s
 	var mu sync.Mutex
 	out := make(map[string]time.Duration)
 	err := rdb.ForEachMaster(ctx, func(ctx context.Context, n *redis.Client) error {
-		info, err := n.Info(ctx, "cpu").Result()
+		d, err := cpustat.RedisErr(ctx, n)
 		if err != nil {
-			return fmt.Errorf("INFO cpu on %s: %w", n.Options().Addr, err)
-		}
-		var sum float64
-		sc := bufio.NewScanner(strings.NewReader(info))
-		for sc.Scan() {
-			k, v, _ := strings.Cut(strings.TrimSpace(sc.Text()), ":")
-			if k == "used_cpu_sys" || k == "used_cpu_user" {
-				f, err := strconv.ParseFloat(v, 64)
-				if err != nil {
-					return fmt.Errorf("INFO cpu on %s: %s: %w", n.Options().Addr, k, err)
-				}
-				sum += f
-			}
+			return err
 		}
 		mu.Lock()
-		out[n.Options().Addr] = time.Duration(sum * float64(time.Second))
+		out[n.Options().Addr] = d
 		mu.Unlock()
 		return nil
 	})
@@ -363,47 +350,4 @@ func redisCPU(ctx context.Context, b *testing.B, rdb *redis.ClusterClient) map[s
 		b.Fatal(err)
 	}
 	return out
-}
-
-// machineBusy returns the CPU time all cores spent neither idle nor waiting for
-// I/O (the first line of /proc/stat).
-func machineBusy(b *testing.B) time.Duration {
-	b.Helper()
-	data, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		b.Fatalf("reading /proc/stat: %v", err)
-	}
-	line, _, _ := strings.Cut(string(data), "\n")
-	// cpu user nice system idle iowait irq softirq steal guest guest_nice; guest
-	// time is in user already.
-	f := strings.Fields(line)
-	if len(f) < 9 || f[0] != "cpu" {
-		b.Fatalf("/proc/stat starts %q, want the cpu line", line)
-	}
-	var ticks int64
-	for i, v := range f[1:9] {
-		if i == 3 || i == 4 {
-			continue // idle, iowait
-		}
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil {
-			b.Fatalf("/proc/stat: %v", err)
-		}
-		ticks += n
-	}
-	return time.Duration(ticks) * time.Second / clockTicks
-}
-
-// loadAvg returns the 1, 5 and 15 minute load averages.
-func loadAvg(b *testing.B) string {
-	b.Helper()
-	data, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		b.Fatalf("reading /proc/loadavg: %v", err)
-	}
-	f := strings.Fields(string(data))
-	if len(f) < 3 {
-		b.Fatalf("/proc/loadavg is %q", data)
-	}
-	return strings.Join(f[:3], " ")
 }

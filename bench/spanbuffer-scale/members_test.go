@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/creekstream/creek/internal/cpustat"
 )
 
 // memberBinary is built once per test binary, into memberDir, which TestMain
@@ -126,38 +128,10 @@ func (m *member) readReport(sc *bufio.Scanner, changed chan<- struct{}) {
 }
 
 // cpu returns the member's user and system CPU time so far, from /proc/<pid>/stat.
-func (m *member) cpu() (time.Duration, error) {
-	return procCPU(m.cmd.Process.Pid)
+func (m *member) cpu(tb testing.TB) time.Duration {
+	tb.Helper()
+	return cpustat.Process(tb, m.cmd.Process.Pid)
 }
-
-// procCPU returns process pid's user plus system CPU time, every thread's.
-func procCPU(pid int) (time.Duration, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, fmt.Errorf("reading the CPU time of process %d: %w", pid, err)
-	}
-	// The command name, field 2, is in parentheses and may hold spaces; the
-	// fields after it start with the state (field 3). utime and stime are
-	// fields 14 and 15, in clock ticks.
-	s := string(data)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	if len(f) < 13 {
-		return 0, fmt.Errorf("/proc/%d/stat has %d fields after the name, want at least 13", pid, len(f))
-	}
-	var ticks int64
-	for _, v := range f[11:13] {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil {
-			return 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
-		}
-		ticks += n
-	}
-	return time.Duration(ticks) * time.Second / clockTicks, nil
-}
-
-// clockTicks is USER_HZ, the unit of /proc's CPU times: 100 on every Linux
-// architecture Go runs on.
-const clockTicks = 100
 
 // fleet is the members of one run. changed gets a value (without blocking, so it
 // holds at most one) whenever a member reports or exits.
@@ -254,11 +228,7 @@ func (f *fleet) cpu() time.Duration {
 	f.tb.Helper()
 	var sum time.Duration
 	for _, m := range f.members {
-		d, err := m.cpu()
-		if err != nil {
-			f.tb.Fatalf("%s: %v", m.name, err)
-		}
-		sum += d
+		sum += m.cpu(f.tb)
 	}
 	return sum
 }

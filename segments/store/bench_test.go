@@ -8,11 +8,12 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/creekstream/creek/internal/cpustat"
 )
 
 // BenchmarkProcessSpans ingests batches of 2000 spans into the real redis-server at
@@ -40,7 +41,7 @@ func BenchmarkProcessSpans(b *testing.B) {
 			if err := c.ConfigResetStat(ctx).Err(); err != nil {
 				b.Fatal(err)
 			}
-			cpu0, go0 := redisCPU(b, c), processCPU()
+			cpu0, go0 := cpustat.Redis(context.Background(), b, c), cpustat.Self(b)
 			b.ResetTimer()
 			start := time.Now()
 			for i := range b.N {
@@ -53,8 +54,8 @@ func BenchmarkProcessSpans(b *testing.B) {
 			b.ReportMetric(spans/elapsed.Seconds(), "spans/s")
 			b.ReportMetric(usec/calls, "script-us/call")
 			b.ReportMetric(usec/spans, "script-us/span")
-			b.ReportMetric(float64((redisCPU(b, c)-cpu0).Microseconds())/spans, "redis-cpu-us/span")
-			b.ReportMetric(float64((processCPU()-go0).Microseconds())/spans, "go-cpu-us/span")
+			b.ReportMetric(float64((cpustat.Redis(context.Background(), b, c)-cpu0).Microseconds())/spans, "redis-cpu-us/span")
+			b.ReportMetric(float64((cpustat.Self(b)-go0).Microseconds())/spans, "go-cpu-us/span")
 		})
 	}
 }
@@ -103,14 +104,6 @@ func scriptStats(b *testing.B, c *redis.Client) (calls, usec float64) {
 	return calls, usec
 }
 
-// redisCPU is redis-server's user + system CPU time from INFO cpu.
-func redisCPU(b *testing.B, c *redis.Client) time.Duration {
-	info := infoFields(b, c, "cpu")
-	user, _ := strconv.ParseFloat(info["used_cpu_user"], 64)
-	sys, _ := strconv.ParseFloat(info["used_cpu_sys"], 64)
-	return time.Duration((user + sys) * float64(time.Second))
-}
-
 func infoFields(b *testing.B, c *redis.Client, section string) map[string]string {
 	s, err := c.Info(context.Background(), section).Result()
 	if err != nil {
@@ -124,13 +117,6 @@ func infoFields(b *testing.B, c *redis.Client, section string) map[string]string
 		}
 	}
 	return out
-}
-
-// processCPU is this process's user + system CPU time.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // BenchmarkFlush flushes segments of 5 spans from the real redis-server at
@@ -161,7 +147,7 @@ func BenchmarkFlush(b *testing.B) {
 		}
 		runtime.ReadMemStats(&mem)
 		before := mem.Mallocs
-		cpu0 := redisCPU(b, c)
+		cpu0 := cpustat.Redis(context.Background(), b, c)
 		b.StartTimer()
 
 		segs, stats, err := buf.flushShards(at(20))
@@ -169,7 +155,7 @@ func BenchmarkFlush(b *testing.B) {
 			b.Fatalf("flush: %d segments, %d spans, %v; want %d and %d", stats.Segments, stats.Spans, err, segments, segments*perSegment)
 		}
 		b.StopTimer()
-		cpu1 := redisCPU(b, c)
+		cpu1 := cpustat.Redis(context.Background(), b, c)
 		loadUsec += float64((cpu1 - cpu0).Microseconds())
 		b.StartTimer()
 		for _, seg := range segs {
@@ -183,7 +169,7 @@ func BenchmarkFlush(b *testing.B) {
 		b.StopTimer()
 		runtime.ReadMemStats(&mem)
 		allocs += float64(mem.Mallocs - before)
-		doneUsec += float64((redisCPU(b, c) - cpu1).Microseconds())
+		doneUsec += float64((cpustat.Redis(context.Background(), b, c) - cpu1).Microseconds())
 		b.StartTimer()
 	}
 	spans := float64(b.N * segments * perSegment)
