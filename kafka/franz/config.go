@@ -46,13 +46,6 @@ const (
 	DefaultHeartbeatInterval = 3 * time.Second
 	DefaultFetchTimeout      = 10 * time.Second
 	DefaultCloseTimeout      = 10 * time.Second
-	DefaultMaxPollRecords    = 1024
-	// DefaultQueuedPolls is no longer used: what the consumer's reader may queue
-	// for the processor is bounded in bytes (16 MiB), as kgo needs its last fetch
-	// polled to send the next one.
-	//
-	// Deprecated: nothing reads it.
-	DefaultQueuedPolls = 4
 )
 
 // ConsumerConfig configures NewConsumer. Brokers and GroupID are required; every
@@ -99,7 +92,9 @@ type ConsumerConfig struct {
 	// CloseTimeout bounds leaving the group in Close. Default 10 s.
 	CloseTimeout time.Duration
 	// MaxPollRecords bounds the records one poll of kgo returns; the reader polls
-	// while the records waiting for the processor are below 16 MiB. Default 1024.
+	// while the records waiting for the processor are below 16 MiB. The default,
+	// 0, takes every record kgo has buffered: kgo sends a partition's next fetch
+	// only once its last one is polled out, so a bound holds the next fetch back.
 	MaxPollRecords int
 	// MissingTopicLogInterval is how often the wait for subscribed topics that do
 	// not exist yet is logged (at Warn, naming them): once when the wait begins,
@@ -167,11 +162,8 @@ func (cfg ConsumerConfig) build() (ConsumerConfig, error) {
 		return cfg, fmt.Errorf("franz: ConsumerConfig.RevokeTimeout is %s; it must be positive and shorter than RebalanceTimeout (%s), or the group expels the member",
 			cfg.RevokeTimeout, cfg.RebalanceTimeout)
 	}
-	switch {
-	case cfg.MaxPollRecords == 0:
-		cfg.MaxPollRecords = DefaultMaxPollRecords
-	case cfg.MaxPollRecords < 0:
-		return cfg, fmt.Errorf("franz: ConsumerConfig.MaxPollRecords is %d; it must be positive (0 = %d)", cfg.MaxPollRecords, DefaultMaxPollRecords)
+	if cfg.MaxPollRecords < 0 {
+		return cfg, fmt.Errorf("franz: ConsumerConfig.MaxPollRecords is %d; it must be positive, or 0 for every record kgo has buffered", cfg.MaxPollRecords)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()

@@ -19,8 +19,15 @@ func BenchmarkPollHandout(b *testing.B) { runHandout(b, false) }
 // 256 records as the processor takes them.
 func BenchmarkPollRunHandout(b *testing.B) { runHandout(b, true) }
 
+// handoutPolls and handoutRecords shape the queue runHandout polls from: polls of
+// a partition's records as kgo's reader might queue them.
+const (
+	handoutPolls   = 4
+	handoutRecords = 1024
+)
+
 // runHandout polls b.N records from a consumer assigned one partition, queued in
-// rounds of 4 polls of 1024 records with the timer stopped, as the reader queues
+// rounds of handoutPolls polls of handoutRecords records with the timer stopped, as the reader queues
 // them, so that only Poll (PollRun when runs is set) is timed.
 func runHandout(b *testing.B, runs bool) {
 	p := processor.Partition{Topic: "t", Index: 0}
@@ -38,8 +45,8 @@ func runHandout(b *testing.B, runs bool) {
 	b.ResetTimer()
 	for n := 0; n < b.N; {
 		b.StopTimer()
-		for range DefaultQueuedPolls {
-			recs := make([]*kgo.Record, DefaultMaxPollRecords)
+		for range handoutPolls {
+			recs := make([]*kgo.Record, handoutRecords)
 			for i := range recs {
 				recs[i] = r
 			}
@@ -47,22 +54,22 @@ func runHandout(b *testing.B, runs bool) {
 		}
 		b.StartTimer()
 		if runs {
-			for got := 0; got < DefaultQueuedPolls*DefaultMaxPollRecords; {
+			for got := 0; got < handoutPolls*handoutRecords; {
 				run, err := c.PollRun(context.Background(), time.Second, into[:0])
 				if err != nil || len(run) == 0 {
 					b.Fatal(len(run), err)
 				}
 				got += len(run)
 			}
-			n += DefaultQueuedPolls * DefaultMaxPollRecords
+			n += handoutPolls * handoutRecords
 			continue
 		}
-		for range DefaultQueuedPolls * DefaultMaxPollRecords {
+		for range handoutPolls * handoutRecords {
 			_, ok, err := c.Poll(context.Background(), time.Second)
 			if err != nil || !ok {
 				b.Fatal(ok, err)
 			}
 		}
-		n += DefaultQueuedPolls * DefaultMaxPollRecords
+		n += handoutPolls * handoutRecords
 	}
 }
