@@ -41,7 +41,10 @@ type RunSubmitter[T any] interface {
 	// msgs[n:] are left to the caller, to offer again later; an
 	// *InvalidMessageError counts its message as taken, and the caller goes on
 	// with msgs[n:]; any other error stops the processor. It must not keep msgs,
-	// whose array the caller reuses, only copies of its messages.
+	// whose array the caller reuses, only copies of its messages. It may replace
+	// the payloads of the messages it took, msgs[:n], as a step that maps
+	// payloads to the same type does to save copying them; the caller reads only
+	// their offsets afterwards.
 	SubmitRun(msgs []Message[T]) (n int, err error)
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -202,4 +203,82 @@ func TestCommitOffsetsSubmitRunStagesARunOnce(t *testing.T) {
 			t.Errorf("commit call %d = (%s, %v), want (%s, false)", i, c.offsets, c.force, w)
 		}
 	}
+}
+
+// A run with a filtered message and one whose context was cancelled when fn failed
+// comes out the same whether RunTask maps in place (one type in and out) or
+// copies (two types): the filtered message passes, the abandoned one is dropped,
+// and the caller's messages keep their offsets.
+func TestRunTaskSubmitRunFilteredAndAbandoned(t *testing.T) {
+	p := processor.Partition{Topic: "t"}
+	run := func() []processor.Message[int] {
+		msgs := brokerRun(p, 0, 6)
+		msgs[1] = processor.NewFiltered[int](msgs[1].Committable, time.Time{})
+		gone, cancel := context.WithCancel(context.Background())
+		cancel()
+		msgs[3] = msgs[3].WithContext(gone)
+		return msgs
+	}
+	fn := func(_ context.Context, m processor.Message[int]) (int, error) {
+		if m.Context().Err() != nil {
+			return 0, m.Context().Err()
+		}
+		return m.Payload * 10, nil
+	}
+	wantOffsets := []int64{1, 2, 3, 5, 6} // what each message hands on commits
+	offsets := func(t *testing.T, filtered []bool, committables []processor.Committable) {
+		t.Helper()
+		var got []int64
+		for _, c := range committables {
+			_, o, _ := c.Single()
+			got = append(got, o)
+		}
+		if !slices.Equal(got, wantOffsets) || !slices.Equal(filtered, []bool{false, true, false, false, false}) {
+			t.Fatalf("next got offsets %v, filtered %v; want %v with the second filtered", got, filtered, wantOffsets)
+		}
+	}
+
+	t.Run("same type", func(t *testing.T) {
+		next := &runRecorder[int]{}
+		s := NewRunTask(fn, processor.Strategy[int](next))
+		msgs := run()
+		if n, err := s.SubmitRun(msgs); n != 6 || err != nil {
+			t.Fatalf("SubmitRun = %d, %v; want 6, nil", n, err)
+		}
+		got := next.messages()
+		var filtered []bool
+		var cs []processor.Committable
+		for _, m := range got {
+			filtered, cs = append(filtered, m.Filtered()), append(cs, m.Committable)
+		}
+		offsets(t, filtered, cs)
+		if pl := payloadsOf(got); !slices.Equal(pl, []int{0, 0, 20, 40, 50}) {
+			t.Fatalf("next got payloads %v, want [0 0 20 40 50]", pl)
+		}
+		for i, m := range msgs {
+			if _, o, _ := m.Committable.Single(); o != int64(i+1) {
+				t.Fatalf("the caller's message %d commits %d after SubmitRun, want %d", i, o, i+1)
+			}
+		}
+	})
+	t.Run("two types", func(t *testing.T) {
+		next := &runRecorder[string]{}
+		s := NewRunTask(func(ctx context.Context, m processor.Message[int]) (string, error) {
+			v, err := fn(ctx, m)
+			return strconv.Itoa(v), err
+		}, processor.Strategy[string](next))
+		if n, err := s.SubmitRun(run()); n != 6 || err != nil {
+			t.Fatalf("SubmitRun = %d, %v; want 6, nil", n, err)
+		}
+		got := next.messages()
+		var filtered []bool
+		var cs []processor.Committable
+		for _, m := range got {
+			filtered, cs = append(filtered, m.Filtered()), append(cs, m.Committable)
+		}
+		offsets(t, filtered, cs)
+		if pl := payloadsOf(got); !slices.Equal(pl, []string{"0", "", "20", "40", "50"}) {
+			t.Fatalf("next got payloads %q, want [0 \"\" 20 40 50]", pl)
+		}
+	})
 }
