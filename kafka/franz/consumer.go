@@ -337,6 +337,10 @@ func (c *Consumer) read(ctx context.Context, cl *kgo.Client) {
 		batches := c.stamp(fetches)
 		cl.AllowRebalance()
 		for _, b := range batches {
+			// Sized one by one as they are queued, so that the loop starts on the
+			// first while the rest are sized: a poll can hold a million records,
+			// and sizing them all first took about 20 ms.
+			b.Bytes = batchBytes(b.Recs)
 			c.queued.Add(b.Bytes)
 			select {
 			case c.queue <- b:
@@ -358,7 +362,8 @@ func fatal(err error) bool {
 }
 
 // stamp groups the polled records by partition and marks each batch with the
-// partition's current claim; records of partitions not owned are dropped.
+// partition's current claim; records of partitions not owned are dropped. The
+// batches' Bytes are left for the reader to fill in.
 func (c *Consumer) stamp(fetches kgo.Fetches) []batch {
 	var out []batch
 	c.mu.Lock()
@@ -376,16 +381,21 @@ func (c *Consumer) stamp(fetches kgo.Fetches) []batch {
 		if !ok {
 			return
 		}
-		var size int64
-		for _, r := range ftp.Records {
-			size += recordOverhead + int64(len(r.Key)+len(r.Value))
-			for _, h := range r.Headers {
-				size += int64(len(h.Key) + len(h.Value))
-			}
-		}
-		out = append(out, batch{P: p, Epoch: epoch, Recs: ftp.Records, Bytes: size})
+		out = append(out, batch{P: p, Epoch: epoch, Recs: ftp.Records})
 	})
 	return out
+}
+
+// batchBytes is what recs count against maxQueuedBytes.
+func batchBytes(recs []*kgo.Record) int64 {
+	var size int64
+	for _, r := range recs {
+		size += recordOverhead + int64(len(r.Key)+len(r.Value))
+		for _, h := range r.Headers {
+			size += int64(len(h.Key) + len(h.Value))
+		}
+	}
+	return size
 }
 
 func (c *Consumer) fail(err error) { c.ev.Fail(err) }
