@@ -22,19 +22,40 @@ func rawSpan(self, parent string) Span {
 	return s
 }
 
+// paddedSpan is rawSpan with pad more bytes of payload.
+func paddedSpan(self, parent string, pad int) Span {
+	s := rawSpan(self, parent)
+	s.Payload = []byte(`{"span_id":"` + id(self) + `","pad":"` + strings.Repeat("x", pad) + `"}`)
+	return s
+}
+
 func TestMaxSegmentBytes(t *testing.T) {
 	cases := []struct {
 		name    string
 		limit   int
 		batches [][]Span
-		want    func(detachedKey string) map[string]string
+		// detaches is the batch whose subsegment is detached, if any.
+		detaches int
+		want     func(detachedKey string) map[string]string
 	}{
 		{
-			name:    "over the limit detaches",
-			limit:   70,
-			batches: [][]Span{{rawSpan("b", "a")}, {rawSpan("c", "a")}, {rawSpan("d", "a")}},
+			name:     "over the limit detaches",
+			limit:    70,
+			batches:  [][]Span{{rawSpan("b", "a")}, {rawSpan("c", "a")}, {rawSpan("d", "a")}},
+			detaches: 2,
 			want: func(detached string) map[string]string {
 				return map[string]string{segKeyA(id("a")): "bc", detached: "d"}
+			},
+		},
+		{
+			// The detached subsegment's bytes do not count against the segment it
+			// left: a later one that fits still joins.
+			name:     "a detached subsegment leaves the segment's size as it was",
+			limit:    100,
+			batches:  [][]Span{{rawSpan("b", "a")}, {rawSpan("c", "a")}, {paddedSpan("d", "a", 20)}, {rawSpan("e", "a")}},
+			detaches: 2,
+			want: func(detached string) map[string]string {
+				return map[string]string{segKeyA(id("a")): "bce", detached: "d"}
 			},
 		},
 		{
@@ -58,7 +79,7 @@ func TestMaxSegmentBytes(t *testing.T) {
 					t.Fatalf("flush at 59 gave %v, want nothing", got)
 				}
 				segs, got := flushed(t, b, at(61))
-				detached := segKeyA(saltOf([]*Span{&tc.batches[len(tc.batches)-1][0]}))
+				detached := segKeyA(saltOf([]*Span{&tc.batches[tc.detaches][0]}))
 				if want := tc.want(detached); fmt.Sprint(got) != fmt.Sprint(want) {
 					t.Fatalf("flushed %v, want %v", got, want)
 				}
