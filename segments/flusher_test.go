@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"go.uber.org/zap"
 
 	"github.com/creekstream/creek/internal/redistest"
 	"github.com/creekstream/creek/metrics"
@@ -268,7 +267,10 @@ func TestFlusherRestartLimit(t *testing.T) {
 			cfg.StartupTimeout = 200 * time.Millisecond // the first start must not fail on a loaded machine
 			cfg.ProduceTimeout = time.Hour
 			r := newRig(t, client, store.Config{}, cfg)
-			r.start(t, 0, 1)
+			// One shard, so one worker: with a 10 ms health window an idle second
+			// worker was replaced too on a loaded machine, and could reach the
+			// limit first, which ended supervision before this one did.
+			r.start(t, 1)
 			ingestRoot(t, r.buf, 1, 3, time.Now().Add(-time.Hour))
 			unhealthy := func() int64 {
 				return rec.Counter("spans.buffer.flusher.unhealthy", metrics.Tag{Key: "cause", Value: "stalled"}, metrics.Tag{Key: "shard", Value: "1"}) +
@@ -278,14 +280,11 @@ func TestFlusherRestartLimit(t *testing.T) {
 			var err error
 			waitFor(t, "Poll to fail", waitLong, func() bool { err = r.fl.Poll(); return err != nil })
 			var werr *WorkerError
-			if !errors.As(err, &werr) || !errors.Is(err, ErrRestartLimit) || werr.Worker != 1 || !slices.Equal(werr.Shards, []int32{1}) {
-				t.Fatalf("Poll = %v, want ErrRestartLimit for worker 1 on shard [1]", err)
+			if !errors.As(err, &werr) || !errors.Is(err, ErrRestartLimit) || werr.Worker != 0 || !slices.Equal(werr.Shards, []int32{1}) {
+				t.Fatalf("Poll = %v, want ErrRestartLimit for worker 0 on shard [1]", err)
 			}
-			// Only worker 1 is counted: with a 10 ms health window the idle worker 0
-			// may be replaced too on a loaded machine, which is not what is tested.
-			started1 := r.logs.FilterMessage("span flusher worker started").FilterField(zap.Int("worker", 1)).Len()
-			if started1 != 1+tc.want {
-				t.Fatalf("worker 1 started %d times, want 1 + %d restarts", started1, tc.want)
+			if started := r.logs.FilterMessage("span flusher worker started").Len(); started != 1+tc.want {
+				t.Fatalf("the worker started %d times, want 1 + %d restarts", started, tc.want)
 			}
 			if n := unhealthy(); n != int64(tc.want+1) {
 				t.Fatalf("%d unhealthy reports, want %d: supervision must stop after failing", n, tc.want+1)
