@@ -225,18 +225,6 @@ func TestRunTaskSubmitRunFilteredAndAbandoned(t *testing.T) {
 		}
 		return m.Payload * 10, nil
 	}
-	wantOffsets := []int64{1, 2, 3, 5, 6} // what each message hands on commits
-	offsets := func(t *testing.T, filtered []bool, committables []processor.Committable) {
-		t.Helper()
-		var got []int64
-		for _, c := range committables {
-			_, o, _ := c.Single()
-			got = append(got, o)
-		}
-		if !slices.Equal(got, wantOffsets) || !slices.Equal(filtered, []bool{false, true, false, false, false}) {
-			t.Fatalf("next got offsets %v, filtered %v; want %v with the second filtered", got, filtered, wantOffsets)
-		}
-	}
 
 	t.Run("same type", func(t *testing.T) {
 		next := &runRecorder[int]{}
@@ -245,16 +233,7 @@ func TestRunTaskSubmitRunFilteredAndAbandoned(t *testing.T) {
 		if n, err := s.SubmitRun(msgs); n != 6 || err != nil {
 			t.Fatalf("SubmitRun = %d, %v; want 6, nil", n, err)
 		}
-		got := next.messages()
-		var filtered []bool
-		var cs []processor.Committable
-		for _, m := range got {
-			filtered, cs = append(filtered, m.Filtered()), append(cs, m.Committable)
-		}
-		offsets(t, filtered, cs)
-		if pl := payloadsOf(got); !slices.Equal(pl, []int{0, 0, 20, 40, 50}) {
-			t.Fatalf("next got payloads %v, want [0 0 20 40 50]", pl)
-		}
+		checkHandedOn(t, next.messages(), []int{0, 0, 20, 40, 50})
 		for i, m := range msgs {
 			if _, o, _ := m.Committable.Single(); o != int64(i+1) {
 				t.Fatalf("the caller's message %d commits %d after SubmitRun, want %d", i, o, i+1)
@@ -270,15 +249,25 @@ func TestRunTaskSubmitRunFilteredAndAbandoned(t *testing.T) {
 		if n, err := s.SubmitRun(run()); n != 6 || err != nil {
 			t.Fatalf("SubmitRun = %d, %v; want 6, nil", n, err)
 		}
-		got := next.messages()
-		var filtered []bool
-		var cs []processor.Committable
-		for _, m := range got {
-			filtered, cs = append(filtered, m.Filtered()), append(cs, m.Committable)
-		}
-		offsets(t, filtered, cs)
-		if pl := payloadsOf(got); !slices.Equal(pl, []string{"0", "", "20", "40", "50"}) {
-			t.Fatalf("next got payloads %q, want [0 \"\" 20 40 50]", pl)
-		}
+		checkHandedOn(t, next.messages(), []string{"0", "", "20", "40", "50"})
 	})
+}
+
+// checkHandedOn checks what TestRunTaskSubmitRunFilteredAndAbandoned's run hands
+// on: every message but the abandoned fourth, in order, the second filtered, with
+// the payloads want.
+func checkHandedOn[U comparable](t *testing.T, got []processor.Message[U], want []U) {
+	t.Helper()
+	var offsets []int64
+	var filtered []bool
+	for _, m := range got {
+		_, o, _ := m.Committable.Single()
+		offsets, filtered = append(offsets, o), append(filtered, m.Filtered())
+	}
+	if !slices.Equal(offsets, []int64{1, 2, 3, 5, 6}) || !slices.Equal(filtered, []bool{false, true, false, false, false}) {
+		t.Fatalf("next got offsets %v, filtered %v; want [1 2 3 5 6] with the second filtered", offsets, filtered)
+	}
+	if pl := payloadsOf(got); !slices.Equal(pl, want) {
+		t.Fatalf("next got payloads %v, want %v", pl, want)
+	}
 }
