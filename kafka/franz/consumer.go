@@ -294,11 +294,11 @@ func (c *Consumer) beginCall() error {
 // fetch of kgo's default partition size (1 MiB) from 16 partitions, or about
 // 45,000 records of 100 bytes, so the loop works through one fetch while kgo
 // fetches the next. For the same reason a poll takes all that kgo has buffered
-// unless MaxPollRecords bounds it; taking 1024 records a poll held the next
+// unless MaxPollRecords bounds it: taking 1024 records a poll held the next
 // fetch back until the loop had made room for the whole last one (0.71x of the
-// bare loop over 5M records, against 0.85x taking all; docs/benchmarks.md). The queue can so
-// exceed maxQueuedBytes by one fetch, which kgo's FetchMaxBytes bounds.
-// maxQueuedBatches only sizes the channel; the bytes bound it.
+// bare loop over 5M records, against 0.85x taking all; docs/benchmarks.md). So
+// the queue can exceed maxQueuedBytes by one fetch, which kgo's FetchMaxBytes
+// bounds. maxQueuedBatches only sizes the channel; the bytes bound it.
 const (
 	maxQueuedBytes   = 16 << 20
 	recordOverhead   = 256
