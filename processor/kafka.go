@@ -56,8 +56,15 @@ func (d *Delivery) Done() <-chan struct{} { return d.done }
 // Result returns the outcome. It must be called only after Done is closed.
 func (d *Delivery) Result() (Position, error) { return d.pos, d.err }
 
-// Wait blocks until the delivery is resolved or ctx is done.
+// Wait blocks until the delivery is resolved or ctx is done. A delivery resolved
+// already gives its outcome even when ctx is done, so that a caller being stopped
+// does not take a write Kafka acknowledged for a failed one.
 func (d *Delivery) Wait(ctx context.Context) (Position, error) {
+	select {
+	case <-d.done:
+		return d.pos, d.err
+	default:
+	}
 	select {
 	case <-d.done:
 		return d.pos, d.err
