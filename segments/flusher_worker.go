@@ -181,7 +181,12 @@ func (w *worker) cycle() (more bool, err error) {
 
 	acked, err := w.produce(segs)
 	if len(acked) > 0 {
-		ctx, cancel := context.WithTimeout(w.ctx, f.cfg.RedisTimeout)
+		// Not cancelled when the worker is stopped, only bounded: Kafka has the
+		// segments, and left in Redis they would be flushed again by the next owner
+		// of the shard after every stop and rebalance that fell in between. Half of
+		// StopTimeout at most, so that a worker being stopped still exits before its
+		// stop is escalated.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(w.ctx), min(f.cfg.RedisTimeout, f.cfg.StopTimeout/2))
 		doneErr := f.buf.Done(ctx, acked)
 		cancel()
 		if doneErr != nil {
