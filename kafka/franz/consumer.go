@@ -246,7 +246,9 @@ func (c *Consumer) Subscribe(topics []string, cb processor.RebalanceCallbacks) e
 
 // Close leaves the group, stops every goroutine the consumer started and closes
 // its connections. Partitions are released without OnRevoke: the processor joins
-// its strategy, committing, before it closes the consumer.
+// its strategy, committing, before it closes the consumer. A leave that takes
+// longer than CloseTimeout, as it does while a rebalance is under way, is logged
+// and given up on: the broker removes the member when its session times out.
 func (c *Consumer) Close() error {
 	c.closeOnce.Do(func() {
 		close(c.closing)
@@ -265,7 +267,14 @@ func (c *Consumer) Close() error {
 		ctx, cancel := context.WithTimeout(context.Background(), c.cfg.CloseTimeout)
 		defer cancel()
 		cl.AllowRebalance()
-		if err := cl.LeaveGroupContext(ctx); err != nil {
+		switch err := cl.LeaveGroupContext(ctx); {
+		case errors.Is(err, context.DeadlineExceeded):
+			// kgo leaves only after a join or sync under way has returned, which
+			// takes as long as the group's rebalance. The member's session then
+			// ends it; nothing the processor did is undone by that.
+			c.log.Warn("leaving the group did not finish within CloseTimeout (a rebalance was under way); the broker removes the member when its session times out",
+				zap.Duration("close_timeout", c.cfg.CloseTimeout), zap.Duration("session_timeout", c.cfg.SessionTimeout))
+		case err != nil:
 			c.closeErr = fmt.Errorf("franz: leave group %s: %w", c.cfg.GroupID, err)
 		}
 		cl.Close()

@@ -6,13 +6,17 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/creekstream/creek/kafka"
 	"github.com/creekstream/creek/kafka/franz"
@@ -366,5 +370,75 @@ func TestConsumerFailsWhenTheBrokerRefusesATopic(t *testing.T) {
 			t.Fatalf("Poll error = %v, want a franz: error wrapping kerr.InvalidTopicException that names %s", err, refused)
 		}
 		return
+	}
+}
+
+// A Close while the group's join hangs gives up on leaving after CloseTimeout,
+// logs it and returns no error once the join returns: the broker ends the
+// member's session.
+func TestCloseDuringAHangingJoinGivesUpOnLeaving(t *testing.T) {
+	cl, err := kafkatest.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	release := make(chan struct{})
+	var releaseOnce sync.Once
+	unblock := func() { releaseOnce.Do(func() { close(release) }) }
+	defer unblock()
+	joining := make(chan struct{}, 1)
+	cl.ControlKey(kmsg.JoinGroup.Int16(), func(kmsg.Request) (kmsg.Response, error, bool) {
+		cl.KeepControl()
+		select {
+		case joining <- struct{}{}:
+		default:
+		}
+		<-release // the broker answers nothing until the leave has been given up
+		return nil, nil, false
+	})
+	env := kafkatest.NewOn(t, cl)
+	const warning = "leaving the group did not finish within CloseTimeout"
+	warned := make(chan struct{}, 1)
+	core, logs := observer.New(zap.WarnLevel)
+	c, err := franz.NewConsumer(franz.ConsumerConfig{
+		Brokers: env.Brokers, GroupID: env.Group(),
+		CloseTimeout: 200 * time.Millisecond,
+		Logger: zap.New(core, zap.Hooks(func(e zapcore.Entry) error {
+			if strings.HasPrefix(e.Message, warning) {
+				warned <- struct{}{}
+			}
+			return nil
+		})),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Subscribe([]string{env.Topic(1)}, processor.RebalanceCallbacks{}); err != nil {
+		t.Fatalf("Subscribe: %v", err)
+	}
+	select {
+	case <-joining:
+	case <-time.After(waitFor):
+		t.Fatal("the consumer sent no JoinGroup")
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- c.Close() }()
+	select {
+	case <-warned:
+	case <-time.After(waitFor):
+		t.Fatal("Close did not give up on leaving the group")
+	}
+	// kgo's own Close still waits for the join under way to return.
+	unblock()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatalf("Close = %v, want nil: a leave that cannot finish is logged, not failed", err)
+		}
+	case <-time.After(waitFor):
+		t.Fatal("Close did not return once the join was answered")
+	}
+	if n := logs.FilterMessageSnippet(warning).Len(); n != 1 {
+		t.Fatalf("%d warnings about the unfinished leave, want 1", n)
 	}
 }
