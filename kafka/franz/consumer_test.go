@@ -416,27 +416,14 @@ func TestCloseDuringAHangingJoinGivesUpOnLeaving(t *testing.T) {
 	if err := c.Subscribe([]string{env.Topic(1)}, processor.RebalanceCallbacks{}); err != nil {
 		t.Fatalf("Subscribe: %v", err)
 	}
-	select {
-	case <-joining:
-	case <-time.After(waitFor):
-		t.Fatal("the consumer sent no JoinGroup")
-	}
+	receive(t, joining, "the consumer's JoinGroup")
 	closed := make(chan error, 1)
 	go func() { closed <- c.Close() }()
-	select {
-	case <-warned:
-	case <-time.After(waitFor):
-		t.Fatal("Close did not give up on leaving the group")
-	}
+	receive(t, warned, "Close giving up on leaving the group")
 	// kgo's own Close still waits for the join under way to return.
 	unblock()
-	select {
-	case err := <-closed:
-		if err != nil {
-			t.Fatalf("Close = %v, want nil: a leave that cannot finish is logged, not failed", err)
-		}
-	case <-time.After(waitFor):
-		t.Fatal("Close did not return once the join was answered")
+	if err := receive(t, closed, "Close to return once the join was answered"); err != nil {
+		t.Fatalf("Close = %v, want nil: a leave that cannot finish is logged, not failed", err)
 	}
 	if n := logs.FilterMessageSnippet(warning).Len(); n != 1 {
 		t.Fatalf("%d warnings about the unfinished leave, want 1", n)

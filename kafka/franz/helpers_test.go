@@ -29,6 +29,19 @@ func TestMain(m *testing.M) {
 
 type payload = processor.KafkaPayload
 
+// receive returns the next value from ch, failing the test, named by what it
+// waited for, if none comes within waitFor.
+func receive[T any](t *testing.T, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(waitFor):
+		t.Fatalf("%s: nothing within %s", what, waitFor)
+		panic("unreachable")
+	}
+}
+
 // newConsumer returns a franz.Consumer for group with heartbeats short enough
 // that rebalances are noticed quickly.
 func newConsumer(t *testing.T, env *kafkatest.Env, group, assignor string) *franz.Consumer {

@@ -429,11 +429,7 @@ func (in *injector) check(p processor.KafkaPayload) error {
 // awaitHit waits for the next injected failure.
 func (in *injector) awaitHit(t *testing.T) {
 	t.Helper()
-	select {
-	case <-in.hit:
-	case <-time.After(waitFor):
-		t.Fatalf("no injected failure within %s", waitFor)
-	}
+	receive(t, in.hit, "the next injected failure")
 }
 
 // TestTransactExactlyOnce reads ids through two members, fails the pipeline
