@@ -80,10 +80,11 @@ func (d *Delivery) Wait(ctx context.Context) (Position, error) {
 // on that goroutine too, from inside Poll.
 //
 // A consumer that also has PollRun(ctx, timeout, into []Message[T]) ([]Message[T],
-// error), which appends to into, up to its capacity, messages of one partition in
-// offset order (waiting at most timeout for the first) and runs the callbacks as Poll
-// does, is polled that way, for a partition's run of messages at once; both Kafka
-// backends have it.
+// error), which returns up to cap(into) messages of one partition in offset order
+// (waiting at most timeout for the first) and runs the callbacks as Poll does, is
+// polled that way, for a partition's run of messages at once; both Kafka backends
+// have it. The run may be appended to into or be a slice of the consumer's own,
+// which the processor uses only until its next Poll or PollRun call.
 type Consumer[T any] interface {
 	// Subscribe starts consuming topics. cb's functions run inside later Poll calls.
 	Subscribe(topics []string, cb RebalanceCallbacks) error

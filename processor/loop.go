@@ -41,9 +41,10 @@ type bufferedConsumer interface {
 // backpressure checks, polling the strategy) once per run: at millions of
 // messages a second, doing it per message cost more than the messages' own work.
 type runPoller[T any] interface {
-	// PollRun appends to into, up to its capacity, messages of one partition in
-	// offset order, waiting at most timeout for the first, and returns the extended
-	// slice. Rebalance callbacks run inside it, as in Poll.
+	// PollRun returns up to cap(into) messages of one partition in offset order,
+	// waiting at most timeout for the first: into extended, or a slice of the
+	// consumer's own, valid until the next Poll or PollRun call. Rebalance
+	// callbacks run inside it, as in Poll.
 	PollRun(ctx context.Context, timeout time.Duration, into []Message[T]) ([]Message[T], error)
 }
 

@@ -53,9 +53,9 @@ var ErrNotOwned = errors.New("franz: partition not owned by this member")
 // Consumer reads a consumer group through kgo and hands its messages out one at
 // a time from Poll, as processor.StreamProcessor expects.
 //
-// A reader goroutine polls kgo and queues what it gets as one batch per
-// partition, in a queue bounded in bytes; Poll hands the current batch out from
-// a plain slice. Assignment changes do not travel on that queue: kgo's callbacks record
+// A reader goroutine polls kgo, turns the records into messages and queues them
+// in batches of one partition, in a queue bounded in bytes; Poll hands the
+// current batch out from a plain slice, and PollRun hands out runs of it. Assignment changes do not travel on that queue: kgo's callbacks record
 // them under the mutex as events, which Poll turns into RebalanceCallbacks calls
 // on the caller's goroutine. A revoked partition is held by kgo until OnRevoke has
 // run (or RevokeTimeout passed); queued messages of a revoked partition are
@@ -77,6 +77,9 @@ type Consumer struct {
 	queue   chan batch
 	queued  atomic.Int64
 	drained chan struct{}
+	// free takes back the slices of used-up batches from Poll for the reader to
+	// fill again; the reader makes a new one when it is empty.
+	free chan []message
 	// ev carries assignment changes and a fatal error to the loop.
 	ev *poll.Events
 	// closing is closed by Close so that the reader and callbacks stop waiting.
@@ -103,7 +106,7 @@ type Consumer struct {
 	closed    bool // set by Close before it waits for calls
 
 	// The loop's own state, touched only by the goroutine calling Poll.
-	poller     *poll.Poller[*kgo.Record]
+	poller     *poll.Poller[message]
 	subscribed bool
 
 	// Set by Subscribe and waited on by Close, both on the loop.
@@ -116,9 +119,12 @@ type Consumer struct {
 	calls sync.WaitGroup
 }
 
-// batch is a run of records of one partition that one poll returned, stamped
-// with the partition's claim.
-type batch = poll.Batch[*kgo.Record]
+// message is what the reader turns each record into, and what Poll hands out.
+type message = processor.Message[processor.KafkaPayload]
+
+// batch is a run of up to runLen messages of one partition that one poll
+// returned, stamped with the partition's claim.
+type batch = poll.Batch[message]
 
 var (
 	_ processor.Consumer[processor.KafkaPayload] = (*Consumer)(nil)
@@ -140,19 +146,21 @@ func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
 		given:       given,
 		cooperative: cfg.Assignor == AssignorCooperativeSticky,
 		queue:       make(chan batch, maxQueuedBatches),
+		free:        make(chan []message, maxQueuedBatches),
 		drained:     make(chan struct{}, 1),
 		ev:          poll.NewEvents(),
 		closing:     make(chan struct{}),
 		owned:       make(map[processor.Partition]uint64),
 		topicRetry:  topicRetry,
 	}
-	c.poller = poll.NewPoller(c.ev, poll.Client[*kgo.Record]{
+	c.poller = poll.NewPoller(c.ev, poll.Client[message]{
 		Queue:    c.queue,
 		Closing:  c.closing,
 		Closed:   kafka.ErrClosed,
 		Pause:    func(byTopic map[string][]int32) { c.client().PauseFetchPartitions(byTopic) },
 		Resume:   func(byTopic map[string][]int32) { c.client().ResumeFetchPartitions(byTopic) },
 		Released: c.released,
+		Recycle:  c.recycle,
 		Done:     c.done,
 	})
 	return c, nil
@@ -307,11 +315,18 @@ func (c *Consumer) beginCall() error {
 // fetch back until the loop had made room for the whole last one (0.71x of the
 // bare loop over 5M records, against 0.85x taking all; docs/benchmarks.md). So
 // the queue can exceed maxQueuedBytes by one fetch, which kgo's FetchMaxBytes
-// bounds. maxQueuedBatches only sizes the channel; the bytes bound it.
+// bounds.
+//
+// The reader converts the records of a poll into batches of runLen messages as it
+// queues them, so that the loop, which hands a run on as it is, does no per-record
+// work of its own: that work moves to the reader's goroutine, beside the loop.
+// maxQueuedBatches bounds how far ahead of the loop it converts (16k messages),
+// so that the messages of a fetch of a whole topic are not all alive at once.
 const (
 	maxQueuedBytes   = 16 << 20
 	recordOverhead   = 256
-	maxQueuedBatches = 1024
+	maxQueuedBatches = 64
+	runLen           = 256
 )
 
 // read is the reader goroutine: it polls kgo until ctx ends and queues what it
@@ -343,20 +358,60 @@ func (c *Consumer) read(ctx context.Context, cl *kgo.Client) {
 			}
 			c.log.Warn("fetch error; kgo retries", zap.String("topic", topic), zap.Int32("partition", part), zap.Error(err))
 		})
-		batches := c.stamp(fetches)
+		claims := c.stamp(fetches)
 		cl.AllowRebalance()
-		for _, b := range batches {
-			// Sized one by one as they are queued, so that the loop starts on the
-			// first while the rest are sized: a poll can hold a million records,
-			// and sizing them all first took about 20 ms.
-			b.Bytes = batchBytes(b.Recs)
-			c.queued.Add(b.Bytes)
-			select {
-			case c.queue <- b:
-			case <-ctx.Done():
-				return
+		for _, cr := range claims {
+			// Converted one run at a time as they are queued, so that the loop
+			// starts on the first while the rest are converted: a poll can hold a
+			// million records.
+			for recs := cr.recs; len(recs) > 0; {
+				n := min(len(recs), runLen)
+				b := c.convert(claimed{p: cr.p, epoch: cr.epoch, recs: recs[:n]})
+				recs = recs[n:]
+				c.queued.Add(b.Bytes)
+				select {
+				case c.queue <- b:
+				case <-ctx.Done():
+					return
+				}
 			}
 		}
+	}
+}
+
+// claimed is one partition's records of a poll with the claim they were read
+// under.
+type claimed struct {
+	p     processor.Partition
+	epoch uint64
+	recs  []*kgo.Record
+}
+
+// convert turns cr's records, at most runLen, into a batch of messages, in a
+// slice Poll gave back if there is one, and sizes it against maxQueuedBytes.
+func (c *Consumer) convert(cr claimed) batch {
+	var msgs []message
+	select {
+	case msgs = <-c.free:
+	default:
+		msgs = make([]message, 0, runLen)
+	}
+	var size int64
+	for _, r := range cr.recs {
+		size += recordOverhead + int64(len(r.Key)+len(r.Value))
+		for _, h := range r.Headers {
+			size += int64(len(h.Key) + len(h.Value))
+		}
+		msgs = append(msgs, toMessage(cr.p, r))
+	}
+	return batch{P: cr.p, Epoch: cr.epoch, Recs: msgs, Bytes: size}
+}
+
+// recycle takes back a used-up batch's slice, cleared by the poller, on the loop.
+func (c *Consumer) recycle(msgs []message) {
+	select {
+	case c.free <- msgs:
+	default:
 	}
 }
 
@@ -370,11 +425,10 @@ func fatal(err error) bool {
 		errors.Is(err, kerr.SaslAuthenticationFailed)
 }
 
-// stamp groups the polled records by partition and marks each batch with the
-// partition's current claim; records of partitions not owned are dropped. The
-// batches' Bytes are left for the reader to fill in.
-func (c *Consumer) stamp(fetches kgo.Fetches) []batch {
-	var out []batch
+// stamp groups the polled records by partition and marks each group with the
+// partition's current claim; records of partitions not owned are dropped.
+func (c *Consumer) stamp(fetches kgo.Fetches) []claimed {
+	var out []claimed
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	fetches.EachPartition(func(ftp kgo.FetchTopicPartition) {
@@ -390,21 +444,9 @@ func (c *Consumer) stamp(fetches kgo.Fetches) []batch {
 		if !ok {
 			return
 		}
-		out = append(out, batch{P: p, Epoch: epoch, Recs: ftp.Records})
+		out = append(out, claimed{p: p, epoch: epoch, recs: ftp.Records})
 	})
 	return out
-}
-
-// batchBytes is what recs count against maxQueuedBytes.
-func batchBytes(recs []*kgo.Record) int64 {
-	var size int64
-	for _, r := range recs {
-		size += recordOverhead + int64(len(r.Key)+len(r.Value))
-		for _, h := range r.Headers {
-			size += int64(len(h.Key) + len(h.Value))
-		}
-	}
-	return size
 }
 
 func (c *Consumer) fail(err error) { c.ev.Fail(err) }

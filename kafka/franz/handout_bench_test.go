@@ -27,8 +27,9 @@ const (
 )
 
 // runHandout polls b.N records from a consumer assigned one partition, queued in
-// rounds of handoutPolls polls of handoutRecords records with the timer stopped, as the reader queues
-// them, so that only Poll (PollRun when runs is set) is timed.
+// rounds of handoutPolls polls of handoutRecords records with the timer stopped,
+// converted as the reader queues them, so that only Poll (PollRun when runs is
+// set) is timed.
 func runHandout(b *testing.B, runs bool) {
 	p := processor.Partition{Topic: "t", Index: 0}
 	c, err := NewConsumer(ConsumerConfig{Brokers: []string{"127.0.0.1:1"}, GroupID: "g", Logger: zap.NewNop()})
@@ -38,7 +39,11 @@ func runHandout(b *testing.B, runs bool) {
 	c.subscribed = true
 	c.poller.Start(processor.RebalanceCallbacks{}, zap.NewNop())
 	c.ev.Assign(map[processor.Partition]uint64{p: 1})
-	send := func(recs []*kgo.Record) { c.queue <- batch{P: p, Epoch: 1, Recs: recs} }
+	send := func(recs []*kgo.Record) {
+		for ; len(recs) > 0; recs = recs[min(len(recs), runLen):] {
+			c.queue <- c.convert(claimed{p: p, epoch: 1, recs: recs[:min(len(recs), runLen)]})
+		}
+	}
 	r := &kgo.Record{Value: make([]byte, 100)}
 	into := make([]processor.Message[processor.KafkaPayload], 0, 256)
 	b.ReportAllocs()

@@ -23,26 +23,31 @@ func (c *Consumer) Poll(ctx context.Context, timeout time.Duration) (processor.M
 	if !c.subscribed {
 		return processor.Message[processor.KafkaPayload]{}, false, kafka.ErrNotSubscribed
 	}
-	if r, p, ok := c.poller.Ready(); ok {
-		return toMessage(p, r), true, nil
+	if m, _, ok := c.poller.Ready(); ok {
+		return m, true, nil
 	}
-	r, p, ok, err := c.poller.Poll(ctx, timeout)
+	m, _, ok, err := c.poller.Poll(ctx, timeout)
 	if !ok {
 		return processor.Message[processor.KafkaPayload]{}, false, err
 	}
-	return toMessage(p, r), true, nil
+	return m, true, nil
 }
 
-// PollRun is Poll for a run of messages: it appends to into, up to its capacity,
-// messages of one partition in offset order, waiting at most timeout for the
-// first, and returns the extended slice, which is into itself when none came.
-// Rebalance callbacks run inside it. The processor takes a partition's run at
-// once where it would otherwise poll each message.
+// PollRun is Poll for a run of messages: it returns up to cap(into) messages of
+// one partition in offset order, waiting at most timeout for the first. The run
+// is the consumer's own slice, not into, and is valid until the next Poll or
+// PollRun; it is empty when none came. Rebalance callbacks run inside it. The
+// processor takes a partition's run at once where it would otherwise poll each
+// message.
 func (c *Consumer) PollRun(ctx context.Context, timeout time.Duration, into []processor.Message[processor.KafkaPayload]) ([]processor.Message[processor.KafkaPayload], error) {
 	if !c.subscribed {
 		return into, kafka.ErrNotSubscribed
 	}
-	return c.poller.AppendRun(ctx, timeout, into, toMessage)
+	run, err := c.poller.Run(ctx, timeout, cap(into))
+	if len(run) == 0 {
+		return into, err
+	}
+	return run, err
 }
 
 // Buffered returns how many messages Poll can hand out without waiting, unless a

@@ -1,9 +1,9 @@
 // Package poll is the poll side both Kafka backends share: it hands the batches a
 // client's goroutines queue out one record at a time, keeps what the loop paused
 // or resumed, and turns the assignment changes those goroutines report into
-// RebalanceCallbacks calls. It is generic over the client's record type, so
-// records reach the backend's Poll unconverted and the backend converts each one
-// as it returns it.
+// RebalanceCallbacks calls. It is generic over the record type: a backend queues
+// its client's records and converts each as Poll returns it (AppendRun), or
+// queues records converted already and hands out runs of the batch itself (Run).
 //
 // Two types split the work by goroutine. Events is the mailbox: the client's
 // goroutines post assignments, revocations and a fatal error to it from any
@@ -232,6 +232,18 @@ func (p *Poller[R]) PollRun(ctx context.Context, timeout time.Duration, max int)
 	j := min(len(p.cur.Recs), i+max)
 	p.cur.next = j
 	return p.cur.Recs[i:j:j], p.cur.P, nil
+}
+
+// Run is the body of a backend's PollRun whose records are the processor's
+// messages already: up to max of one partition, taking those ready at once or
+// else waiting at most timeout for the first. The slice is the batch's own, valid
+// until the next call of any Poller method; it is empty when none came in time.
+func (p *Poller[R]) Run(ctx context.Context, timeout time.Duration, max int) ([]R, error) {
+	if recs, _, ok := p.ReadyRun(max); ok {
+		return recs, nil
+	}
+	recs, _, err := p.PollRun(ctx, timeout, max)
+	return recs, err
 }
 
 // AppendRun is the body of a backend's PollRun: it appends to into, up to its
