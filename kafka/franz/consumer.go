@@ -55,9 +55,10 @@ var ErrNotOwned = errors.New("franz: partition not owned by this member")
 //
 // A reader goroutine polls kgo, turns the records into messages and queues them
 // in batches of one partition, in a queue bounded in bytes; Poll hands the
-// current batch out from a plain slice, and PollRun hands out runs of it. Assignment changes do not travel on that queue: kgo's callbacks record
-// them under the mutex as events, which Poll turns into RebalanceCallbacks calls
-// on the caller's goroutine. A revoked partition is held by kgo until OnRevoke has
+// current batch out from a plain slice, and PollRun hands out runs of it.
+// Assignment changes do not travel on that queue: kgo's callbacks record them
+// under the mutex as events, which Poll turns into RebalanceCallbacks calls on
+// the caller's goroutine. A revoked partition is held by kgo until OnRevoke has
 // run (or RevokeTimeout passed); queued messages of a revoked partition are
 // dropped.
 //
@@ -364,10 +365,8 @@ func (c *Consumer) read(ctx context.Context, cl *kgo.Client) {
 			// Converted one run at a time as they are queued, so that the loop
 			// starts on the first while the rest are converted: a poll can hold a
 			// million records.
-			for recs := cr.recs; len(recs) > 0; {
-				n := min(len(recs), runLen)
-				b := c.convert(claimed{p: cr.p, epoch: cr.epoch, recs: recs[:n]})
-				recs = recs[n:]
+			for recs := range slices.Chunk(cr.recs, runLen) {
+				b := c.convert(claimed{p: cr.p, epoch: cr.epoch, recs: recs})
 				c.queued.Add(b.Bytes)
 				select {
 				case c.queue <- b:

@@ -2,6 +2,7 @@ package franz
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -40,8 +41,8 @@ func runHandout(b *testing.B, runs bool) {
 	c.poller.Start(processor.RebalanceCallbacks{}, zap.NewNop())
 	c.ev.Assign(map[processor.Partition]uint64{p: 1})
 	send := func(recs []*kgo.Record) {
-		for ; len(recs) > 0; recs = recs[min(len(recs), runLen):] {
-			c.queue <- c.convert(claimed{p: p, epoch: 1, recs: recs[:min(len(recs), runLen)]})
+		for run := range slices.Chunk(recs, runLen) {
+			c.queue <- c.convert(claimed{p: p, epoch: 1, recs: run})
 		}
 	}
 	r := &kgo.Record{Value: make([]byte, 100)}
